@@ -1,0 +1,57 @@
+"""The default runtime: every shard an actor of the local asyncio runtime, all in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from actors.base import partition, route
+from actors.runtime import Actor, ActorRef, ActorSystem
+from actors.shard import Shard
+from twin.events import EventBase
+from twin.outputs import Outputs
+from twin.registry import District
+from twin.settings import TwinSettings
+
+
+class ShardActor(Actor):
+    def __init__(self, shard: Shard):
+        self.shard = shard
+
+    def receive(self, message: Any) -> Any:
+        if message == "stats":
+            return self.shard.stats()
+        return self.shard.process(message)
+
+
+class LocalTwinRuntime:
+    name = "local"
+
+    def __init__(self, district: District, settings: TwinSettings | None = None, shards: int = 4):
+        self.shard_count = shards
+        self.system = ActorSystem()
+        # A shard's own supervision snapshots whole stations; the shard actor itself holds no state
+        # beyond them, so it is checkpointed rarely.
+        self.refs: list[ActorRef] = [
+            self.system.spawn(f"shard-{i}", ShardActor(Shard(specs, settings)), snapshot_every=1_000_000)
+            for i, specs in enumerate(partition(district, shards))
+        ]
+
+    async def process(self, batches: Mapping[str, Sequence[EventBase]]) -> Outputs:
+        routed = route(batches, self.shard_count)
+        results = await asyncio.gather(*(self.refs[i].ask(part) for i, part in routed.items()))
+        out = Outputs()
+        for result in results:
+            out.extend(result)
+        return out
+
+    def shard(self, index: int) -> Shard:
+        return self.refs[index].instance().shard  # type: ignore[attr-defined]
+
+    async def stats(self) -> dict[str, Any]:
+        per_shard = await asyncio.gather(*(ref.ask("stats") for ref in self.refs))
+        return {"runtime": self.name, "shards": per_shard}
+
+    async def stop(self) -> None:
+        await self.system.stop()

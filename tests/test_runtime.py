@@ -1,0 +1,112 @@
+"""The actor runtime: tell/ask, ordering, supervision by snapshot and journal, shard isolation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.entities import StationActor
+from actors.runtime import Actor, ActorSystem
+from actors.shard import Shard, shard_of
+from actors.supervision import ActorCrashed
+from twin.events import parse
+from twin.registry import District
+
+T0 = 1_780_000_000.0
+
+
+class Counter(Actor):
+    """Adds numbers; the number 13 is poison."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.seen: list[int] = []
+
+    def receive(self, message: int | str) -> int:
+        if message == "get":
+            return self.total
+        assert isinstance(message, int)
+        if message == 13:
+            raise ValueError("unlucky")
+        self.total += message
+        self.seen.append(message)
+        return self.total
+
+
+async def test_tell_and_ask_keep_order() -> None:
+    system = ActorSystem()
+    ref = system.spawn("c", Counter())
+    numbers = list(range(0, 200, 2))
+    for i in numbers:
+        ref.tell(i)
+    assert await asyncio.wait_for(ref.ask("get"), 5) == sum(numbers)
+    assert ref.instance().seen == numbers
+    await system.stop()
+
+
+async def test_crashing_actor_restarts_from_snapshot_and_journal_others_unaffected() -> None:
+    failures: list[tuple[str, object]] = []
+    system = ActorSystem(on_failure=lambda name, msg, exc: failures.append((name, msg)))
+    crashing = system.spawn("a", Counter(), snapshot_every=4)
+    healthy = system.spawn("b", Counter())
+    for i in range(1, 11):  # snapshot after 4 and 8; 9 and 10 only in the journal
+        crashing.tell(i)
+        healthy.tell(i)
+    with pytest.raises(ActorCrashed):
+        await asyncio.wait_for(crashing.ask(13), 5)
+    # State survived the crash exactly (snapshot + journal replay), minus the poison message.
+    assert await asyncio.wait_for(crashing.ask("get"), 5) == 55
+    assert crashing.instance().seen == list(range(1, 11))
+    assert await asyncio.wait_for(crashing.ask(5), 5) == 60
+    assert crashing.restarts == 1 and crashing.stats.failures == 1
+    assert failures == [("a", 13)]
+    assert await asyncio.wait_for(healthy.ask("get"), 5) == 55
+    assert healthy.restarts == 0
+    await system.stop()
+
+
+def test_routing_is_stable_and_spreads() -> None:
+    ids = [f"BH-{i:04d}" for i in range(1, 201)]
+    first = [shard_of(s, 4) for s in ids]
+    assert first == [shard_of(s, 4) for s in ids]
+    assert all(first.count(k) > 20 for k in range(4))
+
+
+def _reading(sid: str, seq: int, level: float) -> object:
+    return parse({"kind": "tank.reading", "ts": T0 + seq * 10, "station": sid, "entity": "T1",
+                  "source": f"{sid}:atg", "seq": seq, "level_mm": level, "temp_c": 20.0})
+
+
+def _price(sid: str, seq: int, price: float) -> object:
+    return parse({"kind": "price.posted", "ts": T0 + seq * 10, "station": sid, "source": f"{sid}:pos",
+                  "seq": seq, "grade": "92#", "unit_price": price})
+
+
+def test_station_crash_restores_station_and_spares_the_others(
+        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = StationActor._price
+
+    def fragile(self: StationActor, ev, out) -> None:  # type: ignore[no-untyped-def]
+        if ev.unit_price == 66.6:
+            raise RuntimeError("firmware bug")
+        original(self, ev, out)
+
+    monkeypatch.setattr(StationActor, "_price", fragile)
+    shard = Shard(small_district.stations, snapshot_every=3)
+    a, b = "BH-0001", "BH-0002"
+    shard.process({a: [_reading(a, i, 1500 - i) for i in range(5)] + [_price(a, 5, 7.3)],
+                   b: [_reading(b, i, 1200) for i in range(5)]})
+    before = shard.state(a)
+    out = shard.process({a: [_price(a, 6, 66.6), _reading(a, 7, 1490)], b: [_reading(b, 8, 1200)]})
+    assert [r["reason"] for r in out.rejected] == [
+        "actor BH-0001 failed on a message: RuntimeError: firmware bug"]
+    after = shard.state(a)
+    assert after["prices"] == before["prices"] == {"92#": 7.3}
+    assert after["tanks"][0]["level_mm"] == 1490.0  # the event after the poison was processed
+    assert after["events"] == before["events"] + 1  # the poison left no trace
+    # The divergence points emitted before the crash were not emitted again by the replay.
+    points = [p for rec in out.divergence if rec["station"] == a for p in rec["ts"]]
+    assert points == [T0 + 70]
+    assert shard.state(b)["tanks"][0]["last_ts"] == T0 + 80
+    assert shard.stats()["crashes"] == 1

@@ -1,0 +1,110 @@
+"""Alerts: what the twin tells a regulator, with the evidence, and their lifecycle.
+
+An alert is keyed by (station, entity, code): while one is open, the same condition updates it instead
+of raising another, so a persistent fault is one line on the wall display, not thousands. Lifecycle:
+open → acknowledged → closed, each step with who and when (event time for the twin's own steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "alarm", "critical"]
+Status = Literal["open", "acknowledged", "closed"]
+
+#: Messages per code, zh-CN first (the users' language), English for the rest. ``{…}`` fields come from
+#: the alert's metrics.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "COMM_LOSS": ("{entity} 数据中断 {minutes:.0f} 分钟", "{entity} stopped reporting {minutes:.0f} min ago"),
+    "DELIVERY_DETECTED": ("{entity} 识别到收油 {net_l:.0f} L（20 °C）",
+                          "{entity} delivery recognised: {net_l:.0f} L at 20 °C"),
+}
+
+
+@dataclass(slots=True)
+class Alert:
+    code: str
+    severity: Severity
+    station: str
+    entity: str
+    first_ts: float
+    last_ts: float
+    status: Status = "open"
+    message_zh: str = ""
+    message_en: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.station}/{self.entity or '-'}/{self.code}/{self.first_ts:.0f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["id"] = self.id
+        return d
+
+
+def render(code: str, entity: str, metrics: dict[str, Any]) -> tuple[str, str]:
+    zh, en = MESSAGES.get(code, (code, code))
+    values = {"entity": entity or "站点", **metrics}
+    try:
+        return zh.format(**values), en.format(**{**values, "entity": entity or "station"})
+    except (KeyError, ValueError):
+        return f"{code} {entity}", f"{code} {entity}"
+
+
+@dataclass(slots=True)
+class AlertBook:
+    """The open alerts of one station; raising returns the alert when something a user sees changed."""
+
+    station: str
+    open: dict[tuple[str, str], Alert] = field(default_factory=dict)
+
+    def raise_(self, code: str, severity: Severity, entity: str, ts: float, *,
+               evidence: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Alert | None:
+        key = (entity, code)
+        metrics = metrics or {}
+        existing = self.open.get(key)
+        if existing is not None:
+            existing.last_ts = ts
+            existing.metrics.update(metrics)
+            if evidence:
+                existing.evidence.update(evidence)
+            if severity_rank(severity) > severity_rank(existing.severity):
+                existing.severity = severity
+                return existing
+            return None
+        zh, en = render(code, entity, metrics)
+        alert = Alert(code, severity, self.station, entity, ts, ts, "open", zh, en, dict(evidence or {}),
+                      dict(metrics), [{"status": "open", "by": "twin", "ts": ts}])
+        self.open[key] = alert
+        return alert
+
+    def event(self, code: str, entity: str, ts: float, *, evidence: dict[str, Any],
+              metrics: dict[str, Any]) -> Alert:
+        """An informational alert that is complete when raised (a delivery), closed at once."""
+        zh, en = render(code, entity, metrics)
+        return Alert(code, "info", self.station, entity, ts, ts, "closed", zh, en, evidence, metrics,
+                     [{"status": "closed", "by": "twin", "ts": ts}])
+
+    def close(self, code: str, entity: str, ts: float, by: str = "twin") -> Alert | None:
+        alert = self.open.pop((entity, code), None)
+        if alert is None:
+            return None
+        alert.status = "closed"
+        alert.last_ts = max(alert.last_ts, ts)
+        alert.history.append({"status": "closed", "by": by, "ts": ts})
+        return alert
+
+    def is_open(self, code: str, entity: str) -> bool:
+        return (entity, code) in self.open
+
+
+_RANK = {"info": 0, "warning": 1, "alarm": 2, "critical": 3}
+
+
+def severity_rank(severity: str) -> int:
+    return _RANK.get(severity, 0)

@@ -1,0 +1,131 @@
+"""Composition of the running programs behind ``fueltwin demo`` and ``fueltwin serve``.
+
+Shutdown order matters for 'Ctrl-C leaves the Redis data consistent': stop the feed, let the service
+finish the batch in hand and its pending Redis write, stop the runtime, close the client, then SIGTERM
+the embedded server, which fsyncs its append-only file before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from actors.base import make_runtime
+from twin.service import TwinService
+from twin.store import EmbeddedRedis, Store, connect
+
+log = logging.getLogger("fueltwin")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    stations: int
+    speed: float | None
+    port: int
+    host: str
+    runtime: str
+    shards: int | None
+    seed: int
+    start_ts: float
+    reading_interval_s: float
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    redis_url: str | None
+    data_dir: Path
+    prefix: str
+    port: int
+    host: str
+
+
+async def _serve_until_stopped(server: uvicorn.Server, announce: Callable[[str], None]) -> None:
+    """Run uvicorn (it handles Ctrl-C itself) and announce the URL once it listens."""
+
+    async def tell_when_up() -> None:
+        for _ in range(600):  # bounded: 30 s
+            if server.started:
+                sock = server.servers[0].sockets[0] if server.servers else None
+                host, port = sock.getsockname()[:2] if sock else (server.config.host, server.config.port)
+                announce(f"http://{host}:{port}/")
+                return
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(tell_when_up())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+
+
+async def run_demo(o: DemoOptions) -> None:
+    from simulators.district import synthetic_district
+    from simulators.feed import DistrictSimulator, run_live
+    from ui.app import AppContext, create_app
+    from ui.hub import LiveHub
+
+    redis = EmbeddedRedis(o.data_dir).start()
+    client = connect(redis.url)
+    store = Store(client)
+    sim_district = synthetic_district(o.stations, o.seed)
+    district = sim_district.district
+    await store.save_district(district)
+    runtime = make_runtime(o.runtime, district, shards=o.shards)
+    service = TwinService(district, store, runtime)
+    hub = LiveHub(store, district)
+    service.subscribe(hub.publish)
+    app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo"))
+    server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+    simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
+                                  reading_interval_s=o.reading_interval_s)
+    feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed))
+
+    def announce(url: str) -> None:
+        speed = "as fast as possible" if o.speed is None else f"×{o.speed:g}"
+        print(f"fueltwin demo: {len(district.stations)} simulated stations, {runtime.name} runtime, "
+              f"simulated time {speed}\n  UI        {url}\n  API docs  {url}docs\n"
+              f"  websocket {url.replace('http', 'ws', 1)}ws/live\nCtrl-C stops.", flush=True)
+
+    try:
+        await _serve_until_stopped(server, announce)
+    finally:
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
+        if feed.done() and not feed.cancelled() and feed.exception() is not None:
+            log.error("simulator feed failed: %r", feed.exception())
+        await service.close()
+        await client.aclose()
+        redis.stop()
+        c = service.counts
+        print(f"stopped: {c.accepted} events accepted, {c.rejected} rejected, {c.alerts} alerts; "
+              f"Redis data in {o.data_dir}", flush=True)
+
+
+async def run_serve(o: ServeOptions) -> None:
+    from ui.app import AppContext, create_app
+    from ui.hub import LiveHub
+
+    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
+    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    store = Store(client, prefix=o.prefix)
+    try:
+        district = await store.load_district()
+        if district is None:
+            raise LookupError(f"no district recorded under prefix {o.prefix!r} in that Redis; "
+                              "run `fueltwin demo` first or give the right --prefix")
+        hub = LiveHub(store, district)
+        app = create_app(AppContext(store=store, district=district, hub=hub, service=None, mode="live"))
+        server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+        await _serve_until_stopped(server, lambda url: print(f"fueltwin serve: {url}", flush=True))
+    finally:
+        await client.aclose()
+        if redis is not None:
+            redis.stop()

@@ -1,0 +1,98 @@
+"""Recognising a delivery (收油) from the tank's own data.
+
+A tank gauge sees a delivery as a level rise; the twin sees it better, as a rise in the divergence,
+because metered sales during the drop are already in the books (DOMAIN.md: sales during the drop are a
+known source of error for gauges that only look at the level). The drop is over when the divergence is
+flat again; what was delivered is the divergence after minus the divergence before.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    #: A rise this large is no noise: 200 L is ~25 σ of a single reading on a 30 m³ tank (0.5 mm ×
+    #: 15 L/mm) and a fifth of the smallest delivery we must catch (1,000 L, issue 3).
+    rise_threshold_l: float = 200.0
+    #: The divergence must stay flat this long before the drop counts as ended.
+    settle_s: float = 600.0
+    #: ...within this difference between the medians of the settle window's halves.
+    settle_tol_l: float = 20.0
+    #: The pre-delivery baseline is the median of this much history.
+    baseline_s: float = 900.0
+    #: A drop that never settles is closed anyway after this long, and flagged.
+    max_duration_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedDelivery:
+    start_ts: float
+    end_ts: float
+    net_l_20c: float
+    baseline_l: float
+    settled: bool
+
+
+@dataclass(slots=True)
+class DeliveryDetector:
+    settings: DeliverySettings = field(default_factory=DeliverySettings)
+    history: deque[tuple[float, float]] = field(default_factory=deque)
+    active_since: float | None = None
+    baseline_l: float = 0.0
+    window: deque[tuple[float, float]] = field(default_factory=deque)
+
+    @property
+    def active(self) -> bool:
+        return self.active_since is not None
+
+    def update(self, ts: float, divergence_l: float) -> DetectedDelivery | None:
+        s = self.settings
+        if self.active_since is None:
+            history = self.history
+            if len(history) >= 3:
+                baseline = statistics.median(v for _, v in history)
+                if divergence_l - baseline > s.rise_threshold_l:
+                    self._start(ts, baseline)
+                    self.window.append((ts, divergence_l))
+                    return None
+            history.append((ts, divergence_l))
+            while history and history[0][0] < ts - s.baseline_s:
+                history.popleft()
+            return None
+        window = self.window
+        window.append((ts, divergence_l))
+        while window and window[0][0] < ts - s.settle_s:
+            window.popleft()
+        span = window[-1][0] - window[0][0]
+        overdue = ts - self.active_since > s.max_duration_s
+        if len(window) >= 4 and span >= s.settle_s * 0.9 or overdue:
+            values = [v for _, v in window]
+            half = len(values) // 2
+            first, second = statistics.median(values[:half]), statistics.median(values[half:])
+            if abs(second - first) <= s.settle_tol_l or overdue:
+                return self._finish(window[0][0], statistics.median(values), not overdue)
+        return None
+
+    def _start(self, ts: float, baseline: float) -> None:
+        # The rise began after the last history point that still sat on the baseline.
+        start = ts
+        for t, v in reversed(self.history):
+            start = t
+            if v - baseline < 0.1 * self.settings.rise_threshold_l:
+                break
+        self.active_since = start
+        self.baseline_l = baseline
+        self.window.clear()
+
+    def _finish(self, end_ts: float, settled_l: float, settled: bool) -> DetectedDelivery:
+        assert self.active_since is not None
+        found = DetectedDelivery(self.active_since, end_ts, settled_l - self.baseline_l, self.baseline_l,
+                                 settled)
+        self.active_since = None
+        self.history.clear()
+        self.window.clear()
+        return found

@@ -1,0 +1,139 @@
+"""The twin's comparison: what a tank holds against what its books say it should hold.
+
+Observed net volume at 20 °C comes from the gauge through the declared chart and the volume correction
+(GB/T 1885 reference temperature). Expected volume is book inventory: the observed volume at an anchor,
+plus deliveries recognised since, minus metered sales since (converted to 20 °C at the tank's
+temperature), minus what nozzles are dispensing right now. Divergence = observed − expected; on a
+healthy tank it is noise, and every fault of DESIGN.md 'The twin's comparison' shows as a shape in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from twin.physics import Product, TankGeometry, vcf
+
+
+@dataclass(slots=True)
+class TankBook:
+    """Book inventory of one tank, all volumes in litres at 20 °C."""
+
+    geometry: TankGeometry
+    density_20c: float
+    product: Product
+    anchor_ts: float | None = None
+    anchor_l: float = 0.0
+    receipts_l: float = 0.0
+    sales_l: float = 0.0
+    in_progress: dict[str, float] = field(default_factory=dict)
+    temp_c: float = 20.0
+    observed_l: float = math.nan
+    gross_l: float = math.nan
+
+    def observe(self, ts: float, level_mm: float, water_mm: float, temp_c: float) -> float:
+        """Net product volume at 20 °C from one gauge reading; the water below it is not product."""
+        geometry = self.geometry
+        gross = float(geometry.volume_l(level_mm)) - float(geometry.volume_l(water_mm))
+        gross = max(gross, 0.0)
+        self.temp_c = temp_c
+        self.gross_l = gross
+        self.observed_l = gross * float(vcf(temp_c, self.density_20c, self.product))
+        if self.anchor_ts is None:
+            self.reanchor(self.observed_l, ts)
+        return self.observed_l
+
+    def reanchor(self, volume_l: float, ts: float) -> None:
+        """Start the books again from a measured volume (first reading, or after a gauge repair)."""
+        self.anchor_ts = ts
+        self.anchor_l = volume_l
+        self.receipts_l = 0.0
+        self.sales_l = 0.0
+
+    def to_20c(self, volume_l: float) -> float:
+        """Dispensers meter at the fuel's temperature, which is the tank's within a degree."""
+        return volume_l * float(vcf(self.temp_c, self.density_20c, self.product))
+
+    def book_sale(self, nozzle: str, volume_l: float) -> float:
+        self.in_progress.pop(nozzle, None)
+        sale = self.to_20c(volume_l)
+        self.sales_l += sale
+        return sale
+
+    def running(self, nozzle: str, volume_l: float) -> None:
+        """A fill under way: the tank has already lost what the nozzle shows so far."""
+        if volume_l > 0:
+            self.in_progress[nozzle] = self.to_20c(volume_l)
+        else:
+            self.in_progress.pop(nozzle, None)
+
+    def book_receipt(self, volume_l: float) -> None:
+        self.receipts_l += volume_l
+
+    @property
+    def expected_l(self) -> float:
+        return self.anchor_l + self.receipts_l - self.sales_l - sum(self.in_progress.values())
+
+    @property
+    def divergence_l(self) -> float:
+        return self.observed_l - self.expected_l
+
+
+@dataclass(slots=True)
+class DriftEstimator:
+    """Slope of the divergence (L/h) by least squares over a sliding window of bin means.
+
+    Raw readings are binned (default 15 min) so that a day is ~100 points whatever the gauge's rate,
+    and the standard error of the slope then reflects bin-to-bin scatter rather than gauge noise
+    alone. Bins that contain a delivery are left out, since the divergence is not settled there.
+    """
+
+    bin_s: float = 900.0
+    window_bins: int = 96
+    bins: deque[tuple[float, float]] = field(default_factory=deque)
+    _bin_start: float | None = None
+    _sum: float = 0.0
+    _n: int = 0
+    _tainted: bool = False
+
+    def add(self, ts: float, divergence_l: float, settled: bool = True) -> None:
+        if self._bin_start is None:
+            self._bin_start = ts - ts % self.bin_s
+        if ts >= self._bin_start + self.bin_s:
+            self._close_bin()
+            self._bin_start = ts - ts % self.bin_s
+        if not settled:
+            self._tainted = True
+            return
+        self._sum += divergence_l
+        self._n += 1
+
+    def shift(self, volume_l: float) -> None:
+        """The books moved by a booked receipt: past bins move with them to stay comparable."""
+        self.bins = deque((t, v + volume_l) for t, v in self.bins)
+
+    def _close_bin(self) -> None:
+        if self._n and not self._tainted and self._bin_start is not None:
+            self.bins.append((self._bin_start + self.bin_s / 2, self._sum / self._n))
+            while len(self.bins) > self.window_bins:
+                self.bins.popleft()
+        self._sum, self._n, self._tainted = 0.0, 0, False
+
+    def estimate(self) -> tuple[float, float] | None:
+        """(slope L/h, standard error L/h), or None with fewer than 4 bins."""
+        n = len(self.bins)
+        if n < 4:
+            return None
+        t0 = self.bins[0][0]
+        xs = [(t - t0) / 3600.0 for t, _ in self.bins]
+        ys = [v for _, v in self.bins]
+        mx = sum(xs) / n
+        my = sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx <= 0:
+            return None
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
+        se = math.sqrt(resid / (n - 2) / sxx)
+        return slope, se

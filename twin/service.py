@@ -1,0 +1,142 @@
+"""Service wiring: raw input → validation → dedup → log → actors → outputs → store and live clients.
+
+This is the edge between the outside world and the pure twin. Every batch goes through the same steps
+whether it came from the simulator, a bridge or a document import:
+
+1. validate (bad input becomes a dead letter with its reason, never an exception);
+2. drop repeats of (source, seq), counting them;
+3. order each station's events by event time (sources interleave) and hand them to the runtime;
+4. write the accepted inputs, dead letters and outputs to Redis in one pipeline, overlapped with the
+   next batch's processing (at most one write in flight, so memory stays bounded and order is kept);
+5. pass the outputs to the live listeners (websocket hub), which must never block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.base import TwinRuntime
+from twin.events import Deduplicator, EventBase, Rejection, Validator
+from twin.outputs import Outputs
+from twin.registry import District
+from twin.store import Store
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Outputs], None]
+
+
+@dataclass
+class IngestCounts:
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    outputs_divergence_points: int = 0
+    alerts: int = 0
+    deliveries: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class TwinService:
+    def __init__(self, district: District, store: Store, runtime: TwinRuntime,
+                 future_tolerance_s: float = 300.0):
+        self.district = district
+        self.store = store
+        self.runtime = runtime
+        self.validator = Validator(district.directory(), future_tolerance_s)
+        self.dedup = Deduplicator()
+        self.counts = IngestCounts()
+        self.listeners: list[Listener] = []
+        self._write: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.sim_now: float | None = None
+
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    async def ingest(self, raws: Sequence[Any], now: float | None = None) -> Outputs:
+        """Take one batch of raw events. ``now`` is the edge's clock (wall time unless simulating)."""
+        async with self._lock:  # batches are applied in the order they arrive
+            now = time.time() if now is None else now
+            self.sim_now = now
+            accepted, rejected = self.validator.validate(raws, now)
+            groups, duplicates, too_old = self._admit(accepted)
+            rejected.extend(too_old)
+            outputs = await self.runtime.process(groups)
+            self._count(len(raws), groups, rejected, duplicates, outputs)
+            await self._flush_previous_write()
+            self._write = asyncio.create_task(
+                self.store.write(groups, rejected, outputs, {"duplicates": duplicates}))
+            for listener in self.listeners:
+                try:
+                    listener(outputs)
+                except Exception:  # noqa: BLE001 - a broken listener must not stop the twin
+                    log.exception("live listener failed")
+            return outputs
+
+    def _admit(self, events: list[EventBase]) -> tuple[dict[str, list[EventBase]], int, list[Rejection]]:
+        groups: dict[str, list[EventBase]] = {}
+        duplicates = 0
+        too_old: list[Rejection] = []
+        admit = self.dedup.admit
+        for ev in events:
+            reason = admit(ev)
+            if reason is None:
+                groups.setdefault(ev.station, []).append(ev)
+            elif reason == "duplicate":
+                duplicates += 1
+            else:
+                too_old.append(Rejection(ev.model_dump(), reason, ev.station, ev.source))
+        for station, evs in groups.items():
+            if any(evs[i].ts > evs[i + 1].ts for i in range(len(evs) - 1)):
+                groups[station] = sorted(evs, key=_by_ts)
+        return groups, duplicates, too_old
+
+    def _count(self, received: int, groups: dict[str, list[EventBase]], rejected: list[Rejection],
+               duplicates: int, outputs: Outputs) -> None:
+        c = self.counts
+        c.received += received
+        c.accepted += sum(len(v) for v in groups.values())
+        c.rejected += len(rejected) + len(outputs.rejected)
+        c.duplicates += duplicates
+        c.batches += 1
+        c.alerts += len(outputs.alerts)
+        c.deliveries += len(outputs.deliveries)
+        c.outputs_divergence_points += sum(len(d["ts"]) for d in outputs.divergence)
+        for rej in rejected:
+            key = rej.reason.split(":")[0][:60]
+            c.by_reason[key] = c.by_reason.get(key, 0) + 1
+        for evs in groups.values():
+            if evs:
+                c.first_ts = evs[0].ts if c.first_ts is None else min(c.first_ts, evs[0].ts)
+                c.last_ts = evs[-1].ts if c.last_ts is None else max(c.last_ts, evs[-1].ts)
+
+    async def _flush_previous_write(self) -> None:
+        if self._write is not None:
+            task, self._write = self._write, None
+            await task
+
+    async def drain(self) -> None:
+        """Wait until everything ingested so far is in Redis."""
+        async with self._lock:
+            await self._flush_previous_write()
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.runtime.stop()
+
+
+def _by_ts(ev: EventBase) -> float:
+    return ev.ts

