@@ -16,8 +16,11 @@ from twin.settings import TwinSettings
 class TwinRuntime(Protocol):
     name: str
 
-    async def process(self, batches: Mapping[str, Sequence[EventBase]]) -> Outputs:
+    async def process(self, batches: Mapping[str, Sequence[EventBase]], with_states: bool = True) -> Outputs:
         """Apply each station's events (in event-time order) and return the twin's outputs."""
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        """The full state of every station (for first paint, and after a drain)."""
 
     async def stats(self) -> dict[str, Any]: ...
 

@@ -56,7 +56,6 @@ class TankActor:
         found = self.deliveries.update(ev.ts, divergence)
         if found is not None:
             book.book_receipt(found.net_l_20c)
-            self.drift.shift(-found.net_l_20c)
             divergence -= found.net_l_20c
             gross = found.net_l_20c / float(vcf(book.temp_c, book.density_20c, book.product))
             delivery = {"station": self.station, "tank": self.id, "grade": self.grade,
@@ -95,8 +94,7 @@ class TankActor:
         rate = self.drift.estimate()
         out.divergence.append({
             "station": self.station, "tank": self.id, "ts": self._ts,
-            "observed_l": [round(v, 2) for v in self._obs], "expected_l": [round(v, 2) for v in self._exp],
-            "divergence_l": [round(v, 2) for v in self._div],
+            "observed_l": self._obs, "expected_l": self._exp, "divergence_l": self._div,
             "leak_rate_lph": None if rate is None else round(rate[0], 4),
             "leak_rate_se_lph": None if rate is None else round(rate[1], 4),
         })
@@ -205,10 +203,11 @@ class StationActor:
         # Other kinds (vapor, invoices, declarations, inspections) are logged and reach the station;
         # their detectors come with the issues that own them.
 
-    def flush(self, out: Outputs) -> None:
+    def flush(self, out: Outputs, with_state: bool = True) -> None:
         for tank in self.tanks.values():
             tank.flush(out)
-        out.states[self.id] = self.state()
+        if with_state:
+            out.states[self.id] = self.state()
 
     # ---- handlers -------------------------------------------------------------------------------
 

@@ -22,7 +22,10 @@ class ShardActor(Actor):
     def receive(self, message: Any) -> Any:
         if message == "stats":
             return self.shard.stats()
-        return self.shard.process(message)
+        if message == "states":
+            return self.shard.states()
+        batches, with_states = message
+        return self.shard.process(batches, with_states)
 
 
 class LocalTwinRuntime:
@@ -31,16 +34,16 @@ class LocalTwinRuntime:
     def __init__(self, district: District, settings: TwinSettings | None = None, shards: int = 4):
         self.shard_count = shards
         self.system = ActorSystem()
-        # A shard's own supervision snapshots whole stations; the shard actor itself holds no state
-        # beyond them, so it is checkpointed rarely.
+        # A shard supervises each of its stations (snapshot + journal); the shard actor itself holds
+        # nothing else, so a failure outside a station resumes it rather than journaling every batch.
         self.refs: list[ActorRef] = [
-            self.system.spawn(f"shard-{i}", ShardActor(Shard(specs, settings)), snapshot_every=1_000_000)
+            self.system.spawn(f"shard-{i}", ShardActor(Shard(specs, settings)), strategy="resume")
             for i, specs in enumerate(partition(district, shards))
         ]
 
-    async def process(self, batches: Mapping[str, Sequence[EventBase]]) -> Outputs:
+    async def process(self, batches: Mapping[str, Sequence[EventBase]], with_states: bool = True) -> Outputs:
         routed = route(batches, self.shard_count)
-        results = await asyncio.gather(*(self.refs[i].ask(part) for i, part in routed.items()))
+        results = await asyncio.gather(*(self.refs[i].ask((part, with_states)) for i, part in routed.items()))
         out = Outputs()
         for result in results:
             out.extend(result)
@@ -48,6 +51,12 @@ class LocalTwinRuntime:
 
     def shard(self, index: int) -> Shard:
         return self.refs[index].instance().shard  # type: ignore[attr-defined]
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for part in await asyncio.gather(*(ref.ask("states") for ref in self.refs)):
+            merged.update(part)
+        return merged
 
     async def stats(self) -> dict[str, Any]:
         per_shard = await asyncio.gather(*(ref.ask("stats") for ref in self.refs))

@@ -35,15 +35,22 @@ class RayTwinRuntime:
         remote_shard = ray.remote(num_cpus=0)(Shard)
         self.handles = [remote_shard.remote(specs, settings) for specs in partition(district, shards)]
 
-    async def process(self, batches: Mapping[str, Sequence[EventBase]]) -> Outputs:
+    async def process(self, batches: Mapping[str, Sequence[EventBase]], with_states: bool = True) -> Outputs:
         routed = route(batches, self.shard_count)
-        refs = [self.handles[i].process_encoded.remote({sid: encode_batch(evs) for sid, evs in part.items()})
+        refs = [self.handles[i].process_encoded.remote({sid: encode_batch(evs) for sid, evs in part.items()},
+                                                       with_states)
                 for i, part in routed.items()]
         results = await asyncio.gather(*refs)
         out = Outputs()
         for result in results:
             out.extend(Outputs.from_dict(result))
         return out
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for part in await asyncio.gather(*(h.states.remote() for h in self.handles)):
+            merged.update(part)
+        return merged
 
     async def stats(self) -> dict[str, Any]:
         per_shard = await asyncio.gather(*(h.stats.remote() for h in self.handles))

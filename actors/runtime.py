@@ -95,10 +95,13 @@ class ActorSystem:
         self.on_failure = on_failure
         self.max_restarts = max_restarts
 
-    def spawn(self, name: str, actor: Actor, snapshot_every: int = 1000, mailbox_size: int = 0) -> ActorRef:
+    def spawn(self, name: str, actor: Actor, snapshot_every: int = 1000, mailbox_size: int = 0,
+              strategy: str = "restart") -> ActorRef:
+        """Start an actor; ``strategy`` "restart" or "resume" on failure (see actors/supervision.py)."""
         if name in self._cells:
             raise ValueError(f"an actor named {name!r} exists already")
-        cell = _Cell(name, Supervised(name, actor, snapshot_every), asyncio.Queue(mailbox_size))
+        cell = _Cell(name, Supervised(name, actor, snapshot_every, strategy=strategy),
+                     asyncio.Queue(mailbox_size))
         cell.task = asyncio.get_running_loop().create_task(self._run(cell), name=f"actor:{name}")
         self._cells[name] = cell
         return ActorRef(cell)

@@ -28,12 +28,19 @@ def shard_of(station_id: str, shards: int) -> int:
     return zlib.crc32(station_id.encode("utf-8")) % shards
 
 
-def _handle(actor: StationActor, event: EventBase, out: Outputs) -> None:
-    actor.handle(event, out)
+RunMessage = tuple[Sequence[EventBase], list[int], bool, bool]
 
 
-def _flush(actor: StationActor, _: None, out: Outputs) -> None:
-    actor.flush(out)
+def _run(actor: StationActor, message: RunMessage, out: Outputs) -> None:
+    """Handle a run of one station's events; ``progress`` tells a supervisor which event failed."""
+    events, progress, flush, with_state = message
+    handle = actor.handle
+    for i, ev in enumerate(events):
+        progress[0] = i
+        handle(ev, out)
+    progress[0] = len(events)
+    if flush:
+        actor.flush(out, with_state)
 
 
 class Shard:
@@ -46,8 +53,12 @@ class Shard:
         }
         self.crashes = 0
 
-    def process(self, batches: Mapping[str, Sequence[EventBase]]) -> Outputs:
-        """Apply each station's events in order; return everything the twin has to say about them."""
+    def process(self, batches: Mapping[str, Sequence[EventBase]], with_states: bool = True) -> Outputs:
+        """Apply each station's events in order; return everything the twin has to say about them.
+
+        ``with_states`` adds each touched station's full state (for the UI); building it costs more
+        than the events of a batch, so the service asks for it a few times a second, not every batch.
+        """
         out = Outputs()
         for station_id, events in batches.items():
             cell = self.stations.get(station_id)
@@ -55,27 +66,47 @@ class Shard:
                 out.rejected.extend({"station": station_id, "event": e.model_dump(), "reason":
                                      f"station {station_id} is not hosted by this shard"} for e in events)
                 continue
-            for ev in events:
-                try:
-                    cell.apply(_handle, ev, out)
-                except ActorCrashed as crash:
-                    self.crashes += 1
-                    out.rejected.append({"station": station_id, "event": ev.model_dump(),
-                                         "reason": str(crash)})
-            try:
-                cell.apply(_flush, None, out)
-            except ActorCrashed as crash:
-                self.crashes += 1
-                log.error("station %s failed to flush: %s", station_id, crash)
+            self._apply(cell, list(events), out, with_states)
             out.events += len(events)
         return out
 
-    def process_encoded(self, blobs: Mapping[str, bytes]) -> dict:
+    def _apply(self, cell: Supervised[StationActor], events: list[EventBase], out: Outputs,
+               with_state: bool) -> None:
+        """One supervised call per station batch (cheap); on a crash, isolate the poison event.
+
+        The failed attempt wrote into a scratch sink that is dropped; the events before the poison are
+        applied again (they succeeded once, and actors are deterministic), the poison is dead-lettered,
+        and the rest continue.
+        """
+        while True:
+            scratch, progress = Outputs(), [0]
+            try:
+                cell.apply(_run, (events, progress, True, with_state), scratch, len(events))
+            except ActorCrashed as crash:
+                self.crashes += 1
+                bad = progress[0]
+                if bad >= len(events):
+                    log.error("station %s failed to flush its outputs: %s", cell.name, crash)
+                    return
+                out.rejected.append({"station": cell.name, "event": events[bad].model_dump(),
+                                     "reason": str(crash)})
+                if bad:
+                    cell.apply(_run, (events[:bad], [0], False, False), out, bad)
+                events = events[bad + 1:]
+                continue
+            out.extend(scratch)
+            return
+
+    def process_encoded(self, blobs: Mapping[str, bytes], with_states: bool = True) -> dict:
         """The same, with each station's events in the log's compact encoding (cheap to ship to Ray)."""
-        return self.process({sid: decode_batch(sid, blob) for sid, blob in blobs.items()}).to_dict()
+        batches = {sid: decode_batch(sid, blob) for sid, blob in blobs.items()}
+        return self.process(batches, with_states).to_dict()
 
     def state(self, station_id: str) -> dict:
         return self.stations[station_id].instance.state()
+
+    def states(self) -> dict[str, dict]:
+        return {sid: cell.instance.state() for sid, cell in self.stations.items()}
 
     def snapshots(self) -> dict[str, bytes]:
         return {sid: cell.snapshot_bytes() for sid, cell in self.stations.items()}

@@ -29,32 +29,53 @@ class ActorCrashed(Exception):
 
 
 class Supervised(Generic[S]):
+    """``strategy`` is what a failure does: "restart" (snapshot + journal, as above) or "resume": keep
+    the state as it is and drop the message, for actors whose parts are supervised on their own (a shard:
+    its stations restart themselves) and that would otherwise journal every batch for nothing."""
+
     def __init__(self, name: str, instance: S, snapshot_every: int = 2000,
-                 sink_factory: Callable[[], Any] = lambda: None):
+                 sink_factory: Callable[[], Any] = lambda: None, strategy: str = "restart"):
+        if strategy not in ("restart", "resume"):
+            raise ValueError(f"unknown supervision strategy {strategy!r}")
         self.name = name
+        self.strategy = strategy
         self.sink_factory = sink_factory
         self.instance = instance
         self.snapshot_every = snapshot_every
-        self._snapshot = pickle.dumps(instance, pickle.HIGHEST_PROTOCOL)
+        self._snapshot = pickle.dumps(instance, pickle.HIGHEST_PROTOCOL) if strategy == "restart" else b""
         self._journal: list[tuple[Handler, Any]] = []
+        self._journal_weight = 0
         self.restarts = 0
 
-    def apply(self, handler: Handler, message: Any, sink: Any = None) -> Any:
-        """Run ``handler(instance, message, sink)``; on failure restart and raise :class:`ActorCrashed`."""
+    def apply(self, handler: Handler, message: Any, sink: Any = None, weight: int = 1) -> Any:
+        """Run ``handler(instance, message, sink)``; on failure restart and raise :class:`ActorCrashed`.
+
+        ``weight`` is how many messages this one stands for (a batch of events), so the journal between
+        snapshots stays bounded in events, not in calls.
+        """
         try:
             result = handler(self.instance, message, sink)
         except Exception as exc:
+            if self.strategy == "resume":
+                log.exception("actor %s failed on a message; resuming with its state", self.name)
+                raise ActorCrashed(self.name, exc) from exc
             log.exception("actor %s crashed; restarting from its snapshot", self.name)
             self._restart()
             raise ActorCrashed(self.name, exc) from exc
+        if self.strategy == "resume":
+            return result
         self._journal.append((handler, message))
-        if len(self._journal) >= self.snapshot_every:
+        self._journal_weight += weight
+        if self._journal_weight >= self.snapshot_every:
             self.checkpoint()
         return result
 
     def checkpoint(self) -> None:
+        if self.strategy == "resume":
+            return
         self._snapshot = pickle.dumps(self.instance, pickle.HIGHEST_PROTOCOL)
         self._journal.clear()
+        self._journal_weight = 0
 
     def snapshot_bytes(self) -> bytes:
         self.checkpoint()

@@ -142,7 +142,10 @@ async def ui_start(redis_url: str, ui_district: District) -> AsyncIterator[Any]:
                     **hub_options: Any) -> UiServer:
         client = connect(redis_url)
         store = Store(client, prefix=prefix or f"test-ui-{uuid.uuid4().hex[:8]}")
-        service = TwinService(ui_district, store, make_runtime("local", ui_district)) if twin else None
+        # Every batch carries station states here (the live default throttles them to 2 a second), so
+        # that what a client sees follows from the batches a test ingests.
+        service = (TwinService(ui_district, store, make_runtime("local", ui_district), state_interval_s=0)
+                   if twin else None)
         hub = LiveHub(store, ui_district, **hub_options)
         ctx = AppContext(store=store, district=ui_district, hub=hub, service=service,
                          mode="demo" if twin else "replay")

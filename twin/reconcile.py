@@ -28,18 +28,29 @@ class TankBook:
     receipts_l: float = 0.0
     sales_l: float = 0.0
     in_progress: dict[str, float] = field(default_factory=dict)
+    in_progress_l: float = 0.0
     temp_c: float = 20.0
     observed_l: float = math.nan
     gross_l: float = math.nan
+    # Memo of the last water level and temperature: both change slowly, and their volume and
+    # correction factor are a third of the cost of a reading.
+    _water_mm: float = math.nan
+    _water_l: float = 0.0
+    _vcf_temp: float = math.nan
+    _vcf: float = 1.0
 
     def observe(self, ts: float, level_mm: float, water_mm: float, temp_c: float) -> float:
         """Net product volume at 20 °C from one gauge reading; the water below it is not product."""
-        geometry = self.geometry
-        gross = float(geometry.volume_l(level_mm)) - float(geometry.volume_l(water_mm))
-        gross = max(gross, 0.0)
+        if water_mm != self._water_mm:
+            self._water_mm = water_mm
+            self._water_l = float(self.geometry.volume_l(water_mm))
+        if temp_c != self._vcf_temp:
+            self._vcf_temp = temp_c
+            self._vcf = float(vcf(temp_c, self.density_20c, self.product))
+        gross = max(float(self.geometry.volume_l(level_mm)) - self._water_l, 0.0)
         self.temp_c = temp_c
         self.gross_l = gross
-        self.observed_l = gross * float(vcf(temp_c, self.density_20c, self.product))
+        self.observed_l = gross * self._vcf
         if self.anchor_ts is None:
             self.reanchor(self.observed_l, ts)
         return self.observed_l
@@ -53,27 +64,33 @@ class TankBook:
 
     def to_20c(self, volume_l: float) -> float:
         """Dispensers meter at the fuel's temperature, which is the tank's within a degree."""
-        return volume_l * float(vcf(self.temp_c, self.density_20c, self.product))
+        if self.temp_c != self._vcf_temp:
+            self._vcf_temp = self.temp_c
+            self._vcf = float(vcf(self.temp_c, self.density_20c, self.product))
+        return volume_l * self._vcf
 
     def book_sale(self, nozzle: str, volume_l: float) -> float:
-        self.in_progress.pop(nozzle, None)
+        self.in_progress_l -= self.in_progress.pop(nozzle, 0.0)
         sale = self.to_20c(volume_l)
         self.sales_l += sale
         return sale
 
     def running(self, nozzle: str, volume_l: float) -> None:
         """A fill under way: the tank has already lost what the nozzle shows so far."""
+        self.in_progress_l -= self.in_progress.pop(nozzle, 0.0)
         if volume_l > 0:
-            self.in_progress[nozzle] = self.to_20c(volume_l)
-        else:
-            self.in_progress.pop(nozzle, None)
+            now = self.to_20c(volume_l)
+            self.in_progress[nozzle] = now
+            self.in_progress_l += now
+        if not self.in_progress:
+            self.in_progress_l = 0.0  # no float residue once every fill is booked
 
     def book_receipt(self, volume_l: float) -> None:
         self.receipts_l += volume_l
 
     @property
     def expected_l(self) -> float:
-        return self.anchor_l + self.receipts_l - self.sales_l - sum(self.in_progress.values())
+        return self.anchor_l + self.receipts_l - self.sales_l - self.in_progress_l
 
     @property
     def divergence_l(self) -> float:
@@ -96,6 +113,8 @@ class DriftEstimator:
     _sum: float = 0.0
     _n: int = 0
     _tainted: bool = False
+    _estimate: tuple[float, float] | None = None
+    _stale: bool = False
 
     def add(self, ts: float, divergence_l: float, settled: bool = True) -> None:
         if self._bin_start is None:
@@ -109,19 +128,22 @@ class DriftEstimator:
         self._sum += divergence_l
         self._n += 1
 
-    def shift(self, volume_l: float) -> None:
-        """The books moved by a booked receipt: past bins move with them to stay comparable."""
-        self.bins = deque((t, v + volume_l) for t, v in self.bins)
-
     def _close_bin(self) -> None:
         if self._n and not self._tainted and self._bin_start is not None:
             self.bins.append((self._bin_start + self.bin_s / 2, self._sum / self._n))
             while len(self.bins) > self.window_bins:
                 self.bins.popleft()
+            self._stale = True
         self._sum, self._n, self._tainted = 0.0, 0, False
 
     def estimate(self) -> tuple[float, float] | None:
-        """(slope L/h, standard error L/h), or None with fewer than 4 bins."""
+        """(slope L/h, standard error L/h), or None with fewer than 4 bins; recomputed only per bin."""
+        if self._stale:
+            self._estimate = self._fit()
+            self._stale = False
+        return self._estimate
+
+    def _fit(self) -> tuple[float, float] | None:
         n = len(self.bins)
         if n < 4:
             return None

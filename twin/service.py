@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class IngestCounts:
 
 class TwinService:
     def __init__(self, district: District, store: Store, runtime: TwinRuntime,
-                 future_tolerance_s: float = 300.0):
+                 future_tolerance_s: float = 300.0, state_interval_s: float = 0.5):
         self.district = district
         self.store = store
         self.runtime = runtime
@@ -62,6 +63,9 @@ class TwinService:
         self._write: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.sim_now: float | None = None
+        # Station states are for people; a few a second is plenty and building them is not free.
+        self.state_interval_s = state_interval_s
+        self._last_states = -math.inf
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -74,17 +78,23 @@ class TwinService:
             accepted, rejected = self.validator.validate(raws, now)
             groups, duplicates, too_old = self._admit(accepted)
             rejected.extend(too_old)
-            outputs = await self.runtime.process(groups)
+            with_states = time.monotonic() - self._last_states >= self.state_interval_s
+            if with_states:
+                self._last_states = time.monotonic()
+            outputs = await self.runtime.process(groups, with_states)
             self._count(len(raws), groups, rejected, duplicates, outputs)
             await self._flush_previous_write()
             self._write = asyncio.create_task(
                 self.store.write(groups, rejected, outputs, {"duplicates": duplicates}))
-            for listener in self.listeners:
-                try:
-                    listener(outputs)
-                except Exception:  # noqa: BLE001 - a broken listener must not stop the twin
-                    log.exception("live listener failed")
+            self._publish(outputs)
             return outputs
+
+    def _publish(self, outputs: Outputs) -> None:
+        for listener in self.listeners:
+            try:
+                listener(outputs)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the twin
+                log.exception("live listener failed")
 
     def _admit(self, events: list[EventBase]) -> tuple[dict[str, list[EventBase]], int, list[Rejection]]:
         groups: dict[str, list[EventBase]] = {}
@@ -129,9 +139,13 @@ class TwinService:
             await task
 
     async def drain(self) -> None:
-        """Wait until everything ingested so far is in Redis."""
+        """Wait until everything ingested so far is in Redis, station states included."""
         async with self._lock:
             await self._flush_previous_write()
+            states = Outputs(states=await self.runtime.states())
+            await self.store.write({}, outputs=states)
+            self._last_states = time.monotonic()
+            self._publish(states)
 
     async def close(self) -> None:
         await self.drain()

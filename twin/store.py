@@ -153,6 +153,12 @@ class Store:
     def out_key(self, name: str) -> str:
         return f"{self.p}:out:{name}"
 
+    def divergence_key(self, station: str) -> str:
+        return f"{self.p}:out:divergence:{station}"
+
+    def deliveries_key(self, station: str) -> str:
+        return f"{self.p}:out:deliveries:{station}"
+
     @property
     def k_state(self) -> str:
         return f"{self.p}:state"
@@ -185,17 +191,27 @@ class Store:
             if value:
                 pipe.hincrby(self.k_counters, name, value)
         if outputs is not None:
-            self._outputs(pipe, outputs)
+            stored: Mapping[str, bytes | None] = {}
+            if outputs.alerts:  # rare: one extra round trip to keep people's actions on them
+                ids = [a["id"] for a in outputs.alerts]
+                stored = dict(zip(ids, await self.r.hmget(self.k_alerts, ids), strict=True))
+            self._outputs(pipe, outputs, stored)
         await pipe.execute()
 
-    def _outputs(self, pipe: Any, out: Outputs) -> None:
+    def _outputs(self, pipe: Any, out: Outputs, stored_alerts: Mapping[str, bytes | None]) -> None:
+        per_station: dict[str, list[dict[str, Any]]] = {}
         for rec in out.divergence:
-            pipe.xadd(self.out_key("divergence"), {"station": rec["station"], "tank": rec["tank"],
-                                                   "b": msgpack.packb(rec, use_bin_type=True)})
+            per_station.setdefault(rec["station"], []).append(rec)
+        for station, recs in per_station.items():
+            pipe.xadd(self.divergence_key(station), {"t0": min(r["ts"][0] for r in recs),
+                                                     "t1": max(r["ts"][-1] for r in recs),
+                                                     "b": msgpack.packb(recs, use_bin_type=True)})
         for rec in out.deliveries:
-            pipe.xadd(self.out_key("deliveries"), {"j": _json(rec)})
+            blob = _json(rec)
+            pipe.xadd(self.out_key("deliveries"), {"j": blob})
+            pipe.xadd(self.deliveries_key(rec["station"]), {"j": blob})
         for alert in out.alerts:
-            blob = _json(alert)
+            blob = _json(_merge_alert(stored_alerts.get(alert["id"]), alert))
             pipe.xadd(self.out_key("alerts"), {"j": blob})
             pipe.hset(self.k_alerts, alert["id"], blob)
         for rec in out.rejected:
@@ -214,14 +230,21 @@ class Store:
         blob = await self.r.get(f"{self.p}:district")
         return None if blob is None else District.model_validate_json(blob)
 
-    async def update_alert(self, alert_id: str, status: str, by: str, ts: float) -> dict[str, Any] | None:
-        """A user's acknowledgement or closing of an alert (wall time: it is a person's action)."""
+    async def alert(self, alert_id: str) -> dict[str, Any] | None:
         blob = await self.r.hget(self.k_alerts, alert_id)
-        if blob is None:
+        return None if blob is None else json.loads(blob)
+
+    async def update_alert(self, alert_id: str, status: str, by: str, ts: float,
+                           note: str = "") -> dict[str, Any] | None:
+        """A user's acknowledgement or closing of an alert (wall time: it is a person's action)."""
+        alert = await self.alert(alert_id)
+        if alert is None:
             return None
-        alert = json.loads(blob)
         alert["status"] = status
-        alert.setdefault("history", []).append({"status": status, "by": by, "ts": ts})
+        entry: dict[str, Any] = {"status": status, "by": by, "ts": ts}
+        if note:
+            entry["note"] = note
+        alert.setdefault("history", []).append(entry)
         new = _json(alert)
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.k_alerts, alert_id, new)
@@ -259,11 +282,9 @@ class Store:
         return [json.loads(f[b"j"]) for _, f in await self.r.xrange(self.out_key("alerts"))]
 
     async def deliveries(self, station: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        raw = await self.r.xrevrange(self.out_key("deliveries"), count=limit * 10 if station else limit)
-        recs = [json.loads(f[b"j"]) for _, f in raw]
-        if station:
-            recs = [r for r in recs if r["station"] == station]
-        return recs[:limit]
+        """Newest first, of the district or of one station."""
+        key = self.deliveries_key(station) if station else self.out_key("deliveries")
+        return [json.loads(f[b"j"]) for _, f in await self.r.xrevrange(key, count=limit)]
 
     async def logged_events(self, station: str) -> int:
         total = 0
@@ -286,17 +307,20 @@ class Store:
                 yield entry_id.decode(), decode_batch(station, fields[b"b"])
             cursor, exclusive = entries[-1][0].decode(), True
 
-    async def divergence(self, station: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        key = self.out_key("divergence")
+    async def divergence(self, station: str, since: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every divergence record (one per tank per processed batch) of a station, oldest first."""
+        key = self.divergence_key(station)
         cursor, exclusive = "-", False
         while True:
             lo = f"({cursor}" if exclusive else cursor
-            entries = await self.r.xrange(key, min=lo, max="+", count=1000)
+            entries = await self.r.xrange(key, min=lo, max="+", count=500)
             if not entries:
                 return
             for _, fields in entries:
-                if station is None or fields[b"station"].decode() == station:
-                    yield msgpack.unpackb(fields[b"b"], raw=False)
+                if since is not None and float(fields[b"t1"]) < since:
+                    continue
+                for rec in msgpack.unpackb(fields[b"b"], raw=False):
+                    yield rec
             cursor, exclusive = entries[-1][0].decode(), True
 
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -312,6 +336,23 @@ def _jsonable(obj: Any) -> Any:
         return obj
     except (TypeError, ValueError):
         return repr(obj)
+
+
+def _merge_alert(stored: bytes | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The twin's latest view of an alert, keeping what people did to it (acknowledged, notes)."""
+    if stored is None:
+        return new
+    old = json.loads(stored)
+    people = [h for h in old.get("history", []) if h.get("by") != "twin"]
+    if not people:
+        return new
+    merged = dict(new)
+    # People act on wall time, the twin on event time: keep the order of what happened, not of the clocks.
+    twin_history = new.get("history", [])
+    merged["history"] = twin_history[:1] + people + twin_history[1:]
+    if new["status"] == "open" and old["status"] in ("acknowledged", "closed"):
+        merged["status"] = old["status"]
+    return merged
 
 
 def env_url() -> str | None:

@@ -13,7 +13,6 @@ the newest watermark in the store — so a replayed day shows that day's sales, 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -235,15 +234,6 @@ def _downsample(n: int, max_points: int) -> list[int]:
     return [round(i * step) for i in range(max_points)]
 
 
-def _accepts_note(store: Store) -> bool:
-    # The history entry should carry the person's note; until Store.update_alert takes one
-    # (requested), the app passes it only where it is accepted.
-    try:
-        return "note" in inspect.signature(store.update_alert).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 # ---- the app --------------------------------------------------------------------------------------
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -252,7 +242,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     hub.mode = ctx.mode
     if ctx.service is not None and hub.publish not in ctx.service.listeners:
         ctx.service.subscribe(hub.publish)
-    note_supported = _accepts_note(store)
     # Check-then-update of an alert's status must not interleave (two people acknowledging at once).
     alert_actions = asyncio.Lock()
 
@@ -367,7 +356,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         cols: dict[str, dict[str, list[Any]]] = {
             t: {"ts": [], "observed_l": [], "expected_l": [], "divergence_l": []} for t in tank_ids}
         rate: dict[str, tuple[float | None, float | None]] = {}
-        async for rec in store.divergence(station_id):
+        async for rec in store.divergence(station_id, since):
             col = cols.get(rec["tank"])
             if col is None:
                 continue
@@ -400,15 +389,14 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     async def act(alert_id: str, status: Literal["acknowledged", "closed"], action: AlertAction) -> AlertOut:
         async with alert_actions:
-            current = next((a for a in await store.alerts(limit=ALL) if a["id"] == alert_id), None)
+            current = await store.alert(alert_id)
             if current is None:
                 raise _not_found(f"unknown alert {alert_id!r}")
             allowed = {"acknowledged": ("open",), "closed": ("open", "acknowledged")}[status]
             if current["status"] not in allowed:
                 raise HTTPException(status_code=409, detail=f"alert {alert_id} is {current['status']}; "
                                                             f"cannot set it {status}")
-            kwargs = {"note": action.note} if note_supported and action.note else {}
-            updated = await store.update_alert(alert_id, status, action.by, time.time(), **kwargs)
+            updated = await store.update_alert(alert_id, status, action.by, time.time(), action.note or "")
             if updated is None:
                 raise _not_found(f"unknown alert {alert_id!r}")
         hub.publish_alert(updated)
