@@ -1,0 +1,87 @@
+"""The README's first command, for real: `fueltwin demo` in a subprocess, used over HTTP and a websocket,
+stopped with Ctrl-C (SIGINT), and its Redis data read back afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from twin.store import EmbeddedRedis, Store, connect
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["demo"], ["serve"]):
+        done = subprocess.run([sys.executable, "-m", "twin.cli", *args, "--help"], capture_output=True,
+                              text=True, timeout=60, check=True)
+        assert "Usage:" in done.stdout
+
+
+async def _line_matching(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> re.Match[str]:
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            raise AssertionError("demo exited before printing its URL:\n" + "".join(seen))
+        line = raw.decode()
+        seen.append(line)
+        if m := re.search(pattern, line):
+            return m
+
+
+@pytest.mark.timeout(180)
+async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "twin.cli", "demo", "--stations", "2", "--speed", "0", "--port", "0",
+        "--data", str(data), "--start", "2026-06-01T00:00:00+08:00",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(90):
+            url = (await _line_matching(proc.stdout, r"UI\s+(http://\S+)", seen)).group(1)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            page = await client.get("/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
+            stations = (await client.get("/api/v1/stations")).json()
+            assert sorted(s["id"] for s in stations) == ["BH-0001", "BH-0002"]
+        async with websockets.connect(url.replace("http", "ws", 1) + "ws/live") as ws, asyncio.timeout(60):
+            while (message := json.loads(await ws.recv()))["type"] != "divergence":
+                pass
+            assert message["station"] in ("BH-0001", "BH-0002") and "divergence_l" in message
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = await proc.stdout.read()
+            code = await proc.wait()
+        seen.append(rest.decode())
+        assert code == 0, "".join(seen)
+        assert "stopped:" in "".join(seen)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # The data folder holds a consistent twin: every accepted event is in the log.
+    redis = EmbeddedRedis(data).start()
+    client = connect(redis.url)
+    try:
+        store = Store(client)
+        counters = await store.counters()
+        logged = sum([await store.logged_events(s) for s in ("BH-0001", "BH-0002")])
+        assert counters["accepted"] > 1000
+        assert logged == counters["accepted"]
+        assert (await store.load_district()) is not None
+        assert set(await store.states()) == {"BH-0001", "BH-0002"}
+    finally:
+        await client.aclose()
+        redis.stop()
