@@ -8,7 +8,6 @@ the embedded server, which fsyncs its append-only file before it exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +84,9 @@ async def run_demo(o: DemoOptions) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
     simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
                                   reading_interval_s=o.reading_interval_s)
-    feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed))
+    # Simulated seconds per step: a minute as fast as possible; live, about two steps a wall second.
+    step_s = 60.0 if o.speed is None else min(60.0, max(1.0, o.speed / 2))
+    feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed, step_s=step_s))
 
     def announce(url: str) -> None:
         speed = "as fast as possible" if o.speed is None else f"×{o.speed:g}"
@@ -97,11 +98,16 @@ async def run_demo(o: DemoOptions) -> None:
         await _serve_until_stopped(server, announce)
     finally:
         feed.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await feed
-        if feed.done() and not feed.cancelled() and feed.exception() is not None:
-            log.error("simulator feed failed: %r", feed.exception())
-        await service.close()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # noqa: BLE001 - report it, and still shut the rest down in order
+            log.exception("the simulator feed failed")
+        try:
+            await service.close()
+        except Exception:  # noqa: BLE001
+            log.exception("could not drain the twin into Redis")
         await client.aclose()
         redis.stop()
         c = service.counts

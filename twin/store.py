@@ -54,7 +54,10 @@ class EmbeddedRedis:
                 "--unixsocketperm", "700", "--dir", str(self.data_dir), "--appendonly", "yes",
                 "--appendfsync", self.appendfsync, "--save", "", "--daemonize", "no", "--logfile", "",
                 "--loglevel", "notice"]
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # A session of its own: a Ctrl-C at the terminal must reach us, not the server, so that we stop
+        # first and the server last (it flushes the append-only file on our SIGTERM).
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         self._await_ready(timeout_s)
         return self
 
