@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from actors.base import make_runtime  # noqa: E402
 from simulators.district import synthetic_district  # noqa: E402
 from simulators.feed import DistrictSimulator  # noqa: E402
+from twin.app_runner import tune_gc  # noqa: E402
 from twin.events import Validator  # noqa: E402
 from twin.service import TwinService  # noqa: E402
 from twin.store import EmbeddedRedis, Store, connect  # noqa: E402
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="profile the full path with pyinstrument")
     args = ap.parse_args()
+    tune_gc()  # as `fueltwin demo` does
 
     n_events, gen_s = generation(args)
     print(f"district: {args.stations} stations, {args.hours:g} h simulated, readings every "
