@@ -13,6 +13,9 @@ from typing import Any
 
 from twin.alerts import AlertBook
 from twin.deliveries import DeliveryDetector
+from twin.detectors.gauge import LimitCheck, StuckCheck
+from twin.detectors.losses import LossDetector
+from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.events import EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
@@ -26,6 +29,19 @@ def _r(x: float, nd: int = 2) -> float | None:
     return None if x is None or math.isnan(x) else round(x, nd)
 
 
+def report(alerts: AlertBook, entity: str, ts: float, finding: Finding, out: Outputs) -> None:
+    alert = alerts.raise_(finding.code, finding.severity, entity, ts,  # type: ignore[arg-type]
+                          evidence=finding.evidence, metrics=finding.metrics)
+    if alert is not None:
+        out.alerts.append(alert.to_dict())
+
+
+def clear(alerts: AlertBook, code: str, entity: str, ts: float, out: Outputs) -> None:
+    closed = alerts.close(code, entity, ts)
+    if closed is not None:
+        out.alerts.append(closed.to_dict())
+
+
 class TankActor:
     def __init__(self, station: str, spec: TankSpec, settings: TwinSettings):
         self.station = station
@@ -36,6 +52,11 @@ class TankActor:
         self.drift = DriftEstimator(settings.drift_bin_s, settings.drift_window_bins)
         self.deliveries = DeliveryDetector(settings.delivery())
         self.stale_after_s = settings.stale_tank_s
+        self.losses = LossDetector(settings.losses())
+        self.stuck = StuckCheck(settings.gauge_stuck_after_s)
+        self.water = LimitCheck(spec.water_limit_mm, hysteresis=5.0)
+        self.overfill = LimitCheck(spec.declared_capacity_l * spec.safe_fill_pct / 100.0,
+                                   hysteresis=0.01 * spec.declared_capacity_l)
         self.last_ts: float | None = None
         self.level_mm = math.nan
         self.water_mm = math.nan
@@ -48,34 +69,75 @@ class TankActor:
     def reading(self, ev: Any, alerts: AlertBook, out: Outputs) -> None:
         if self.last_ts is not None and ev.ts <= self.last_ts:
             return  # a late reading cannot move a tank back in time; the log still has it
-        self.last_ts = ev.ts
+        ts = ev.ts
+        self.last_ts = ts
         self.level_mm, self.water_mm = ev.level_mm, ev.water_mm
         book = self.book
-        observed = book.observe(ev.ts, ev.level_mm, ev.water_mm, ev.temp_c)
+        observed = book.observe(ts, ev.level_mm, ev.water_mm, ev.temp_c)
         divergence = observed - book.expected_l
-        found = self.deliveries.update(ev.ts, divergence)
-        if found is not None:
-            book.book_receipt(found.net_l_20c)
-            divergence -= found.net_l_20c
-            gross = found.net_l_20c / float(vcf(book.temp_c, book.density_20c, book.product))
-            delivery = {"station": self.station, "tank": self.id, "grade": self.grade,
-                        "start_ts": found.start_ts, "end_ts": found.end_ts,
-                        "net_l_20c": round(found.net_l_20c, 1), "gross_l": round(gross, 1),
-                        "settled": found.settled, "po_no": None}
-            out.deliveries.append(delivery)
-            alert = alerts.event("DELIVERY_DETECTED", self.id, found.end_ts, evidence=delivery,
-                                 metrics={"net_l": found.net_l_20c})
-            out.alerts.append(alert.to_dict())
-        self.drift.add(ev.ts, divergence, settled=not self.deliveries.active)
-        self._ts.append(ev.ts)
+        trusted = self._gauge_checks(ev, alerts, out)
+        if trusted:
+            found = self.deliveries.update(ts, divergence)
+            if found is not None:
+                divergence -= found.net_l_20c
+                self._delivered(found, alerts, out)
+            if self.deliveries.active:
+                self.losses.reset()
+            else:
+                finding = self.losses.add(ts, divergence)
+                if finding is not None:
+                    report(alerts, self.id, ts, finding, out)
+        self.drift.add(ts, divergence, settled=trusted and not self.deliveries.active)
+        self._ts.append(ts)
         self._obs.append(observed)
         self._exp.append(observed - divergence)
         self._div.append(divergence)
         if self.stale:
             self.stale = False
-            closed = alerts.close("COMM_LOSS", self.id, ev.ts)
-            if closed is not None:
-                out.alerts.append(closed.to_dict())
+            clear(alerts, "COMM_LOSS", self.id, ts, out)
+
+    def _gauge_checks(self, ev: Any, alerts: AlertBook, out: Outputs) -> bool:
+        """Probe health and level limits; False while the reading cannot be trusted for the books."""
+        ts = ev.ts
+        change = self.stuck.update(ts, ev.level_mm, ev.water_mm, ev.temp_c)
+        if change is True:
+            report(alerts, self.id, ts, Finding("SENSOR_STUCK", "warning",
+                                                {"minutes": (ts - (self.stuck.since_ts or ts)) / 60.0},
+                                                {"since_ts": self.stuck.since_ts, "level_mm": ev.level_mm}),
+                   out)
+        elif change is False:
+            clear(alerts, "SENSOR_STUCK", self.id, ts, out)
+            self.deliveries.history.clear()
+            self.losses.reset()
+        water = self.water.update(ev.water_mm)
+        if water is True:
+            report(alerts, self.id, ts, Finding("WATER_HIGH", "warning", {"water_mm": ev.water_mm},
+                                                {"water_mm": ev.water_mm, "limit_mm": self.water.limit}), out)
+        elif water is False:
+            clear(alerts, "WATER_HIGH", self.id, ts, out)
+        fill = self.overfill.update(self.book.gross_l)
+        if fill is True:
+            pct = 100.0 * self.book.gross_l / self.declared_capacity_l
+            evidence = {"gross_l": round(self.book.gross_l, 1), "safe_l": self.overfill.limit,
+                        "level_mm": ev.level_mm}
+            report(alerts, self.id, ts, Finding("OVERFILL", "alarm", {"fill_pct": pct}, evidence), out)
+        elif fill is False:
+            clear(alerts, "OVERFILL", self.id, ts, out)
+        # Two repeats in a row are already suspicious: keep them out of the books' detectors.
+        return not self.stuck.stuck and self.stuck.repeats < 2
+
+    def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
+        book = self.book
+        book.book_receipt(found.net_l_20c)
+        gross = found.net_l_20c / float(vcf(book.temp_c, book.density_20c, book.product))
+        delivery = {"station": self.station, "tank": self.id, "grade": self.grade,
+                    "start_ts": found.start_ts, "end_ts": found.end_ts,
+                    "net_l_20c": round(found.net_l_20c, 1), "gross_l": round(gross, 1),
+                    "settled": found.settled, "po_no": None}
+        out.deliveries.append(delivery)
+        alert = alerts.event("DELIVERY_DETECTED", self.id, found.end_ts, evidence=delivery,
+                             metrics={"net_l": found.net_l_20c})
+        out.alerts.append(alert.to_dict())
 
     def tick(self, ts: float, alerts: AlertBook, out: Outputs) -> None:
         if self.last_ts is None or self.stale or ts - self.last_ts < self.stale_after_s:
@@ -127,6 +189,7 @@ class NozzleActor:
         self.totalizer_cny: float | None = None
         self.model = ""
         self.mainboard_id = ""
+        self.ledger = NozzleLedger()
         self.last_ts: float | None = None
         self.stale = False
 
@@ -145,16 +208,25 @@ class NozzleActor:
         self.running_cny = ev.amount_cny if ev.state in ("fuelling", "finished") else 0.0
         return self.running_l
 
-    def txn(self, ev: Any) -> None:
+    def txn(self, ev: Any, link_lost: bool, alerts: AlertBook, out: Outputs) -> float:
+        """Check the transaction against the dispenser's own counters; return litres sold unseen."""
+        check = self.ledger.on_txn(ev.txn_no, ev.volume_l, ev.totalizer_l, ev.totalizer_cny, ev.end_ts,
+                                   link_lost)
+        for finding in check.findings:
+            report(alerts, self.id, ev.ts, finding, out)
         self.last_txn_no = ev.txn_no
         self.totalizer_l = ev.totalizer_l
         self.totalizer_cny = ev.totalizer_cny
         self.running_l = 0.0
         self.running_cny = 0.0
+        return check.unseen_l
 
-    def device(self, ev: Any) -> None:
+    def device(self, ev: Any, alerts: AlertBook, out: Outputs) -> None:
         self.model = ev.model
         self.mainboard_id = ev.mainboard_id
+        finding = self.ledger.on_device(ev.mainboard_id, ev.firmware, ev.ts)
+        if finding is not None:
+            report(alerts, self.id, ev.ts, finding, out)
 
     def tick(self, ts: float, alerts: AlertBook, out: Outputs) -> None:
         if self.last_ts is None or self.stale or ts - self.last_ts < self.stale_after_s:
@@ -186,6 +258,8 @@ class StationActor:
         self.prices: dict[str, float] = {}
         self.purchase_orders: dict[str, dict[str, Any]] = {}
         self.watermark: float | None = None
+        #: When the station's data last came back after a communication loss (event time).
+        self.link_restored_ts: float | None = None
         self.day: str | None = None
         self.sales_today: dict[str, list[float]] = {}
         self.events = 0
@@ -212,7 +286,10 @@ class StationActor:
     # ---- handlers -------------------------------------------------------------------------------
 
     def _reading(self, ev: Any, out: Outputs) -> None:
-        self.tanks[ev.entity].reading(ev, self.alerts, out)
+        tank = self.tanks[ev.entity]
+        if tank.stale:
+            self.link_restored_ts = ev.ts
+        tank.reading(ev, self.alerts, out)
 
     def _nozzle_state(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]
@@ -222,9 +299,16 @@ class StationActor:
 
     def _txn(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]
+        was_stale = nozzle.stale
         nozzle.seen(ev.ts, self.alerts, out)
-        nozzle.txn(ev)
-        sale_20c = self.tanks[nozzle.tank].book.book_sale(nozzle.id, ev.volume_l)
+        last = nozzle.ledger.last_end_ts
+        link_lost = was_stale or (last is not None and self.link_restored_ts is not None
+                                  and self.link_restored_ts > last)
+        unseen = nozzle.txn(ev, link_lost, self.alerts, out)
+        book = self.tanks[nozzle.tank].book
+        if unseen > 0:
+            book.book_unseen(unseen)
+        sale_20c = book.book_sale(nozzle.id, ev.volume_l)
         day = local_day(ev.end_ts)
         if day != self.day:
             self.day = day
@@ -240,7 +324,7 @@ class StationActor:
 
     def _device(self, ev: Any, out: Outputs) -> None:
         if ev.entity in self.nozzles:
-            self.nozzles[ev.entity].device(ev)
+            self.nozzles[ev.entity].device(ev, self.alerts, out)
 
     def _price(self, ev: Any, out: Outputs) -> None:
         self.prices[ev.grade] = ev.unit_price

@@ -66,8 +66,10 @@ class UiFeed:
     def reading(self, station: str, tank: str, ts: float, level_mm: float = 1500.0,
                 temp_c: float = 20.0) -> dict[str, Any]:
         source = f"atg-{station}"
+        # A live probe never repeats itself exactly (a frozen one does: SENSOR_STUCK): a 0.01 °C wobble.
+        wobble = 0.01 * (self._next(f"wobble-{station}-{tank}") % 2)
         return {"kind": "tank.reading", "ts": ts, "station": station, "entity": tank, "source": source,
-                "seq": self._next(source), "level_mm": level_mm, "water_mm": 0.0, "temp_c": temp_c}
+                "seq": self._next(source), "level_mm": level_mm, "water_mm": 0.0, "temp_c": temp_c + wobble}
 
     def tick(self, station: str, ts: float) -> dict[str, Any]:
         source = f"clock-{station}"

@@ -19,6 +19,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "COMM_LOSS": ("{entity} 数据中断 {minutes:.0f} 分钟", "{entity} stopped reporting {minutes:.0f} min ago"),
     "DELIVERY_DETECTED": ("{entity} 识别到收油 {net_l:.0f} L（20 °C）",
                           "{entity} delivery recognised: {net_l:.0f} L at 20 °C"),
+    "SENSOR_STUCK": ("{entity} 液位仪读数冻结", "{entity} gauge reading frozen"),
+    "WATER_HIGH": ("{entity} 罐底水位 {water_mm:.0f} mm 超限",
+                   "{entity} water bottom {water_mm:.0f} mm above limit"),
+    "OVERFILL": ("{entity} 液位超过安全高度（{fill_pct:.1f}%）",
+                 "{entity} above safe fill level ({fill_pct:.1f} %)"),
+    "SUDDEN_LOSS": ("{entity} 无交易时油量骤减 {volume_l:.0f} L",
+                    "{entity} lost {volume_l:.0f} L outside any sale"),
+    "HIDDEN_SALES": ("{entity} 疑似未记录销售 {litres:.0f} L（{drops} 次）",
+                     "{entity} suspected unrecorded sales: {litres:.0f} L in {drops} drops"),
+    "TXN_GAP": ("{entity} 交易流水号跳号 {missing} 笔", "{entity} transaction numbers skipped: {missing}"),
+    "TOTALIZER_MISMATCH": ("{entity} 累计数与交易不符（差 {excess_l:.2f} L）",
+                           "{entity} totalizer does not match the sale (off by {excess_l:.2f} L)"),
+    "MAINBOARD_CHANGED": ("{entity} 主板更换：{old} → {new}", "{entity} mainboard changed: {old} → {new}"),
 }
 
 

@@ -75,6 +75,12 @@ class TankBook:
         self.sales_l += sale
         return sale
 
+    def book_unseen(self, volume_l: float) -> float:
+        """Litres a totalizer says were sold in transactions we never received (lost data)."""
+        sale = self.to_20c(volume_l)
+        self.sales_l += sale
+        return sale
+
     def running(self, nozzle: str, volume_l: float) -> None:
         """A fill under way: the tank has already lost what the nozzle shows so far."""
         self.in_progress_l -= self.in_progress.pop(nozzle, 0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin.deliveries import DeliverySettings
+from twin.detectors.losses import LossSettings
 
 
 class TwinSettings(BaseModel):
@@ -22,8 +23,19 @@ class TwinSettings(BaseModel):
     delivery_rise_threshold_l: float = Field(default=200.0, gt=0)
     delivery_settle_s: float = Field(default=600.0, gt=0)
     delivery_settle_tol_l: float = Field(default=20.0, gt=0)
+    #: A probe that repeats the same level, water and temperature this long is stuck (SENSOR_STUCK).
+    gauge_stuck_after_s: float = Field(default=600.0, gt=0)
+    #: Volume leaving a tank outside any transaction that is reported (SUDDEN_LOSS), the width of the
+    #: bins it is judged on, and how many fill-like unrecorded drops within 48 h make HIDDEN_SALES.
+    loss_threshold_l: float = Field(default=40.0, gt=0)
+    loss_bin_s: float = Field(default=180.0, gt=0)
+    hidden_confirmations: int = Field(default=2, ge=1)
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)
+
+    def losses(self) -> LossSettings:
+        return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
+                            hidden_confirmations=self.hidden_confirmations)
 
     def delivery(self) -> DeliverySettings:
         return DeliverySettings(rise_threshold_l=self.delivery_rise_threshold_l,

@@ -1,0 +1,1 @@
+"""Detectors: pure state machines fed by the tank and nozzle actors, returning findings."""
