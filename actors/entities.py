@@ -16,6 +16,7 @@ from twin.deliveries import DeliveryDetector
 from twin.detectors.gauge import LimitCheck, StuckCheck
 from twin.detectors.losses import LossDetector
 from twin.detectors.nozzle import Finding, NozzleLedger
+from twin.detectors.wetstock import WetstockFit, WetstockModel
 from twin.events import EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
@@ -43,7 +44,7 @@ def clear(alerts: AlertBook, code: str, entity: str, ts: float, out: Outputs) ->
 
 
 class TankActor:
-    def __init__(self, station: str, spec: TankSpec, settings: TwinSettings):
+    def __init__(self, station: str, spec: TankSpec, settings: TwinSettings, nozzles: tuple[str, ...] = ()):
         self.station = station
         self.id = spec.id
         self.grade = spec.grade
@@ -53,6 +54,11 @@ class TankActor:
         self.deliveries = DeliveryDetector(settings.delivery())
         self.stale_after_s = settings.stale_tank_s
         self.losses = LossDetector(settings.losses())
+        self.nozzles = nozzles
+        self.sold = [0.0] * len(nozzles)
+        self.wetstock = WetstockModel(nozzles, settings.wetstock())
+        self.wetstock_settings = settings.wetstock()
+        self.last_fit: WetstockFit | None = None
         self.stuck = StuckCheck(settings.gauge_stuck_after_s)
         self.water = LimitCheck(spec.water_limit_mm, hysteresis=5.0)
         self.overfill = LimitCheck(spec.declared_capacity_l * spec.safe_fill_pct / 100.0,
@@ -83,10 +89,18 @@ class TankActor:
                 self._delivered(found, alerts, out)
             if self.deliveries.active:
                 self.losses.reset()
+                self.wetstock.brk()
             else:
                 finding = self.losses.add(ts, divergence)
                 if finding is not None:
                     report(alerts, self.id, ts, finding, out)
+                    self.wetstock.brk()
+                fit = self.wetstock.add(ts, divergence, tuple(self.sold),
+                                        float(book.geometry.dv_dh(ev.level_mm)))
+                if fit is not None:
+                    self._judge(fit, ts, alerts, out)
+        else:
+            self.wetstock.brk()
         self.drift.add(ts, divergence, settled=trusted and not self.deliveries.active)
         self._ts.append(ts)
         self._obs.append(observed)
@@ -109,6 +123,7 @@ class TankActor:
             clear(alerts, "SENSOR_STUCK", self.id, ts, out)
             self.deliveries.history.clear()
             self.losses.reset()
+            self.wetstock.brk()
         water = self.water.update(ev.water_mm)
         if water is True:
             report(alerts, self.id, ts, Finding("WATER_HIGH", "warning", {"water_mm": ev.water_mm},
@@ -125,6 +140,36 @@ class TankActor:
             clear(alerts, "OVERFILL", self.id, ts, out)
         # Two repeats in a row are already suspicious: keep them out of the books' detectors.
         return not self.stuck.stuck and self.stuck.repeats < 2
+
+    def sale(self, nozzle: str, sale_20c: float) -> None:
+        self.sold[self.nozzles.index(nozzle)] += sale_20c
+
+    def _judge(self, fit: WetstockFit, ts: float, alerts: AlertBook, out: Outputs) -> None:
+        """Turn a wetstock fit into LEAK / SENSOR_DRIFT / METER_BIAS findings (see wetstock.py)."""
+        self.last_fit = fit
+        s = self.wetstock_settings
+        trend_t = abs(fit.leak_lph) / fit.leak_se_lph if fit.leak_se_lph > 0 else 0.0
+        evidence = {"bins": fit.bins, "days_of_data": round(fit.days, 2)}
+        if trend_t >= s.leak_t and fit.drift_preferred and fit.drift_mm_per_day is not None \
+                and abs(fit.leak_lph) >= s.leak_min_lph:
+            report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
+                                                {"mm_per_day": fit.drift_mm_per_day},
+                                                {**evidence, "mm_per_day": round(fit.drift_mm_per_day, 2)}),
+                   out)
+        elif trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph:
+            ci = (fit.leak_lph - 1.96 * fit.leak_se_lph, fit.leak_lph + 1.96 * fit.leak_se_lph)
+            report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": fit.leak_lph},
+                                                {**evidence, "rate_lph": round(fit.leak_lph, 3),
+                                                 "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
+        for nozzle, (beta, se, sold) in fit.meter.items():
+            if sold < s.meter_min_sales_l or se <= 0 or abs(beta) < s.meter_min or abs(beta) / se < s.meter_t:
+                continue
+            factor = 1.0 - beta
+            ci = (factor - 1.96 * se, factor + 1.96 * se)
+            report(alerts, nozzle, ts, Finding("METER_BIAS", "alarm", {"bias_pct": -100.0 * beta},
+                                               {**evidence, "tank": self.id, "factor": round(factor, 5),
+                                                "ci95": [round(ci[0], 5), round(ci[1], 5)],
+                                                "litres_affected": round(abs(beta) * sold, 1)}), out)
 
     def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
         book = self.book
@@ -252,7 +297,9 @@ class StationActor:
         self.name = spec.name
         self.region = spec.region
         self.alerts = AlertBook(spec.id)
-        self.tanks = {t.id: TankActor(spec.id, t, settings) for t in spec.tanks}
+        self.tanks = {t.id: TankActor(spec.id, t, settings,
+                                      tuple(n.id for n in spec.nozzles if n.tank == t.id))
+                      for t in spec.tanks}
         self.nozzles = {n.id: NozzleActor(spec.id, n, settings) for n in spec.nozzles}
         self.recent_txns: deque[dict[str, Any]] = deque(maxlen=settings.recent_transactions)
         self.prices: dict[str, float] = {}
@@ -305,10 +352,13 @@ class StationActor:
         link_lost = was_stale or (last is not None and self.link_restored_ts is not None
                                   and self.link_restored_ts > last)
         unseen = nozzle.txn(ev, link_lost, self.alerts, out)
-        book = self.tanks[nozzle.tank].book
+        tank = self.tanks[nozzle.tank]
+        book = tank.book
         if unseen > 0:
-            book.book_unseen(unseen)
+            tank.sale(nozzle.id, book.book_unseen(unseen))
+            tank.wetstock.brk()
         sale_20c = book.book_sale(nozzle.id, ev.volume_l)
+        tank.sale(nozzle.id, sale_20c)
         day = local_day(ev.end_ts)
         if day != self.day:
             self.day = day

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twin.deliveries import DeliverySettings
 from twin.detectors.losses import LossSettings
+from twin.detectors.wetstock import WetstockSettings
 
 
 class TwinSettings(BaseModel):
@@ -30,8 +31,18 @@ class TwinSettings(BaseModel):
     loss_threshold_l: float = Field(default=40.0, gt=0)
     loss_bin_s: float = Field(default=180.0, gt=0)
     hidden_confirmations: int = Field(default=2, ge=1)
+    #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
+    leak_min_lph: float = Field(default=0.3, gt=0)
+    leak_t: float = Field(default=6.0, gt=0)
+    meter_min: float = Field(default=0.0045, gt=0)
+    meter_t: float = Field(default=6.0, gt=0)
+    meter_min_sales_l: float = Field(default=500.0, ge=0)
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)
+
+    def wetstock(self) -> WetstockSettings:
+        return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,
+                                meter_t=self.meter_t, meter_min_sales_l=self.meter_min_sales_l)
 
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
