@@ -95,8 +95,10 @@ class TankActor:
                 if finding is not None:
                     report(alerts, self.id, ts, finding, out)
                     self.wetstock.brk()
-                fit = self.wetstock.add(ts, divergence, tuple(self.sold),
-                                        float(book.geometry.dv_dh(ev.level_mm)))
+                progress = book.in_progress
+                dispensed = [v + progress.get(n, 0.0) for n, v in zip(self.nozzles, self.sold, strict=True)] \
+                    if progress else self.sold
+                fit = self.wetstock.add(ts, divergence, dispensed, float(book.geometry.dv_dh(ev.level_mm)))
                 if fit is not None:
                     self._judge(fit, ts, alerts, out)
         else:
@@ -142,34 +144,51 @@ class TankActor:
         return not self.stuck.stuck and self.stuck.repeats < 2
 
     def sale(self, nozzle: str, sale_20c: float) -> None:
+        """Cumulative litres at 20 °C booked per nozzle: the wetstock model's regressors."""
         self.sold[self.nozzles.index(nozzle)] += sale_20c
 
     def _judge(self, fit: WetstockFit, ts: float, alerts: AlertBook, out: Outputs) -> None:
         """Turn a wetstock fit into LEAK / SENSOR_DRIFT / METER_BIAS findings (see wetstock.py)."""
         self.last_fit = fit
         s = self.wetstock_settings
+        if fit.days < s.min_days:
+            return
         trend_t = abs(fit.leak_lph) / fit.leak_se_lph if fit.leak_se_lph > 0 else 0.0
-        evidence = {"bins": fit.bins, "days_of_data": round(fit.days, 2)}
+        # The divergence itself must move the same way: where a busy nozzle sells as steadily as time
+        # passes, the joint fit can trade the two off, and a model-only trend is no evidence.
+        plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
+        evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
+                    "divergence_trend_lph": round(fit.trend_lph, 3)}
         if trend_t >= s.leak_t and fit.drift_preferred and fit.drift_mm_per_day is not None \
                 and abs(fit.leak_lph) >= s.leak_min_lph:
             report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
                                                 {"mm_per_day": fit.drift_mm_per_day},
                                                 {**evidence, "mm_per_day": round(fit.drift_mm_per_day, 2)}),
                    out)
-        elif trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph:
+        elif trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
             ci = (fit.leak_lph - 1.96 * fit.leak_se_lph, fit.leak_lph + 1.96 * fit.leak_se_lph)
             report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": fit.leak_lph},
                                                 {**evidence, "rate_lph": round(fit.leak_lph, 3),
                                                  "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
+        if trend_t >= 3.0:
+            return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
+        # The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
+        # follows the tank's sales), so a nozzle is judged against the median of its tank's nozzles.
+        betas = sorted(b for b, _, sold in fit.meter.values() if sold >= s.meter_min_sales_l)
+        common = betas[len(betas) // 2] if len(betas) >= 3 else 0.0
         for nozzle, (beta, se, sold) in fit.meter.items():
-            if sold < s.meter_min_sales_l or se <= 0 or abs(beta) < s.meter_min or abs(beta) / se < s.meter_t:
+            rel = beta - common
+            if sold < s.meter_min_sales_l or se <= 0 or abs(rel) < s.meter_min or abs(rel) / se < s.meter_t:
                 continue
-            factor = 1.0 - beta
+            if rel * plain_t < 3.0 * abs(rel):  # the divergence must drift the way the bias says
+                continue
+            factor = 1.0 - rel
             ci = (factor - 1.96 * se, factor + 1.96 * se)
-            report(alerts, nozzle, ts, Finding("METER_BIAS", "alarm", {"bias_pct": -100.0 * beta},
+            report(alerts, nozzle, ts, Finding("METER_BIAS", "alarm", {"bias_pct": -100.0 * rel},
                                                {**evidence, "tank": self.id, "factor": round(factor, 5),
                                                 "ci95": [round(ci[0], 5), round(ci[1], 5)],
-                                                "litres_affected": round(abs(beta) * sold, 1)}), out)
+                                                "tank_common_beta": round(common, 5),
+                                                "litres_affected": round(abs(rel) * sold, 1)}), out)
 
     def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
         book = self.book

@@ -34,8 +34,8 @@ class TwinSettings(BaseModel):
     #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
     leak_min_lph: float = Field(default=0.3, gt=0)
     leak_t: float = Field(default=6.0, gt=0)
-    meter_min: float = Field(default=0.0045, gt=0)
-    meter_t: float = Field(default=6.0, gt=0)
+    meter_min: float = Field(default=0.007, gt=0)
+    meter_t: float = Field(default=10.0, gt=0)
     meter_min_sales_l: float = Field(default=500.0, ge=0)
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)

@@ -19,14 +19,17 @@ busy station with no idle hour. A drifting gauge shows as λ too; it is told apa
 drift regressor D_i = Σ dV/dh × Δt (litres per mm·day) in place of t: a level drift in mm/day fits that
 shape better than a constant L/h.
 
-Bins are 30 min, the window 14 days, and the fit runs every 2 hours: a few hundred rows, well under a
-millisecond with numpy. Standard errors are OLS ones; bins are not independent (chart error is smooth in
-volume), so the decision thresholds are conservative t values, settings a researcher can change.
+Which nozzle was dispensing when the tank lost volume is what separates the nozzles, and that lives at
+the scale of single fills, so the rows are short bins (2 min) and there are many of them. The model keeps
+only sufficient statistics per segment (counts, sums, cross-products, each relative to the segment's
+first row for conditioning), so a fit costs O(k³) for k regressors whatever the number of rows, and a
+14-day window is the last segments that fit in 14 days. Standard errors are OLS ones; rows are not
+independent (chart error is smooth in volume), so the decision thresholds are conservative t values,
+settings a researcher can change.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -35,16 +38,18 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class WetstockSettings:
-    bin_s: float = 1800.0
-    window_bins: int = 672
-    fit_every_bins: int = 4
-    min_bins: int = 24
+    bin_s: float = 60.0
+    window_s: float = 14 * 86_400.0
+    fit_every_s: float = 1800.0
+    min_rows: int = 180
+    #: No judgement on less data than this: early on, time and sales are too alike to tell apart.
+    min_days: float = 2.0
     #: LEAK when the estimated loss exceeds this (L/h) with t ≥ leak_t. 0.76 L/h is the EPA's 0.2 gal/h.
     leak_min_lph: float = 0.3
     leak_t: float = 6.0
     #: METER_BIAS when |1 − factor| exceeds this with t ≥ meter_t and the nozzle sold enough in the window.
-    meter_min: float = 0.0045
-    meter_t: float = 6.0
+    meter_min: float = 0.007
+    meter_t: float = 10.0
     meter_min_sales_l: float = 500.0
     #: SENSOR_DRIFT instead of LEAK when the drift shape fits this much better (residual sum of squares).
     drift_rss_gain: float = 0.1
@@ -52,129 +57,170 @@ class WetstockSettings:
 
 @dataclass(frozen=True, slots=True)
 class WetstockFit:
-    bins: int
+    rows: int
     days: float
     leak_lph: float
     leak_se_lph: float
+    #: The same trend fitted without the nozzles: what the divergence itself does (L/h, negative = loss).
+    trend_lph: float
+    trend_se_lph: float
     drift_mm_per_day: float | None
     drift_preferred: bool
     meter: dict[str, tuple[float, float, float]]  # nozzle -> (β, se, litres sold in window)
 
 
+class _Segment:
+    """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row."""
+
+    __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sx", "sy", "sxx", "sxy", "syy", "sold0", "sold1")
+
+    def __init__(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray):
+        k = len(x)
+        self.first_ts = self.last_ts = ts
+        self.x0, self.y0 = x.copy(), y
+        self.n = 0
+        self.sx = np.zeros(k)
+        self.sy = 0.0
+        self.sxx = np.zeros((k, k))
+        self.sxy = np.zeros(k)
+        self.syy = 0.0
+        self.sold0 = sales.copy()
+        self.sold1 = sales.copy()
+
+    def add(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray) -> None:
+        dx, dy = x - self.x0, y - self.y0
+        self.n += 1
+        self.sx += dx
+        self.sy += dy
+        self.sxx += np.outer(dx, dx)
+        self.sxy += dx * dy
+        self.syy += dy * dy
+        self.last_ts = ts
+        self.sold1 = sales
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray, float]:
+        n = self.n
+        mx, my = self.sx / n, self.sy / n
+        return (self.sxx - n * np.outer(mx, mx), self.sxy - n * mx * my, self.syy - n * my * my)
+
+
 @dataclass(slots=True)
 class WetstockModel:
+    """Regressors, in order: time (h), drift shape D (L·day/mm), then each nozzle's sales (kL at 20 °C)."""
+
     nozzles: tuple[str, ...]
     settings: WetstockSettings = field(default_factory=WetstockSettings)
-    rows: deque[tuple[float, float, tuple[float, ...], float, int]] = field(default_factory=deque)
-    segment: int = 0
-    _break: bool = False
+    segments: deque[_Segment] = field(default_factory=deque)
+    _break: bool = True
     _bin_start: float | None = None
     _sum: float = 0.0
     _n: int = 0
     _t_sum: float = 0.0
     _dvdh_sum: float = 0.0
-    _sales_start: tuple[float, ...] | None = None
+    _s_sum: np.ndarray | None = None
     _drift_acc: float = 0.0
-    _since_fit: int = 0
+    _t0: float | None = None
+    _last_fit_ts: float | None = None
 
     def brk(self) -> None:
         """The books jumped (delivery booked, data gap, gauge recovered, loss found): new intercept."""
         self._break = True
         self._n = 0
         self._sum = self._t_sum = self._dvdh_sum = 0.0
-        self._sales_start = None
+        self._s_sum = None
 
     def add(self, ts: float, divergence_l: float, sales: tuple[float, ...],
             dvdh: float) -> WetstockFit | None:
-        """One trusted reading; ``sales`` = cumulative booked litres at 20 °C per nozzle (model order)."""
+        """One trusted reading; ``sales`` = litres at 20 °C each nozzle has dispensed so far (booked and
+        under way, model order), at the same instant as the divergence."""
         s = self.settings
         if self._bin_start is None:
             self._bin_start = ts - ts % s.bin_s
         fit = None
         if ts >= self._bin_start + s.bin_s:
-            fit = self._close(sales)
+            fit = self._close()
             start = ts - ts % s.bin_s
             if start > self._bin_start + s.bin_s:
                 self.brk()
             self._bin_start = start
-        if self._sales_start is None:
-            self._sales_start = sales
         self._sum += divergence_l
         self._t_sum += ts
         self._dvdh_sum += dvdh
+        vec = np.asarray(sales, dtype=float)
+        self._s_sum = vec if self._s_sum is None else self._s_sum + vec
         self._n += 1
         return fit
 
-    def _close(self, sales_end: tuple[float, ...]) -> WetstockFit | None:
+    def _close(self) -> WetstockFit | None:
         s = self.settings
-        if not self._n or self._sales_start is None:
+        if not self._n or self._s_sum is None:
             return None
-        if self._break:
-            self.segment += 1
-            self._break = False
-        mid_sales = tuple((a + b) / 2 for a, b in zip(self._sales_start, sales_end, strict=True))
-        dvdh = self._dvdh_sum / self._n
-        self._drift_acc += dvdh * s.bin_s / 86_400.0
-        self.rows.append((self._t_sum / self._n / 3600.0, self._sum / self._n, mid_sales, self._drift_acc,
-                          self.segment))
-        while len(self.rows) > s.window_bins:
-            self.rows.popleft()
+        t_mid = self._t_sum / self._n
+        if self._t0 is None:
+            self._t0 = t_mid
+        self._drift_acc += (self._dvdh_sum / self._n) * s.bin_s / 86_400.0
+        sold = self._s_sum / self._n
+        x = np.concatenate(([(t_mid - self._t0) / 3600.0, self._drift_acc], sold / 1000.0))
+        y = self._sum / self._n
         self._n = 0
         self._sum = self._t_sum = self._dvdh_sum = 0.0
-        self._sales_start = None
-        self._since_fit += 1
-        if self._since_fit < s.fit_every_bins or len(self.rows) < s.min_bins:
+        self._s_sum = None
+        if self._break or not self.segments:
+            self.segments.append(_Segment(t_mid, x, y, sold))
+            self._break = False
+        self.segments[-1].add(t_mid, x, y, sold)
+        while len(self.segments) > 1 and self.segments[0].last_ts < t_mid - s.window_s:
+            self.segments.popleft()
+        if self._last_fit_ts is not None and t_mid - self._last_fit_ts < s.fit_every_s:
             return None
-        self._since_fit = 0
+        self._last_fit_ts = t_mid
         return self.fit()
 
     def fit(self) -> WetstockFit | None:
-        rows = list(self.rows)
-        n = len(rows)
-        t = np.array([r[0] for r in rows])
-        y = np.array([r[1] for r in rows])
-        sales = np.array([r[2] for r in rows]).reshape(n, len(self.nozzles))
-        drift = np.array([r[3] for r in rows])
-        segments = np.array([r[4] for r in rows])
-        seg_ids, seg_index = np.unique(segments, return_inverse=True)
-        intercepts = np.zeros((n, len(seg_ids)))
-        intercepts[np.arange(n), seg_index] = 1.0
-        # Centre within segments isn't needed with per-segment intercepts; scale sales to kL for conditioning.
-        sold = sales[-1] - sales[0]
-        active = [i for i in range(len(self.nozzles)) if sold[i] > 1.0]
-        base = [intercepts, (t - t[0])[:, None]]
-        design = np.hstack([*base, sales[:, active] / 1000.0])
-        k = design.shape[1]
-        if n <= k + 2:
+        s = self.settings
+        segments = [g for g in self.segments if g.n >= 2]
+        rows = sum(g.n for g in segments)
+        if rows < s.min_rows:
             return None
-        coef, rss, se = _ols(design, y)
-        if coef is None:
+        k = 2 + len(self.nozzles)
+        cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+        for g in segments:
+            a, b, c = g.centred()
+            cxx += a
+            cxy += b
+            cyy += c
+        sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(len(self.nozzles)))
+        active = [2 + i for i in range(len(self.nozzles)) if sold[i] > 1.0]
+        dof = rows - len(segments) - 1 - len(active)
+        if dof < 10:
             return None
-        lam_i = len(seg_ids)
-        meter: dict[str, tuple[float, float, float]] = {}
-        for j, i in enumerate(active):
-            col = lam_i + 1 + j
-            meter[self.nozzles[i]] = (coef[col] / 1000.0, se[col] / 1000.0, float(sold[i]))
-        drift_coef, drift_rss, drift_ok = None, math.inf, False
-        alt = np.hstack([intercepts, (drift - drift[0])[:, None], sales[:, active] / 1000.0])
-        dcoef, drss, _ = _ols(alt, y)
-        if dcoef is not None:
-            drift_coef, drift_rss = float(dcoef[lam_i]), drss
-            drift_ok = drift_rss < rss * (1.0 - self.settings.drift_rss_gain)
-        return WetstockFit(n, (t[-1] - t[0]) / 24.0, -float(coef[lam_i]), float(se[lam_i]), drift_coef,
+        leak = _solve(cxx, cxy, cyy, [0, *active], dof)
+        if leak is None:
+            return None
+        coef, se, rss = leak
+        meter = {self.nozzles[i - 2]: (coef[j + 1] / 1000.0, se[j + 1] / 1000.0, float(sold[i - 2]))
+                 for j, i in enumerate(active)}
+        plain = _solve(cxx, cxy, cyy, [0], rows - len(segments) - 1)
+        trend, trend_se = (float(plain[0][0]), float(plain[1][0])) if plain is not None else (0.0, 0.0)
+        drift = _solve(cxx, cxy, cyy, [1, *active], dof)
+        drift_coef, drift_ok = None, False
+        if drift is not None:
+            drift_coef = float(drift[0][0])
+            drift_ok = drift[2] < rss * (1.0 - s.drift_rss_gain)
+        span_days = (segments[-1].last_ts - segments[0].first_ts) / 86_400.0
+        return WetstockFit(rows, span_days, -float(coef[0]), float(se[0]), trend, trend_se, drift_coef,
                            drift_ok, meter)
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, float, np.ndarray]:
-    coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
-    if rank < x.shape[1]:
-        return None, math.inf, np.zeros(x.shape[1])
-    resid = y - x @ coef
-    dof = max(len(y) - x.shape[1], 1)
-    rss = float(resid @ resid)
-    sigma2 = rss / dof
+def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
+           dof: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    a = cxx[np.ix_(cols, cols)]
+    b = cxy[cols]
     try:
-        cov = np.linalg.inv(x.T @ x) * sigma2
+        coef = np.linalg.solve(a, b)
+        inv = np.linalg.inv(a)
     except np.linalg.LinAlgError:
-        return None, math.inf, np.zeros(x.shape[1])
-    return coef, rss, np.sqrt(np.maximum(np.diag(cov), 0.0))
+        return None
+    rss = max(float(cyy - coef @ b), 0.0)
+    se = np.sqrt(np.maximum(np.diag(inv), 0.0) * rss / dof)
+    return coef, se, rss
