@@ -95,12 +95,15 @@ class TankActor:
                 if finding is not None:
                     report(alerts, self.id, ts, finding, out)
                     self.wetstock.brk()
-                progress = book.in_progress
-                dispensed = [v + progress.get(n, 0.0) for n, v in zip(self.nozzles, self.sold, strict=True)] \
-                    if progress else self.sold
-                fit = self.wetstock.add(ts, divergence, dispensed, float(book.geometry.dv_dh(ev.level_mm)))
-                if fit is not None:
-                    self._judge(fit, ts, alerts, out)
+                wetstock = self.wetstock
+                if wetstock.closes_bin(ts):
+                    progress = book.in_progress
+                    dispensed = [v + progress.get(n, 0.0)
+                                 for n, v in zip(self.nozzles, self.sold, strict=True)]
+                    fit = wetstock.close_bin(ts, dispensed, float(book.geometry.dv_dh(ev.level_mm)))
+                    if fit is not None:
+                        self._judge(fit, ts, alerts, out)
+                wetstock.add(ts, divergence)
         else:
             self.wetstock.brk()
         self.drift.add(ts, divergence, settled=trusted and not self.deliveries.active)

@@ -14,7 +14,9 @@ points, in this order, and nowhere else:
 
 Faults get the station itself as first argument, to read its state (time, tank volumes, ids); they
 must draw random numbers from their own generator so that attaching one does not change the rest of
-the simulation.
+the simulation. A fault that makes a device say something new (a swapped mainboard announcing itself)
+gets the event from :meth:`StationSim.nozzle_event`, which numbers it in the device's sequence, and
+places it in the block's events in :meth:`StationFault.on_events`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class FillPlan:
     true_l_20c: float = 0.0
     emit_states: bool = True
     emit_txn: bool = True
+    #: False: the station's own software leaves the fill out of the nozzle's totalizers and transaction
+    #: numbering (hidden sales, 藏销). With ``emit_txn`` False but this True, the transaction is merely lost
+    #: on the way and the totalizers still show it, which is how the twin can book lost data.
+    advance_counters: bool = True
 
 
 @dataclass(slots=True)

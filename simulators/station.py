@@ -333,6 +333,18 @@ class StationSim:
             self.flows.append(Flow(i, plan.start_ts, plan.end_ts, -plan.true_l_20c, DISPENSED))
             self._emit_fill(plan)
 
+    def nozzle_event(self, k: int, ts: float, kind: str, **payload: Any) -> dict[str, Any]:
+        """An event from nozzle ``k``'s device with the next seq of its source, for a fault to emit.
+
+        The caller puts it among the block's events (``StationFault.on_events``). Its ``ts`` must not be
+        before the block's start (those events may already be released) nor before any event of that
+        nozzle numbered earlier, so that the source's seqs stay in event-time order.
+        """
+        ev = self._base(ts, self.nz_ids[k], kind, self.nz_source[k], self.nz_seq[k])
+        ev.update(payload)
+        self.nz_seq[k] += 1
+        return ev
+
     def _emit_fill(self, plan: FillPlan) -> None:
         """lifted → fuelling (→ running volumes) → finished + txn → idle, with totalizers advanced."""
         k = plan.nozzle
@@ -340,9 +352,10 @@ class StationSim:
         seq = self.nz_seq[k]
         out = self.pending
         vol, amount = plan.displayed_l, plan.amount_cny
-        self.tot_cl[k] += round(vol * 100.0)
-        self.tot_fen[k] += round(amount * 100.0)
-        self.txn_no[k] += 1
+        if plan.advance_counters:
+            self.tot_cl[k] += round(vol * 100.0)
+            self.tot_fen[k] += round(amount * 100.0)
+            self.txn_no[k] += 1
 
         def state(ts: float, name: str, volume: float, cny: float) -> None:
             nonlocal seq

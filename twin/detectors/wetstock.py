@@ -116,8 +116,6 @@ class WetstockModel:
     _sum: float = 0.0
     _n: int = 0
     _t_sum: float = 0.0
-    _dvdh_sum: float = 0.0
-    _s_sum: np.ndarray | None = None
     _drift_acc: float = 0.0
     _t0: float | None = None
     _last_fit_ts: float | None = None
@@ -126,45 +124,46 @@ class WetstockModel:
         """The books jumped (delivery booked, data gap, gauge recovered, loss found): new intercept."""
         self._break = True
         self._n = 0
-        self._sum = self._t_sum = self._dvdh_sum = 0.0
-        self._s_sum = None
+        self._sum = self._t_sum = 0.0
 
-    def add(self, ts: float, divergence_l: float, sales: tuple[float, ...],
-            dvdh: float) -> WetstockFit | None:
-        """One trusted reading; ``sales`` = litres at 20 °C each nozzle has dispensed so far (booked and
-        under way, model order), at the same instant as the divergence."""
+    def closes_bin(self, ts: float) -> bool:
+        """Whether a reading at ``ts`` ends the current bin: then call :meth:`close_bin` before :meth:`add`.
+
+        The per-nozzle sales and dV/dh are only needed once per bin, so the caller builds them only then
+        (bins are short; the sales at the bin's end stand for the bin)."""
+        return self._bin_start is not None and ts >= self._bin_start + self.settings.bin_s
+
+    def close_bin(self, ts: float, sales: list[float] | tuple[float, ...], dvdh: float) -> WetstockFit | None:
+        """``sales``: litres at 20 °C each nozzle has dispensed so far (booked and under way)."""
         s = self.settings
-        if self._bin_start is None:
-            self._bin_start = ts - ts % s.bin_s
-        fit = None
-        if ts >= self._bin_start + s.bin_s:
-            fit = self._close()
-            start = ts - ts % s.bin_s
-            if start > self._bin_start + s.bin_s:
-                self.brk()
-            self._bin_start = start
-        self._sum += divergence_l
-        self._t_sum += ts
-        self._dvdh_sum += dvdh
-        vec = np.asarray(sales, dtype=float)
-        self._s_sum = vec if self._s_sum is None else self._s_sum + vec
-        self._n += 1
+        fit = self._close(sales, dvdh)
+        start = ts - ts % s.bin_s
+        if self._bin_start is not None and start > self._bin_start + s.bin_s:
+            self.brk()
+        self._bin_start = start
         return fit
 
-    def _close(self) -> WetstockFit | None:
+    def add(self, ts: float, divergence_l: float) -> None:
+        """One trusted reading of the divergence."""
+        if self._bin_start is None:
+            self._bin_start = ts - ts % self.settings.bin_s
+        self._sum += divergence_l
+        self._t_sum += ts
+        self._n += 1
+
+    def _close(self, sales: list[float] | tuple[float, ...], dvdh: float) -> WetstockFit | None:
         s = self.settings
-        if not self._n or self._s_sum is None:
+        if not self._n:
             return None
         t_mid = self._t_sum / self._n
         if self._t0 is None:
             self._t0 = t_mid
-        self._drift_acc += (self._dvdh_sum / self._n) * s.bin_s / 86_400.0
-        sold = self._s_sum / self._n
+        self._drift_acc += dvdh * s.bin_s / 86_400.0
+        sold = np.asarray(sales, dtype=float)
         x = np.concatenate(([(t_mid - self._t0) / 3600.0, self._drift_acc], sold / 1000.0))
         y = self._sum / self._n
         self._n = 0
-        self._sum = self._t_sum = self._dvdh_sum = 0.0
-        self._s_sum = None
+        self._sum = self._t_sum = 0.0
         if self._break or not self.segments:
             self.segments.append(_Segment(t_mid, x, y, sold))
             self._break = False
