@@ -49,13 +49,14 @@ class LossDetector:
 
     def add(self, ts: float, divergence_l: float) -> Finding | None:
         s = self.settings
+        found = None
         if self._bin_start is None:
             self._bin_start = ts - ts % s.bin_s
-        found = None
-        if ts >= self._bin_start + s.bin_s:
+        elif ts >= self._bin_start + s.bin_s:
+            previous = self._bin_start
             found = self._close()
             start = ts - ts % s.bin_s
-            if start > self._bin_start + s.bin_s:  # an empty bin: the data stopped for a while
+            if start > previous + s.bin_s:  # an empty bin: the data stopped for a while
                 self.reset()
             self._bin_start = start
         self._sum += divergence_l
@@ -79,6 +80,8 @@ class LossDetector:
         drop = baseline - now
         if drop < s.threshold_l:
             return None
+        if abs(values[-1] - values[-2]) > 0.25 * drop:
+            return None  # still going: judge the loss when it has stopped
         steps = [values[i] - values[i + 1] for i in range(s.baseline_bins - 1, len(values) - 1)]
         fastest_pair = max(steps[i] + steps[i + 1] for i in range(len(steps) - 1))
         first_ts = self.bins[s.baseline_bins - 1][0] + s.bin_s
