@@ -151,7 +151,12 @@ class TankActor:
         self.sold[self.nozzles.index(nozzle)] += sale_20c
 
     def _judge(self, fit: WetstockFit, ts: float, alerts: AlertBook, out: Outputs) -> None:
-        """Turn a wetstock fit into LEAK / SENSOR_DRIFT / METER_BIAS findings (see wetstock.py)."""
+        """Turn a wetstock fit into LEAK / SENSOR_DRIFT / METER_BIAS findings (see wetstock.py).
+
+        Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
+        better), a loss in L/h (leak), then single nozzles. Where the loss detector has seen fill-like
+        drops with no transaction, a steady loss is those hidden sales, not a leak.
+        """
         self.last_fit = fit
         s = self.wetstock_settings
         if fit.days < s.min_days:
@@ -160,25 +165,33 @@ class TankActor:
         # The divergence itself must move the same way: where a busy nozzle sells as steadily as time
         # passes, the joint fit can trade the two off, and a model-only trend is no evidence.
         plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
+        plain_significant = abs(plain_t) >= s.leak_t and abs(fit.trend_lph) >= s.leak_min_lph
         evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
                     "divergence_trend_lph": round(fit.trend_lph, 3)}
-        if trend_t >= s.leak_t and fit.drift_preferred and fit.drift_mm_per_day is not None \
-                and abs(fit.leak_lph) >= s.leak_min_lph:
+        if plain_significant and fit.drift_preferred and fit.drift_mm_per_day is not None:
             report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
                                                 {"mm_per_day": fit.drift_mm_per_day},
                                                 {**evidence, "mm_per_day": round(fit.drift_mm_per_day, 2)}),
                    out)
-        elif trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
+            return
+        if trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
+            if self.losses.unrecorded:
+                return  # the loss is the unrecorded fills HIDDEN_SALES already reports
             ci = (fit.leak_lph - 1.96 * fit.leak_se_lph, fit.leak_lph + 1.96 * fit.leak_se_lph)
             report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": fit.leak_lph},
                                                 {**evidence, "rate_lph": round(fit.leak_lph, 3),
                                                  "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
-        if trend_t >= 3.0:
+            return
+        if trend_t >= 3.0 or fit.drift_preferred:
             return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
         # The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
         # follows the tank's sales), so a nozzle is judged against the median of its tank's nozzles.
         betas = sorted(b for b, _, sold in fit.meter.values() if sold >= s.meter_min_sales_l)
         common = betas[len(betas) // 2] if len(betas) >= 3 else 0.0
+        # One cheating nozzle stands out alone; several far out in opposite directions is the fit trading
+        # collinear nozzles off against each other (a trend it cannot place), not evidence.
+        if sum(abs(b - common) >= s.meter_min for b in betas) > 1:
+            return
         for nozzle, (beta, se, sold) in fit.meter.items():
             rel = beta - common
             if sold < s.meter_min_sales_l or se <= 0 or abs(rel) < s.meter_min or abs(rel) / se < s.meter_t:
