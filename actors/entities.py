@@ -100,9 +100,9 @@ class TankActor:
                     progress = book.in_progress
                     dispensed = [v + progress.get(n, 0.0)
                                  for n, v in zip(self.nozzles, self.sold, strict=True)]
-                    fit = wetstock.close_bin(ts, dispensed, float(book.geometry.dv_dh(ev.level_mm)))
-                    if fit is not None:
-                        self._judge(fit, ts, alerts, out)
+                    fits = wetstock.close_bin(ts, dispensed, float(book.geometry.dv_dh(ev.level_mm)))
+                    if fits:
+                        self._judge(fits, ts, alerts, out)
                 wetstock.add(ts, divergence)
         else:
             self.wetstock.brk()
@@ -150,39 +150,47 @@ class TankActor:
         """Cumulative litres at 20 °C booked per nozzle: the wetstock model's regressors."""
         self.sold[self.nozzles.index(nozzle)] += sale_20c
 
-    def _judge(self, fit: WetstockFit, ts: float, alerts: AlertBook, out: Outputs) -> None:
-        """Turn a wetstock fit into LEAK / SENSOR_DRIFT / METER_BIAS findings (see wetstock.py).
+    def _judge(self, fits: list[WetstockFit], ts: float, alerts: AlertBook, out: Outputs) -> None:
+        """Turn wetstock fits (shortest window first) into LEAK / SENSOR_DRIFT / METER_BIAS findings.
 
         Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
-        better), a loss in L/h (leak), then single nozzles. Where the loss detector has seen fill-like
-        drops with no transaction, a steady loss is those hidden sales, not a leak.
+        better), a loss in L/h (leak), then single nozzles, judged on the longest window and only when no
+        window shows a trend. Where the loss detector has seen fill-like drops with no transaction, a
+        steady loss is those hidden sales, not a leak.
         """
-        self.last_fit = fit
         s = self.wetstock_settings
-        if fit.days < s.min_days:
+        fits = [f for f in fits if f.days >= s.min_days]
+        if not fits:
             return
-        trend_t = abs(fit.leak_lph) / fit.leak_se_lph if fit.leak_se_lph > 0 else 0.0
-        # The divergence itself must move the same way: where a busy nozzle sells as steadily as time
-        # passes, the joint fit can trade the two off, and a model-only trend is no evidence.
-        plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
-        plain_significant = abs(plain_t) >= s.leak_t and abs(fit.trend_lph) >= s.leak_min_lph
+        self.last_fit = fit = fits[-1]
+        trending = False
+        for f in fits:
+            trend_t = abs(f.leak_lph) / f.leak_se_lph if f.leak_se_lph > 0 else 0.0
+            # The divergence itself must move the same way: where a busy nozzle sells as steadily as
+            # time passes, the joint fit can trade the two off, and a model-only trend is no evidence.
+            plain_t = f.trend_lph / f.trend_se_lph if f.trend_se_lph > 0 else 0.0
+            trending |= trend_t >= 3.0 or f.drift_preferred
+            evidence = {"rows": f.rows, "days_of_data": round(f.days, 2),
+                        "divergence_trend_lph": round(f.trend_lph, 3)}
+            plain_significant = abs(plain_t) >= s.leak_t and abs(f.trend_lph) >= s.leak_min_lph
+            if plain_significant and f.drift_preferred and f.drift_mm_per_day is not None:
+                report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
+                                                    {"mm_per_day": f.drift_mm_per_day},
+                                                    {**evidence, "mm_per_day": round(f.drift_mm_per_day, 2)}),
+                       out)
+                return
+            if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
+                if self.losses.unrecorded:
+                    return  # the loss is the unrecorded fills HIDDEN_SALES already reports
+                ci = (f.leak_lph - 1.96 * f.leak_se_lph, f.leak_lph + 1.96 * f.leak_se_lph)
+                report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": f.leak_lph},
+                                                    {**evidence, "rate_lph": round(f.leak_lph, 3),
+                                                     "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
+                return
         evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
                     "divergence_trend_lph": round(fit.trend_lph, 3)}
-        if plain_significant and fit.drift_preferred and fit.drift_mm_per_day is not None:
-            report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
-                                                {"mm_per_day": fit.drift_mm_per_day},
-                                                {**evidence, "mm_per_day": round(fit.drift_mm_per_day, 2)}),
-                   out)
-            return
-        if trend_t >= s.leak_t and fit.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
-            if self.losses.unrecorded:
-                return  # the loss is the unrecorded fills HIDDEN_SALES already reports
-            ci = (fit.leak_lph - 1.96 * fit.leak_se_lph, fit.leak_lph + 1.96 * fit.leak_se_lph)
-            report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": fit.leak_lph},
-                                                {**evidence, "rate_lph": round(fit.leak_lph, 3),
-                                                 "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
-            return
-        if trend_t >= 3.0 or fit.drift_preferred:
+        plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
+        if trending:
             return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
         # The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
         # follows the tank's sales), so a nozzle is judged against the median of its tank's nozzles.

@@ -84,8 +84,8 @@ def test_wetstock_separates_a_leak_from_meter_errors() -> None:
         ts = T0 + 60 * i
         hour = int((i // 60) % 24)
         sold += rng.poisson(day[hour] * np.array([0.4, 0.3])) * 35.0
-        if model.closes_bin(ts):
-            fit = model.close_bin(ts, sold.tolist(), 15.0) or fit
+        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0)):
+            fit = fits[-1]  # the longest window
         divergence = -0.76 * (i / 60) + 0.002 * sold[0] - 0.015 * sold[1] + rng.normal(0, 8.0)
         model.add(ts, divergence)
     assert fit is not None and fit.days > 9

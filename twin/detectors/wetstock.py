@@ -42,6 +42,8 @@ class WetstockSettings:
     window_s: float = 14 * 86_400.0
     fit_every_s: float = 1800.0
     min_rows: int = 180
+    #: Windows the trend is judged over (days), shortest first; the longest is the whole window.
+    windows_days: tuple[float, ...] = (3.0, 7.0, 14.0)
     #: No judgement on less data than this: early on, time and sales are too alike to tell apart.
     min_days: float = 2.0
     #: LEAK when the estimated loss exceeds this (L/h) with t ≥ leak_t. 0.76 L/h is the EPA's 0.2 gal/h.
@@ -133,7 +135,8 @@ class WetstockModel:
         (bins are short; the sales at the bin's end stand for the bin)."""
         return self._bin_start is not None and ts >= self._bin_start + self.settings.bin_s
 
-    def close_bin(self, ts: float, sales: list[float] | tuple[float, ...], dvdh: float) -> WetstockFit | None:
+    def close_bin(self, ts: float, sales: list[float] | tuple[float, ...],
+                  dvdh: float) -> list[WetstockFit] | None:
         """``sales``: litres at 20 °C each nozzle has dispensed so far (booked and under way)."""
         s = self.settings
         fit = self._close(sales, dvdh)
@@ -151,7 +154,7 @@ class WetstockModel:
         self._t_sum += ts
         self._n += 1
 
-    def _close(self, sales: list[float] | tuple[float, ...], dvdh: float) -> WetstockFit | None:
+    def _close(self, sales: list[float] | tuple[float, ...], dvdh: float) -> list[WetstockFit] | None:
         s = self.settings
         if not self._n:
             return None
@@ -173,11 +176,30 @@ class WetstockModel:
         if self._last_fit_ts is not None and t_mid - self._last_fit_ts < s.fit_every_s:
             return None
         self._last_fit_ts = t_mid
-        return self.fit()
+        return self.fits() or None
 
-    def fit(self) -> WetstockFit | None:
+    def fits(self) -> list[WetstockFit]:
+        """Fits over the recent 3, 7 and all 14 days: a leak that began a few days ago stands out in a
+        short window while a long one dilutes it with the time before, when λ was zero."""
+        if not self.segments:
+            return []
+        now = self.segments[-1].last_ts
+        out: list[WetstockFit] = []
+        seen = -1
+        for days in self.settings.windows_days:
+            chosen = [g for g in self.segments if g.n >= 2 and g.last_ts >= now - days * 86_400.0]
+            if len(chosen) == seen:
+                continue
+            seen = len(chosen)
+            fit = self.fit(chosen)
+            if fit is not None:
+                out.append(fit)
+        return out
+
+    def fit(self, segments: list[_Segment] | None = None) -> WetstockFit | None:
         s = self.settings
-        segments = [g for g in self.segments if g.n >= 2]
+        if segments is None:
+            segments = [g for g in self.segments if g.n >= 2]
         rows = sum(g.n for g in segments)
         if rows < s.min_rows:
             return None
