@@ -18,6 +18,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.shard import Shard  # noqa: E402
@@ -58,6 +60,18 @@ def run(stations: int, seed: int, days: float,
     return sim, out, n / (time.perf_counter() - t0)
 
 
+def delivery_errors(sim: DistrictSimulator, out: Outputs) -> list[float]:
+    """(detected − true) / true in %, for each true delivery matched by station, tank and time."""
+    errors = []
+    for truth in sim.truth.deliveries:
+        for found in out.deliveries:
+            if (found["station"], found["tank"]) == (truth.station, truth.tank) and \
+                    found["start_ts"] <= truth.end_ts and found["end_ts"] >= truth.start_ts:
+                errors.append(100.0 * (found["net_l_20c"] / truth.volume_l_20c - 1.0))
+                break
+    return errors
+
+
 def alarms(out: Outputs) -> dict[str, dict]:
     """Every alert but the informational deliveries, first version of each."""
     found: dict[str, dict] = {}
@@ -69,7 +83,7 @@ def alarms(out: Outputs) -> dict[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["healthy", "leak", "meter_bias"])
+    ap.add_argument("mode", choices=["healthy", "leak", "meter_bias", "theft"])
     ap.add_argument("--stations", type=int, default=None)
     ap.add_argument("--days", type=float, default=None)
     ap.add_argument("--rate", type=float, default=0.76, help="leak rate, L/h")
@@ -80,11 +94,12 @@ def main() -> None:
     tune_gc()
     if args.mode == "healthy":
         stations, days = args.stations or 6, args.days or 30.0
-        total_fa, total_tm = 0, 0.0
+        total_fa, total_tm, errors = 0, 0.0, []
         for seed in args.seeds:
             sim, out, rate = run(stations, seed, days, [])
             tanks = sum(len(s.tanks) for s in sim.district.stations)
             fa = alarms(out)
+            errors += delivery_errors(sim, out)
             total_fa += len(fa)
             total_tm += tanks * days / 30.0
             print(f"seed {seed}: {tanks} tanks × {days:g} d, {len(fa)} false alarms ({rate:,.0f} events/s)")
@@ -92,11 +107,20 @@ def main() -> None:
                 at = (a["first_ts"] - START) / 86400
                 print(f"   {a['code']} {a['station']} {a['entity']} at {at:.2f} d")
         print(f"false alarms: {total_fa} in {total_tm:.0f} healthy tank-months")
+        if errors:
+            err = np.sort(np.abs(np.asarray(errors)))
+            print(f"deliveries: {len(err)} matched, |net volume error| median {np.median(err):.3f} %, "
+                  f"p95 {err[int(0.95 * (len(err) - 1))]:.3f} %, max {err[-1]:.3f} %")
         return
     stations, days = args.stations or 3, args.days or (9.0 if args.mode == "leak" else 4.0)
     if args.mode == "leak":
         spec = {"type": "leak", "station": "BH-0002", "tank": "T2", "at": "2d", "rate_lph": args.rate}
         code, entity = "LEAK", "T2"
+    elif args.mode == "theft":
+        spec = {"type": "theft", "station": "BH-0002", "tank": "T1", "at": "36h", "volume_l": 60,
+                "duration": "10m"}
+        code, entity = "SUDDEN_LOSS", "T1"
+        days = args.days or 2.0
     else:
         spec = {"type": "meter_bias", "station": "BH-0002", "nozzle": "N3", "at": "1d", "factor": args.factor}
         code, entity = "METER_BIAS", "N3"
