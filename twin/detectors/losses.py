@@ -4,14 +4,16 @@ The divergence is averaged in short bins (3 min); a loss is a baseline (bins 15�
 well above the last 6 minutes. 40 L is ~7 σ of that difference on a 30 m³ tank (gauge σ 0.5 mm ×
 15 L/mm per reading, averaged), and under the 50 L that issue 3 asks to catch within 30 minutes.
 
-How fast the volume went tells what it was. A theft (siphon, valve) takes minutes; a fill at a nozzle
-runs at 30–80 L/min, so a drop that happens within two bins looks like a fill nobody recorded. One such
+How fast the volume went tells what it was: the time between the drop's 30 % and 70 % marks, on the raw
+readings. A theft (siphon, valve) takes minutes; a fill at a nozzle runs at 30–80 L/min, so a drop
+faster than 12 L/min looks like a fill nobody recorded. One such
 drop could be a fluke of the books; a second within two days is reported as HIDDEN_SALES (unrecorded
 sales, DOMAIN.md 'Dispensers'). Known limit: a theft pumped as fast as a nozzle is read as dispensing.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +28,8 @@ class LossSettings:
     baseline_bins: int = 3
     gap_bins: int = 3
     now_bins: int = 2
-    #: Share of a drop that, happening within two adjacent bins, makes it look like a fill.
-    fast_share: float = 0.85
+    #: A drop whose middle 40 % went faster than this (L/min) looks like a fill, not a theft.
+    fill_rate_lpm: float = 12.0
     hidden_confirmations: int = 2
     hidden_window_s: float = 48 * 3600.0
 
@@ -40,10 +42,15 @@ class LossDetector:
     _sum: float = 0.0
     _n: int = 0
     unrecorded: deque[tuple[float, float]] = field(default_factory=deque)
+    #: The raw readings of the last half hour, to time a drop once one is found.
+    recent: deque[tuple[float, float]] = field(default_factory=deque)
+    #: Running mean of |difference of consecutive bins|: this tank's own bin-to-bin noise.
+    bin_noise_l: float = 0.0
 
     def reset(self) -> None:
         """Forget the recent past (a gap in the data, a delivery, a stuck gauge): never compare across."""
         self.bins.clear()
+        self.recent.clear()
         self._bin_start = None
         self._sum, self._n = 0.0, 0
 
@@ -61,13 +68,22 @@ class LossDetector:
             self._bin_start = start
         self._sum += divergence_l
         self._n += 1
+        recent = self.recent
+        recent.append((ts, divergence_l))
+        while recent[0][0] < ts - 1800.0:
+            recent.popleft()
         return found
 
     def _close(self) -> Finding | None:
         s = self.settings
         if not self._n or self._bin_start is None:
             return None
-        self.bins.append((self._bin_start, self._sum / self._n))
+        mean = self._sum / self._n
+        if self.bins:
+            step = abs(mean - self.bins[-1][1])
+            self.bin_noise_l = (step if not self.bin_noise_l
+                                else 0.98 * self.bin_noise_l + 0.02 * min(step, 50.0))
+        self.bins.append((self._bin_start, mean))
         self._sum, self._n = 0.0, 0
         need = s.baseline_bins + s.gap_bins + s.now_bins
         while len(self.bins) > need:
@@ -80,19 +96,30 @@ class LossDetector:
         drop = baseline - now
         if drop < s.threshold_l:
             return None
-        if abs(values[-1] - values[-2]) > 0.25 * drop:
-            return None  # still going: judge the loss when it has stopped
-        steps = [values[i] - values[i + 1] for i in range(s.baseline_bins - 1, len(values) - 1)]
-        fastest_pair = max(steps[i] + steps[i + 1] for i in range(len(steps) - 1))
+        if values[-2] - values[-1] > max(0.25 * drop, 2.0 * self.bin_noise_l):
+            return None  # still falling: judge the loss when it has stopped
         first_ts = self.bins[s.baseline_bins - 1][0] + s.bin_s
         last_ts = self.bins[-1][0] + s.bin_s
+        minutes = self._duration_min(first_ts, baseline, drop)
         self.reset()
         evidence: dict[str, Any] = {"volume_l": round(drop, 1), "start_ts": first_ts, "end_ts": last_ts,
                                     "baseline_l": round(baseline, 1), "after_l": round(now, 1),
                                     "no_transaction_in_window": True}
-        if fastest_pair >= s.fast_share * drop:
+        evidence["minutes"] = round(minutes, 1) if math.isfinite(minutes) else None
+        if 0.4 * drop / max(minutes, 0.5) >= s.fill_rate_lpm:
             return self._unrecorded(last_ts, drop, evidence)
         return Finding("SUDDEN_LOSS", "alarm", {"volume_l": drop}, evidence)
+
+    def _duration_min(self, since: float, baseline: float, drop: float) -> float:
+        """Minutes between the drop's 30 % and 70 % marks, on a 3-reading running median."""
+        points = [(t, v) for t, v in self.recent if t >= since]
+        smooth = [(points[i][0], sorted(v for _, v in points[i - 1:i + 2])[1])
+                  for i in range(1, len(points) - 1)]
+        t30 = next((t for t, v in smooth if v < baseline - 0.3 * drop), None)
+        t70 = next((t for t, v in smooth if v < baseline - 0.7 * drop), None)
+        if t30 is None or t70 is None:
+            return math.inf  # no clean passage through both marks: nothing fill-like about it
+        return max(t70 - t30, 0.0) / 60.0
 
     def _unrecorded(self, ts: float, drop: float, evidence: dict[str, Any]) -> Finding | None:
         s = self.settings
