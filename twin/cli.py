@@ -1,7 +1,9 @@
 """The ``fueltwin`` command: the product's front door.
 
 ``demo`` composes everything (embedded Redis, runtime, simulated district, server); ``serve`` runs the
-API on an existing Redis. The CLI is the one place that wires every layer together, so it imports ui/
+API on an existing Redis; ``scenario run`` / ``scenario list`` run and list fault scenarios
+(``twin/scenario_runner.py``, format in ``docs/scenarios.md``). The CLI is the one place that wires
+every layer together, so it imports ui/
 and simulators/ lazily, inside the commands, to keep twin/'s import graph one-way.
 """
 
@@ -103,6 +105,116 @@ def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: st
             asyncio.run(run_serve(options))
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Scenarios
+
+
+class _BadScenario(click.ClickException):
+    """A scenario file that cannot be used: exit status 2, like any other usage error."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+@main.group(context_settings={"help_option_names": ["-h", "--help"]})
+def scenario() -> None:
+    """Fault scenarios: inject faults into a simulated district and score what the twin detects.
+
+    The format is documented in docs/scenarios.md; the suite is in scenarios/.
+    """
+
+
+@scenario.command("run")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1, 10_000),
+              help="Run each scenario with its seed, seed+1, …, seed+N-1 (Pd and false-alarm rates).")
+@click.option("--runtime", default="local", show_default=True, type=RUNTIMES,
+              help="Actor runtime of the twin.")
+@click.option("--shards", default=None, type=click.IntRange(1, 256),
+              help="Shard count (default 4 local, 2 ray).")
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the full JSON report here.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Runs in parallel processes (local runtime).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def scenario_run(files: tuple[str, ...], seeds: int, runtime: str, shards: int | None,
+                 report_path: str | None, jobs: int, quiet: bool) -> None:
+    """Run scenario FILES (or folders of them) in event time as fast as possible and score them.
+
+    Prints a table; exits 0 only if every expectation of every run is met and nothing else was raised
+    (1 otherwise, 2 if a file is invalid).
+    """
+    import json
+
+    from twin.scenario_runner import load_all, run_suite
+    from twin.scenarios import format_table
+
+    scenarios, problems = load_all(files, seeds)
+    if problems:
+        raise _BadScenario("\n".join(problems))
+    if not scenarios:
+        raise _BadScenario("no scenario files found in " + ", ".join(files))
+    if jobs > 1 and runtime != "local":
+        raise click.BadParameter("--jobs > 1 needs the local runtime (Ray spreads a run over processes "
+                                 "itself)", param_hint="--jobs")
+    if not quiet:
+        runs = len(scenarios) * seeds
+        click.echo(f"{len(scenarios)} scenario(s) × {seeds} seed(s) = {runs} run(s), {runtime} runtime"
+                   + (f", {jobs} jobs" if jobs > 1 else ""), err=True)
+    report = run_suite(scenarios, seeds=seeds, runtime=runtime, jobs=jobs, shards=shards, progress=not quiet)
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n",
+                                     encoding="utf-8")
+    click.echo(format_table(report["summary"]))
+    for run in report["runs"]:
+        if run.get("error"):
+            click.echo(f"{run['scenario']} seed {run['seed']}: the run failed: "
+                       f"{run['error'].strip().splitlines()[-1]}", err=True)
+        elif run["figures"]["rejected"]:
+            click.echo(f"{run['scenario']} seed {run['seed']}: {run['figures']['rejected']} events rejected "
+                       f"or crashed the twin: {'; '.join(run['figures']['rejected_reasons'][:3])}", err=True)
+    if report_path:
+        click.echo(f"report: {report_path}", err=True)
+    sys.exit(0 if report["passed"] else 1)
+
+
+@scenario.command("list")
+@click.argument("directory", default="scenarios", type=click.Path(exists=True, file_okay=False))
+def scenario_list(directory: str) -> None:
+    """List the scenarios in DIRECTORY (default ./scenarios): what they inject and expect.
+
+    Exits 1 if a file does not load.
+    """
+    from twin.scenario_runner import scenario_files
+    from twin.scenarios import ScenarioError, fmt_duration, load_scenario
+
+    rows, bad = [], []
+    for path in scenario_files([directory]):
+        try:
+            s = load_scenario(path)
+        except ScenarioError as exc:
+            bad.append(str(exc))
+            rows.append([path.name, "-", "-", "-", "INVALID", "-"])
+            continue
+        st = s.district.stations
+        stations = str(st) if isinstance(st, int) else f"{len(st)} listed"
+        faults = ", ".join(sorted({f["type"] for f in s.faults})) or "none (healthy)"
+        expect = ", ".join(f"{e.alert}≤{fmt_duration(e.within)}" for e in s.expect) or "nothing"
+        rows.append([path.name, s.name, fmt_duration(s.duration), stations, faults, expect])
+    header = ["file", "name", "duration", "stations", "faults", "expects"]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if not rows:
+        click.echo(f"(no *.yaml files in {directory})")
+    for message in bad:
+        click.echo(message, err=True)
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,860 @@
+"""Fault scenarios: the file format testers write by hand, and the scoring of a run against its truth.
+
+A scenario (``scenarios/*.yaml``, documented field by field in ``docs/scenarios.md``) names a seed, a start,
+a duration, a district, optional simulator noise, the faults to inject and the detections expected, each
+with a deadline; every other alert the twin raises is a false alarm. This module holds
+
+- the format, as pydantic models with unknown keys forbidden, and :func:`load_scenario`, whose errors
+  name the file and the field (``scenarios/leak.yaml: faults[0].rate_lph: missing parameter …``);
+- the scoring, as pure functions of plain data (alerts and deliveries as the twin emits them, the
+  simulator's ground truth reduced to :class:`FaultTruth` and :class:`DeliveryTruth`): which expectation
+  was met by which alert and when, which alerts were false, how far each recognised delivery's volume is
+  from the truth, and the aggregates over seeds (probability of detection, false alarms per tank-month);
+- the plain-text table the runner prints.
+
+The fault vocabulary (types, their parameters) and the duration grammar (``36h``, ``2d``, ``1d12h``) belong
+to the simulator (``simulators/faults.py``); they are imported when a file is *loaded*, never when this
+module is imported, so scoring depends on nothing outside ``twin/``. Running a scenario (simulator,
+runtime, seeds, processes) is composition and lives in ``twin/scenario_runner.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from twin.registry import District, NozzleSpec, StationSpec, TankSpec
+from twin.settings import TwinSettings
+from twin.timeutil import to_local
+
+__all__ = [
+    "ALERT_CODES", "FAULT_ALERT", "INFO_CODES", "TANK_FOR_NOZZLE", "DeliveryTruth", "DistrictSpec",
+    "Expectation", "FaultTruth", "NoiseSpec", "ProfileSpec", "Scenario", "ScenarioError", "StationEntry",
+    "aggregate", "entity_problems", "false_alarms", "fmt_duration", "format_table", "load_scenario",
+    "match_expectations", "parse_scenario", "score_deliveries", "score_run",
+]
+
+#: The alert codes the twin raises (issue 3: fixed, the UI, the scenarios and users rely on them).
+ALERT_CODES = ("LEAK", "SUDDEN_LOSS", "DELIVERY_DETECTED", "METER_BIAS", "HIDDEN_SALES", "TOTALIZER_MISMATCH",
+               "TXN_GAP", "MAINBOARD_CHANGED", "SENSOR_STUCK", "SENSOR_DRIFT", "COMM_LOSS", "WATER_HIGH",
+               "OVERFILL")
+#: Informational events, not alarms: never a false alarm (a delivery recognised is not a fault).
+INFO_CODES = frozenset({"DELIVERY_DETECTED"})
+#: Which alert detects which fault type: an expectation is timed from the first onset of a fault of the
+#: type that maps to its code, at its station (and entity, when the expectation names one).
+FAULT_ALERT: dict[str, str] = {
+    "leak": "LEAK", "theft": "SUDDEN_LOSS", "meter_bias": "METER_BIAS", "hidden_sales": "HIDDEN_SALES",
+    "totalizer_jump": "TOTALIZER_MISMATCH", "txn_gap": "TXN_GAP", "mainboard_swap": "MAINBOARD_CHANGED",
+    "sensor_stuck": "SENSOR_STUCK", "sensor_drift": "SENSOR_DRIFT", "comm_loss": "COMM_LOSS",
+    "water_ingress": "WATER_HIGH",
+}
+#: Codes a detector raises on the *tank* a faulty nozzle draws from, because only the tank's books can see
+#: the fault (a fill the station never reported leaves no trace on any nozzle): an expectation naming
+#: the nozzle is met by the alert on its tank. The report's ``alert_entity`` says which was named.
+TANK_FOR_NOZZLE = frozenset({"HIDDEN_SALES"})
+#: A tank-month, for false-alarm rates (EPA SIR counts in 30-day months, DOMAIN.md).
+MONTH_S = 30 * 86_400.0
+#: Recognised deliveries are booked after the product settles (10 min by default); a true drop ending
+#: this close to the end of the run may not be booked yet, so it is not counted missed.
+DELIVERY_GRACE_S = 1800.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; ``problems`` are lines of ``field: what is wrong``."""
+
+    def __init__(self, source: str, problems: Sequence[str]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "(top level)"
+
+
+#: Branch tags pydantic puts in an error's location (see DistrictSpec.stations): not keys of the file.
+_BRANCH_TAGS = frozenset({"count", "list"})
+
+
+def _allowed_keys(parent: Sequence[Any]) -> list[str]:
+    names = [p for p in parent if isinstance(p, str)]
+    model: type[BaseModel] | None = Scenario if not names else _MODEL_OF_KEY.get(names[-1])
+    if model is None:
+        return []
+    return [k for k in model.model_fields if k != "source"]
+
+
+def _messages(exc: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem, ``path.in[0].the.file: what is wrong``; ``root`` is the model at the top."""
+    errors = exc.errors(include_url=False)
+    locs = [tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and p in _BRANCH_TAGS))
+            for err in errors]
+    lines = []
+    for err, loc_t in zip(errors, locs, strict=True):
+        loc = list(loc_t)
+        msg = err.get("msg", "")
+        if err.get("type") == "too_short" and any(o[:len(loc_t)] == loc_t and o != loc_t for o in locs):
+            continue  # "should have at least 1 item after validation": its item's own error says why
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+            loc = loc[:-1]
+            allowed = ([k for k in root.model_fields if k != "source"] if root is not None and not loc
+                       else _allowed_keys(loc))
+            if allowed:
+                msg += f" (allowed: {', '.join(allowed)})"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif msg.startswith("Assertion failed, "):
+            msg = msg[len("Assertion failed, "):]
+        lines.append(f"{_loc(loc)}: {msg}" if loc else msg)
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Durations (the simulator's grammar: seconds, or numbers with s, m, h, d)
+
+
+def _seconds(value: Any) -> float:
+    from simulators.faults import parse_duration  # the one grammar every duration of a scenario uses
+
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return parse_duration(value)
+    raise ValueError(f"invalid duration {value!r}: expected a number of seconds or text like 90s, 10m, 36h, "
+                     "2d")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Short human form of a duration: ``45s``, ``12m``, ``3.5h``, ``2.25d`` (``-`` for None)."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "-"
+    s = float(seconds)
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    for unit, size in (("d", 86_400.0), ("h", 3600.0), ("m", 60.0)):
+        if s >= size:
+            v = s / size
+            text = f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.2f}".rstrip("0").rstrip(".")
+            return f"{sign}{text}{unit}"
+    return f"{sign}{s:.0f}s"
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The format
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoiseSpec(_Model):
+    """Simulator noise; a field left out takes the simulator's realistic default (shown in brackets)."""
+
+    #: σ of the gauge's level reading (mm) [0.5].
+    gauge_sigma_mm: float | None = Field(default=None, ge=0)
+    #: Largest relative error of each declared strapping chart against the true tank (%) [0.3].
+    strapping_error_pct: float | None = Field(default=None, ge=0, le=5)
+    #: Each nozzle's meter error is drawn uniform in ± this (%) [0.25; JJG 443 allows 0.3].
+    meter_error_pct: float | None = Field(default=None, ge=0, le=5)
+    #: Seconds between tank gauge readings [60 in scenarios]; durations like ``30s`` are accepted.
+    reading_interval_s: Duration | None = None
+    #: The gauge's level and water resolution (mm) [0.1].
+    gauge_resolution_mm: float | None = Field(default=None, gt=0)
+    #: Thermistor noise (°C) [0.05].
+    temp_sigma_c: float | None = Field(default=None, ge=0)
+
+    @field_validator("reading_interval_s")
+    @classmethod
+    def _positive_interval(cls, v: float | None) -> float | None:
+        if v is not None and not v >= 1:
+            raise ValueError(f"must be at least 1 s, got {v:g}")
+        return v
+
+    def noise_settings(self) -> dict[str, float]:
+        """The fields that map onto ``simulators.settings.NoiseSettings``, as given."""
+        keys = ("gauge_sigma_mm", "meter_error_pct", "gauge_resolution_mm", "temp_sigma_c")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class ProfileSpec(_Model):
+    """Who buys at an explicitly listed station (the synthetic district draws this itself)."""
+
+    size: Literal["small", "medium", "busy"] = "medium"
+    #: urban: commuter peaks and quiet nights; port and highway: trucks around the clock (no idle hour).
+    kind: Literal["urban", "port", "highway"] | None = None
+    fills_per_day: float | None = Field(default=None, gt=0, le=20_000)
+    brand: str | None = None
+
+
+class StationEntry(StationSpec):
+    """A station spec of the registry (``twin.registry.StationSpec``) plus how busy it is."""
+
+    profile: ProfileSpec = ProfileSpec()
+
+    def spec(self) -> StationSpec:
+        return StationSpec.model_validate(self.model_dump(exclude={"profile"}))
+
+
+def _stations_kind(value: Any) -> str:
+    return "list" if isinstance(value, list | tuple) else "count"
+
+
+class DistrictSpec(_Model):
+    #: A count of synthetic stations (BH-0001 …, drawn from the run's seed), or explicit stations.
+    stations: Annotated[Annotated[Annotated[int, Field(ge=1, le=5000)], Tag("count")]
+                        | Annotated[list[StationEntry], Tag("list")], Discriminator(_stations_kind)]
+
+    @field_validator("stations", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("expected a number of stations or a list of station specs")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> DistrictSpec:
+        if isinstance(self.stations, list):
+            if not self.stations:
+                raise ValueError("stations: the list is empty")
+            District(stations=tuple(s.spec() for s in self.stations))  # duplicate ids, with the reason
+        return self
+
+    @property
+    def synthetic(self) -> bool:
+        return isinstance(self.stations, int)
+
+    def station_ids(self) -> list[str]:
+        if isinstance(self.stations, int):
+            return [f"BH-{i + 1:04d}" for i in range(self.stations)]
+        return [s.id for s in self.stations]
+
+    def declared(self) -> District | None:
+        """The declared district of explicit stations (None for a synthetic one: it depends on the seed)."""
+        if isinstance(self.stations, int):
+            return None
+        return District(stations=tuple(s.spec() for s in self.stations))
+
+
+class Expectation(_Model):
+    #: The alert code expected.
+    alert: str
+    station: str
+    tank: str | None = None
+    nozzle: str | None = None
+    #: Deadline, counted from the first onset of the matching fault (or the scenario's start).
+    within: Duration
+
+    @field_validator("alert")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in ALERT_CODES:
+            raise ValueError(f"unknown alert code {v!r}; known: {', '.join(ALERT_CODES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_entity(self) -> Expectation:
+        if self.tank is not None and self.nozzle is not None:
+            raise ValueError("give tank: or nozzle:, not both")
+        if not self.within > 0:
+            raise ValueError("within: must be a duration > 0")
+        return self
+
+    @property
+    def entity(self) -> str | None:
+        return self.tank if self.tank is not None else self.nozzle
+
+
+class Scenario(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    #: The run's seed draws everything: the synthetic district, customers, deliveries, noise, faults.
+    seed: int = Field(ge=0)
+    #: ISO 8601 with an offset, e.g. "2026-06-01T00:00:00+08:00" (kept as epoch seconds).
+    start: float
+    duration: Duration
+    district: DistrictSpec
+    noise: NoiseSpec = NoiseSpec()
+    faults: list[dict[str, Any]] = []
+    expect: list[Expectation] = []
+    #: Overrides of ``twin.settings.TwinSettings`` fields (detector thresholds), checked by name.
+    settings: dict[str, Any] = {}
+    #: Where the scenario was read from (not part of the file).
+    source: str = Field(default="", exclude=True)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _int_seed(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected a whole number >= 0, got {v!r}")
+        return v
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, v: Any) -> float:
+        if isinstance(v, datetime):
+            dt = v
+        elif isinstance(v, date):
+            raise ValueError(f"{v.isoformat()} is a date; give a time with its offset, e.g. "
+                             f"\"{v.isoformat()}T00:00:00+08:00\"")
+        elif isinstance(v, str):
+            try:
+                dt = datetime.fromisoformat(v.strip())
+            except ValueError:
+                raise ValueError(f"not an ISO 8601 time: {v!r} (e.g. \"2026-06-01T00:00:00+08:00\")"
+                                 ) from None
+        else:
+            raise ValueError(f"expected an ISO 8601 time such as \"2026-06-01T00:00:00+08:00\", got {v!r}")
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            raise ValueError(f"{v!s} has no UTC offset; write it with one, e.g. +08:00 for Beijing time")
+        return dt.timestamp()
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("must be a duration > 0")
+        return v
+
+    # -- derived --------------------------------------------------------------------------------------
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def twin_settings(self) -> TwinSettings:
+        return TwinSettings(**self.settings)
+
+    def seeds(self, n: int) -> list[int]:
+        return [self.seed + k for k in range(n)]
+
+
+#: Which model a nested mapping of the file is, by the key it sits under (for 'allowed keys' hints).
+_MODEL_OF_KEY: dict[str, type[BaseModel]] = {
+    "noise": NoiseSpec, "district": DistrictSpec, "stations": StationEntry, "profile": ProfileSpec,
+    "tanks": TankSpec, "nozzles": NozzleSpec, "expect": Expectation}
+
+
+def _fault_problems(faults: Any) -> list[str]:
+    """Each fault of the raw file checked by the simulator's own parser (type, entity kind, parameters)."""
+    from simulators.faults import build_fault  # the simulator owns the fault vocabulary
+
+    if not isinstance(faults, list):
+        return []  # pydantic says what is wrong with the list itself
+    problems = []
+    for i, spec in enumerate(faults):
+        if isinstance(spec, Mapping):
+            try:
+                build_fault(spec, 0.0, 0)
+            except ValueError as exc:
+                problems.append(f"faults[{i}]: {exc}")
+    return problems
+
+
+def _settings_problems(settings: Any) -> list[str]:
+    if not isinstance(settings, Mapping):
+        return []
+    try:
+        TwinSettings(**settings)
+    except ValidationError as exc:
+        return [f"settings.{line}" if not line.startswith("unknown key") else f"settings: {line}"
+                for line in _messages(exc, TwinSettings)]
+    return []
+
+
+def _cross_problems(scn: Scenario) -> list[str]:
+    """What only the whole scenario can tell: stations that exist, faults inside the run, entities."""
+    ids = scn.district.station_ids()
+    known = set(ids)
+    shown = ", ".join(ids) if len(ids) <= 12 else f"{ids[0]} … {ids[-1]} ({len(ids)})"
+    problems = []
+    for i, spec in enumerate(scn.faults):
+        if spec.get("station") not in known:
+            problems.append(f"faults[{i}].station: no station {spec.get('station')!r} in the district "
+                            f"(stations: {shown})")
+            continue
+        at = _seconds(spec["at"])
+        if at >= scn.duration:
+            problems.append(f"faults[{i}].at: {fmt_duration(at)} is not before the end of the run "
+                            f"(duration {fmt_duration(scn.duration)})")
+    for i, e in enumerate(scn.expect):
+        if e.station not in known:
+            problems.append(f"expect[{i}].station: no station {e.station!r} in the district "
+                            f"(stations: {shown})")
+    declared = scn.district.declared()
+    if declared is not None:  # explicit stations: tanks and nozzles are known now, whatever the seed
+        problems += entity_problems(scn, declared)
+    return problems
+
+
+def entity_problems(scn: Scenario, district: District) -> list[str]:
+    """Faults and expectations naming a tank or nozzle their station does not have, in ``district``."""
+    from simulators.faults import check_fault
+
+    problems = []
+    for i, spec in enumerate(scn.faults):
+        if district.has_station(spec.get("station")):
+            try:
+                check_fault(spec, district)
+            except ValueError as exc:
+                problems.append(f"faults[{i}]: {exc}")
+    for i, e in enumerate(scn.expect):
+        if not district.has_station(e.station):
+            continue
+        st = district.station(e.station)
+        if e.tank is not None and e.tank not in {t.id for t in st.tanks}:
+            problems.append(f"expect[{i}].tank: station {e.station} has no tank {e.tank!r} "
+                            f"(its tanks: {', '.join(t.id for t in st.tanks)})")
+        if e.nozzle is not None and e.nozzle not in {n.id for n in st.nozzles}:
+            problems.append(f"expect[{i}].nozzle: station {e.station} has no nozzle {e.nozzle!r} "
+                            f"(its nozzles: {', '.join(n.id for n in st.nozzles)})")
+    return problems
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    """A scenario from already-parsed YAML data; :class:`ScenarioError` lists every problem found, each
+    naming the field (``faults[2].rate_lph``), under ``source``."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError(source, [f"expected a mapping of scenario fields (name, seed, start, …), "
+                                     f"got {type(data).__name__}"])
+    problems: list[str] = []
+    if "source" in data:
+        problems.append(f"unknown key 'source' (allowed: {', '.join(_allowed_keys([]))})")
+        data = {k: v for k, v in data.items() if k != "source"}
+    scn: Scenario | None = None
+    try:
+        scn = Scenario.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems += _messages(exc)
+    problems += _fault_problems(data.get("faults"))
+    problems += _settings_problems(data.get("settings"))
+    if scn is not None and not problems:
+        problems += _cross_problems(scn)
+    if problems:
+        raise ScenarioError(source, problems)
+    assert scn is not None
+    return scn
+
+
+def load_scenario(path: str | Path | None = None, *, text: str | None = None,
+                  source: str | None = None) -> Scenario:
+    """Read a scenario file (or ``text``); every problem is reported with the file and the field."""
+    if (path is None) == (text is None):
+        raise TypeError("give a path or text")
+    name = source or (str(path) if path is not None else "<text>")
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScenarioError(name, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text or "")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(name, [f"{where}not valid YAML: {problem}"]) from None
+    if data is None:
+        raise ScenarioError(name, ["the file is empty"])
+    return parse_scenario(data, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring: plain data in, plain data out
+
+
+@dataclass(frozen=True, slots=True)
+class FaultTruth:
+    """What an injected fault did, reduced to what scoring needs (``simulators.truth.FaultRecord``)."""
+
+    type: str
+    station: str
+    #: Tank or nozzle id; "" for the whole station.
+    entity: str
+    first_active_ts: float | None
+    last_active_ts: float | None = None
+    #: Every entity that shows the fault (a swapped board shows on each nozzle it drives).
+    entities: tuple[str, ...] = ()
+
+    def covers(self, entity: str, tank_of_nozzle: str | None = None) -> bool:
+        """Whether the fault shows on ``entity``: its own, every entity it touched, any for a whole-station
+        fault, and (``tank_of_nozzle``, for codes in TANK_FOR_NOZZLE) the tank its nozzle draws from."""
+        return (not self.entity or entity == self.entity or entity in self.entities
+                or (tank_of_nozzle is not None and entity == tank_of_nozzle))
+
+    @classmethod
+    def of(cls, record: Any) -> FaultTruth:
+        return cls(record.type, record.station, record.entity, record.first_active_ts, record.last_active_ts,
+                   tuple(getattr(record, "entities", ()) or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTruth:
+    station: str
+    tank: str
+    start_ts: float
+    end_ts: float
+    volume_l_20c: float
+
+    @classmethod
+    def of(cls, record: Any) -> DeliveryTruth:
+        return cls(record.station, record.tank, record.start_ts, record.end_ts, record.volume_l_20c)
+
+
+def iso(ts: float | None) -> str | None:
+    """Beijing time of an event time, ISO 8601 with its offset."""
+    return None if ts is None else to_local(ts).isoformat(timespec="seconds")
+
+
+def unique_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per alert id (its first version: the twin re-emits an alert when it escalates or
+    closes), in order of first_ts then id."""
+    seen: dict[str, dict[str, Any]] = {}
+    for a in alerts:
+        seen.setdefault(a["id"], dict(a))
+    return sorted(seen.values(), key=lambda a: (a["first_ts"], a["id"]))
+
+
+def _onsets(expect: Sequence[Expectation], faults: Sequence[FaultTruth], start_ts: float,
+            tanks: Mapping[tuple[str, str], str]) -> list[tuple[float, FaultTruth | None]]:
+    """The onset each expectation is timed from: the k-th expectation of one (code, station, entity)
+    takes the k-th fault that maps to it (by first onset); with no such fault, the scenario's start."""
+    used: set[int] = set()
+    out: list[tuple[float, FaultTruth | None]] = []
+    for e in expect:
+        cands = sorted(((f.first_active_ts, i) for i, f in enumerate(faults)
+                        if i not in used and f.first_active_ts is not None
+                        and FAULT_ALERT.get(f.type) == e.alert and f.station == e.station
+                        and (e.entity is None or f.covers(e.entity) or (
+                            e.alert in TANK_FOR_NOZZLE and tanks.get((f.station, f.entity)) == e.entity))))
+        if cands:
+            used.add(cands[0][1])
+            f = faults[cands[0][1]]
+            out.append((float(f.first_active_ts), f))  # type: ignore[arg-type]
+        else:
+            out.append((start_ts, None))
+    return out
+
+
+def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[str, Any]],
+                       faults: Sequence[FaultTruth], start_ts: float,
+                       nozzle_tanks: Mapping[tuple[str, str], str] | None = None,
+                       ) -> tuple[list[dict[str, Any]], set[str]]:
+    """Score each expectation against the run's alerts (see docs/scenarios.md, 'Matching').
+
+    Returns one result per expectation (in the file's order) and the ids of the alerts they account for:
+    the detecting alert, a late one, and repeats of a detected fault (the same code on an entity the
+    fault touched, from its onset until its last effect + the deadline) — none of these is a false alarm.
+    ``nozzle_tanks`` maps (station, nozzle) to the tank it draws from, for the codes of TANK_FOR_NOZZLE.
+    """
+    tanks = nozzle_tanks or {}
+
+    def tank_of(code: str, station: str, entity: str | None) -> str | None:
+        return tanks.get((station, entity)) if code in TANK_FOR_NOZZLE and entity else None
+
+    ordered = unique_alerts(alerts)
+    onsets = _onsets(expect, faults, start_ts, tanks)
+    claimed: set[str] = set()
+    results: list[dict[str, Any] | None] = [None] * len(expect)
+    # Earliest onset first, so two expectations of one kind take their alerts in time order.
+    for k in sorted(range(len(expect)), key=lambda j: (onsets[j][0], j)):
+        e = expect[k]
+        onset, fault = onsets[k]
+        deadline = onset + e.within
+        alt = tank_of(e.alert, e.station, e.entity)
+        hit = next((a for a in ordered if a["id"] not in claimed and a["code"] == e.alert
+                    and a["station"] == e.station
+                    and (e.entity is None or a["entity"] == e.entity
+                         or (alt is not None and a["entity"] == alt))
+                    and a["first_ts"] >= onset), None)
+        met = hit is not None and hit["first_ts"] <= deadline
+        repeats: list[str] = []
+        if hit is not None:
+            claimed.add(hit["id"])
+            if fault is not None:
+                until = (fault.last_active_ts if fault.last_active_ts is not None else onset) + e.within
+                fault_tank = tank_of(e.alert, fault.station, fault.entity)
+                for a in ordered:
+                    if (a["id"] not in claimed and a["code"] == e.alert and a["station"] == e.station
+                            and fault.covers(a["entity"], fault_tank) and onset <= a["first_ts"] <= until):
+                        claimed.add(a["id"])
+                        repeats.append(a["id"])
+        results[k] = {
+            "alert": e.alert, "station": e.station, "entity": e.entity, "within_s": e.within, "met": met,
+            "detected_at": iso(hit["first_ts"]) if hit else None,
+            "detected_ts": hit["first_ts"] if hit else None,
+            "time_to_detect_s": (hit["first_ts"] - onset) if hit else None,
+            "late": hit is not None and not met,
+            "alert_id": hit["id"] if hit else None,
+            "alert_entity": hit["entity"] if hit else None,
+            "metrics": dict(hit.get("metrics") or {}) if hit else None,
+            "onset": "fault" if fault is not None else "start",
+            "onset_ts": onset, "onset_at": iso(onset),
+            "fault": fault.type if fault is not None else None,
+            "repeats": repeats,
+        }
+    return [r for r in results if r is not None], claimed
+
+
+def false_alarms(alerts: Iterable[Mapping[str, Any]], claimed: set[str]) -> list[dict[str, Any]]:
+    """Every alert no expectation accounts for, informational events aside, once per alert id."""
+    return [{"id": a["id"], "code": a["code"], "station": a["station"], "entity": a["entity"],
+             "severity": a.get("severity"), "first_ts": a["first_ts"], "at": iso(a["first_ts"]),
+             "metrics": dict(a.get("metrics") or {})}
+            for a in unique_alerts(alerts) if a["code"] not in INFO_CODES and a["id"] not in claimed]
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default method) of a non-empty sequence."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return _percentile(values, 50.0)
+
+
+def delivery_summary(errors_pct: Sequence[float]) -> dict[str, float | None]:
+    abs_err = [abs(x) for x in errors_pct]
+    med, p95 = _median(abs_err), _percentile(abs_err, 95.0)
+    return {"median_abs_pct": None if med is None else round(med, 4),
+            "p95_abs_pct": None if p95 is None else round(p95, 4),
+            "max_abs_pct": round(max(abs_err), 4) if abs_err else None}
+
+
+def score_deliveries(truth: Iterable[DeliveryTruth], detected: Iterable[Mapping[str, Any]], end_ts: float,
+                     grace_s: float = DELIVERY_GRACE_S, faults: Sequence[FaultTruth] = ()) -> dict[str, Any]:
+    """Match each true delivery to the first unclaimed recognised one of its station and tank whose time
+    span overlaps it. A true drop that ends within ``grace_s`` of the run's end may not be booked yet:
+    unmatched, it is 'pending', not missed. Errors are (detected − true) / true in %, net at 20 °C.
+    A missed delivery names the injected faults active on its tank meanwhile (a frozen gauge cannot see
+    a drop: still counted missed, but the reader knows why)."""
+    found = sorted((dict(d) for d in detected), key=lambda d: (d["start_ts"], d["station"], d["tank"]))
+    used: set[int] = set()
+    errors: list[float] = []
+    missed: list[dict[str, Any]] = []
+    count_truth = pending = 0
+    for t in sorted(truth, key=lambda d: (d.start_ts, d.station, d.tank)):
+        if t.start_ts >= end_ts:
+            continue  # planned, but its drop had not begun when the run ended
+        due = t.end_ts <= end_ts - grace_s
+        j = next((j for j, d in enumerate(found) if j not in used and d["station"] == t.station
+                  and d["tank"] == t.tank and d["start_ts"] <= t.end_ts and d["end_ts"] >= t.start_ts), None)
+        if j is None:
+            if due:
+                count_truth += 1
+                during = sorted({f.type for f in faults if f.station == t.station and f.covers(t.tank)
+                                 and f.first_active_ts is not None and f.first_active_ts <= t.end_ts
+                                 and (f.last_active_ts or f.first_active_ts) >= t.start_ts})
+                missed.append({"station": t.station, "tank": t.tank, "start_at": iso(t.start_ts),
+                               "volume_l_20c": round(t.volume_l_20c, 1), "during_faults": during})
+            else:
+                pending += 1
+            continue
+        used.add(j)
+        count_truth += 1
+        errors.append(round(100.0 * (float(found[j]["net_l_20c"]) - t.volume_l_20c) / t.volume_l_20c, 4))
+    phantom = [{"station": d["station"], "tank": d["tank"], "start_at": iso(d["start_ts"]),
+                "net_l_20c": round(float(d["net_l_20c"]), 1)} for j, d in enumerate(found) if j not in used]
+    return {"count_truth": count_truth, "count_detected": len(found), "matched": len(errors),
+            "missed": len(missed), "pending": pending, "unmatched_detected": len(phantom),
+            "errors_pct": errors, **delivery_summary(errors), "missed_items": missed,
+            "unmatched_items": phantom}
+
+
+def score_run(scenario: Scenario, seed: int, *, alerts: Sequence[Mapping[str, Any]],
+              deliveries: Sequence[Mapping[str, Any]], faults: Sequence[FaultTruth],
+              truth_deliveries: Sequence[DeliveryTruth], figures: Mapping[str, Any],
+              nozzle_tanks: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """The report of one run (one scenario, one seed): expectations, false alarms, deliveries, figures."""
+    results, claimed = match_expectations(scenario.expect, alerts, faults, scenario.start, nozzle_tanks)
+    fas = false_alarms(alerts, claimed)
+    return {
+        "scenario": scenario.name, "file": scenario.source, "seed": seed,
+        "start": iso(scenario.start), "duration_s": scenario.duration,
+        "expectations": results, "false_alarms": fas,
+        "deliveries": score_deliveries(truth_deliveries, deliveries, scenario.end, faults=faults),
+        "faults": [{"type": f.type, "station": f.station, "entity": f.entity,
+                    "first_active_at": iso(f.first_active_ts), "last_active_at": iso(f.last_active_ts)}
+                   for f in faults],
+        "figures": dict(figures),
+        "passed": all(r["met"] for r in results) and not fas,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Aggregation over seeds
+
+
+@dataclass(slots=True)
+class _Pool:
+    trials: int = 0
+    detections: int = 0
+    late: int = 0
+    ttd: list[float] = field(default_factory=list)
+
+    def add(self, r: Mapping[str, Any]) -> None:
+        self.trials += 1
+        if r["met"]:
+            self.detections += 1
+            self.ttd.append(float(r["time_to_detect_s"]))
+        elif r["late"]:
+            self.late += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trials": self.trials, "detections": self.detections, "late": self.late,
+                "pd": round(self.detections / self.trials, 4) if self.trials else None,
+                "ttd_median_s": _median(self.ttd), "ttd_max_s": max(self.ttd) if self.ttd else None}
+
+
+def _exp_label(r: Mapping[str, Any]) -> str:
+    return r["station"] + (f"/{r['entity']}" if r.get("entity") else "")
+
+
+def _summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    expectations: dict[tuple[str, float], _Pool] = {}
+    where: dict[tuple[str, float], list[str]] = {}
+    by_code: dict[str, int] = {}
+    errors: list[float] = []
+    tank_months = 0.0
+    fa = missed = truth = detected = events = 0
+    wall = 0.0
+    for run in runs:
+        for r in run["expectations"]:
+            key = (r["alert"], float(r["within_s"]))
+            expectations.setdefault(key, _Pool()).add(r)
+            label = _exp_label(r)
+            if label not in where.setdefault(key, []):
+                where[key].append(label)
+        for a in run["false_alarms"]:
+            by_code[a["code"]] = by_code.get(a["code"], 0) + 1
+            fa += 1
+        d = run["deliveries"]
+        errors += d["errors_pct"]
+        missed += d["missed"]
+        truth += d["count_truth"]
+        detected += d["count_detected"]
+        fig = run["figures"]
+        tank_months += fig["tank_months"]
+        events += fig["events"]
+        wall += fig["wall_s"]
+    return {
+        "runs": len(runs),
+        "passed_runs": sum(1 for r in runs if r["passed"]),
+        "expectations": [{"alert": code, "within_s": within, "where": where[(code, within)],
+                          **pool.to_dict()} for (code, within), pool in expectations.items()],
+        "false_alarms": {"count": fa, "tank_months": round(tank_months, 3),
+                         "per_tank_month": round(fa / tank_months, 5) if tank_months else None,
+                         "by_code": dict(sorted(by_code.items()))},
+        "deliveries": {"count_truth": truth, "count_detected": detected, "matched": len(errors),
+                       "missed": missed, **delivery_summary(errors)},
+        "events": events, "wall_s": round(wall, 3),
+        "events_per_s": round(events / wall) if wall > 0 else None,
+    }
+
+
+def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per scenario over its seeds, and pooled over every run: Pd with median and max time to detect per
+    (alert code, deadline); false alarms per tank-month with counts by code; delivery errors pooled."""
+    by_scenario: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        by_scenario.setdefault(run["scenario"], []).append(run)
+    scenarios = []
+    for name, group in by_scenario.items():
+        scenarios.append({"scenario": name, "file": group[0].get("file"),
+                          "seeds": [r["seed"] for r in group], **_summarise(group),
+                          "passed": all(r["passed"] for r in group)})
+    return {"scenarios": scenarios, "pooled": _summarise(runs), "passed": all(r["passed"] for r in runs)}
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _pct(x: float | None, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}%"
+
+
+def format_table(agg: Mapping[str, Any]) -> str:
+    """Plain aligned text: expectations (Pd, time to detect), then false alarms, deliveries and speed."""
+    exp_rows: list[list[str]] = []
+    for s in agg["scenarios"]:
+        for e in s["expectations"]:
+            where = ", ".join(e["where"][:2]) + (" …" if len(e["where"]) > 2 else "")
+            exp_rows.append([s["scenario"], f"{e['alert']} {where}", fmt_duration(e["within_s"]),
+                             f"{e['detections']}/{e['trials']}",
+                             f"{e['pd']:.2f}" if e["pd"] is not None else "-",
+                             fmt_duration(e["ttd_median_s"]), fmt_duration(e["ttd_max_s"]),
+                             str(e["late"]) if e["late"] else ""])
+    lines = []
+    if exp_rows:
+        lines += _table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late"],
+                        exp_rows, {3, 4, 5, 6, 7})
+        lines.append("")
+    run_rows = []
+    for s in agg["scenarios"]:
+        f, d = s["false_alarms"], s["deliveries"]
+        codes = ", ".join(f"{c}×{n}" for c, n in f["by_code"].items())
+        run_rows.append([s["scenario"], str(s["runs"]), f"{f['tank_months']:.1f}", str(f["count"]),
+                         "-" if f["per_tank_month"] is None else f"{f['per_tank_month']:.3f}",
+                         f"{d['matched']}/{d['count_truth']}", str(d["missed"]), _pct(d["median_abs_pct"]),
+                         _pct(d["p95_abs_pct"]), f"{s['events_per_s']:,}" if s["events_per_s"] else "-",
+                         "PASS" if s["passed"] else "FAIL", codes])
+    lines += _table(["scenario", "runs", "tank-months", "false alarms", "per tank-month", "deliveries",
+                     "missed", "|err| median", "|err| p95", "events/s", "result", "false alarm codes"],
+                    run_rows, {1, 2, 3, 4, 5, 6, 7, 8, 9})
+    if len(agg["scenarios"]) > 1:
+        p = agg["pooled"]
+        f, d = p["false_alarms"], p["deliveries"]
+        lines.append("")
+        lines.append(f"all: {p['passed_runs']}/{p['runs']} runs passed; {f['count']} false alarms in "
+                     f"{f['tank_months']:.1f} tank-months"
+                     + (f" ({f['per_tank_month']:.3f} per tank-month)"
+                        if f["per_tank_month"] is not None else "")
+                     + f"; deliveries {d['matched']}/{d['count_truth']} matched, |error| median "
+                     f"{_pct(d['median_abs_pct'])}, p95 {_pct(d['p95_abs_pct'])}; "
+                     f"{p['events']:,} events at {p['events_per_s'] or 0:,}/s")
+    return "\n".join(lines)
