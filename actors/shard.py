@@ -108,9 +108,6 @@ class Shard:
     def states(self) -> dict[str, dict]:
         return {sid: cell.instance.state() for sid, cell in self.stations.items()}
 
-    def snapshots(self) -> dict[str, bytes]:
-        return {sid: cell.snapshot_bytes() for sid, cell in self.stations.items()}
-
     def stats(self) -> dict[str, int]:
         return {"stations": len(self.stations), "crashes": self.crashes,
                 "restarts": sum(c.restarts for c in self.stations.values())}

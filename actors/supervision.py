@@ -77,10 +77,6 @@ class Supervised(Generic[S]):
         self._journal.clear()
         self._journal_weight = 0
 
-    def snapshot_bytes(self) -> bytes:
-        self.checkpoint()
-        return self._snapshot
-
     def _restart(self) -> None:
         self.restarts += 1
         self.instance = pickle.loads(self._snapshot)

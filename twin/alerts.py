@@ -116,9 +116,6 @@ class AlertBook:
         alert.history.append({"status": "closed", "by": by, "ts": ts})
         return alert
 
-    def is_open(self, code: str, entity: str) -> bool:
-        return (entity, code) in self.open
-
 
 _RANK = {"info": 0, "warning": 1, "alarm": 2, "critical": 3}
 

@@ -333,13 +333,6 @@ class Deduplicator:
         seen.add(seq)
         return None
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"high": dict(self._high), "seen": {k: sorted(v) for k, v in self._seen.items()}}
-
-    def restore(self, snap: dict[str, Any]) -> None:
-        self._high = dict(snap.get("high", {}))
-        self._seen = {k: set(v) for k, v in snap.get("seen", {}).items()}
-
 
 # --------------------------------------------------------------------------------------------------
 # Compact codec for the Redis log: one msgpack array per batch, one tuple per event.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -281,9 +280,6 @@ class Store:
         alerts.sort(key=lambda a: (a["last_ts"], a["id"]), reverse=True)
         return alerts[:limit]
 
-    async def alert_stream(self) -> list[dict[str, Any]]:
-        return [json.loads(f[b"j"]) for _, f in await self.r.xrange(self.out_key("alerts"))]
-
     async def deliveries(self, station: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first, of the district or of one station."""
         key = self.deliveries_key(station) if station else self.out_key("deliveries")
@@ -356,7 +352,3 @@ def _merge_alert(stored: bytes | None, new: dict[str, Any]) -> dict[str, Any]:
     if new["status"] == "open" and old["status"] in ("acknowledged", "closed"):
         merged["status"] = old["status"]
     return merged
-
-
-def env_url() -> str | None:
-    return os.environ.get("FUELTWIN_REDIS_URL") or None
