@@ -1,0 +1,72 @@
+"""What every field bridge shares: where its events go, how it numbers them, how it waits to reconnect.
+
+A bridge turns one device's protocol into the normalized events of ``twin/events.py`` (DESIGN.md,
+principle 2) and hands them, as plain dicts, to an :data:`EventSink` — in production
+``TwinService.ingest``. Bridges sit at the edge, so unlike ``twin/`` they may read the wall clock: to
+pace polling, to time reconnects, and to stamp an event when the device has no clock of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Receives a batch of raw event dicts (the ``twin/events.py`` language, not yet validated).
+EventSink = Callable[[list[dict[str, Any]]], Awaitable[Any]]
+
+
+class Bridge(Protocol):
+    """One connection to one device, run until cancelled; device trouble never escapes ``run``."""
+
+    source: str
+
+    async def run(self) -> None: ...
+
+    def health(self) -> BridgeHealth: ...
+
+
+@dataclass(slots=True)
+class BridgeHealth:
+    """What a bridge reports about its device, for the API and for COMM_LOSS decisions."""
+
+    source: str
+    connected: bool = False
+    last_ok_ts: float | None = None
+    reconnects: int = 0
+    errors: int = 0
+    last_error: str = ""
+    bad_values: int = 0
+
+
+@dataclass(slots=True)
+class SourceSequence:
+    """Per-source sequence numbers (``seq``): the twin de-duplicates and detects gaps with them."""
+
+    source: str
+    next_seq: int = 0
+
+    def take(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential reconnect delay with jitter, capped so a restarted device is back within ~10 s."""
+
+    initial_s: float = 0.2
+    cap_s: float = 5.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    _delay: float = field(default=0.0, init=False)
+    _rng: random.Random = field(default_factory=random.Random, init=False)
+
+    def next_delay(self) -> float:
+        self._delay = self.initial_s if self._delay == 0.0 else min(self.cap_s, self._delay * self.factor)
+        return self._delay * (1.0 + self.jitter * (2.0 * self._rng.random() - 1.0))
+
+    def reset(self) -> None:
+        self._delay = 0.0
