@@ -182,11 +182,13 @@ class TankActor:
             if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
                 if self.losses.unrecorded:
                     return  # the loss is the unrecorded fills HIDDEN_SALES already reports
-                ci = (f.leak_lph - 1.96 * f.leak_se_lph, f.leak_lph + 1.96 * f.leak_se_lph)
-                report(alerts, self.id, ts, Finding("LEAK", "alarm", {"rate_lph": f.leak_lph},
-                                                    {**evidence, "rate_lph": round(f.leak_lph, 3),
-                                                     "ci95_lph": [round(ci[0], 3), round(ci[1], 3)]}), out)
+                self._report_leak(f, evidence, ts, alerts, out)
                 return
+        if (self.id, "LEAK") in alerts.open:  # keep the open alarm's estimate current as data grow
+            last = fits[-1]
+            self._report_leak(last, {"rows": last.rows, "days_of_data": round(last.days, 2),
+                                     "divergence_trend_lph": round(last.trend_lph, 3)}, ts, alerts, out)
+            return
         evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
                     "divergence_trend_lph": round(fit.trend_lph, 3)}
         plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
@@ -213,6 +215,21 @@ class TankActor:
                                                 "ci95": [round(ci[0], 5), round(ci[1], 5)],
                                                 "tank_common_beta": round(common, 5),
                                                 "litres_affected": round(abs(rel) * sold, 1)}), out)
+
+    def _report_leak(self, f: WetstockFit, evidence: dict[str, Any], ts: float, alerts: AlertBook,
+                     out: Outputs) -> None:
+        """LEAK with the rate fitted from the most likely onset (the window's plain λ as a fallback)."""
+        rate, se, onset_ts = f.leak_lph, f.leak_se_lph, None
+        onset = self.wetstock.onset_rate(f.window_days)
+        if onset is not None and onset[1] > 0:
+            onset_ts, rate, se = onset
+        ci = (rate - 1.96 * se, rate + 1.96 * se)
+        evidence = {**evidence, "rate_lph": round(rate, 3), "ci95_lph": [round(ci[0], 3), round(ci[1], 3)],
+                    "window_rate_lph": round(f.leak_lph, 3), "onset_ts": onset_ts}
+        alert = alerts.raise_("LEAK", "alarm", self.id, ts, evidence=evidence,
+                              metrics={"rate_lph": round(rate, 4)}, refresh=True)
+        if alert is not None:
+            out.alerts.append(alert.to_dict())
 
     def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
         book = self.book

@@ -92,3 +92,42 @@ def test_wetstock_separates_a_leak_from_meter_errors() -> None:
     assert abs(fit.leak_lph - 0.76) < 4 * fit.leak_se_lph + 0.05
     assert abs(fit.meter["N1"][0] - 0.002) < 0.002 and abs(fit.meter["N2"][0] + 0.015) < 0.002
     assert fit.trend_lph < 0  # the divergence itself falls
+
+
+def test_wetstock_leak_rate_from_its_onset() -> None:
+    """A 0.76 L/h leak that starts on day 3 of 5: one λ over the window is diluted by the days before,
+    the onset fit finds when it began and its rate, and the rate stays unbiased when segments break."""
+    rng = np.random.default_rng(5)
+    model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
+    sold = np.zeros(3)
+    day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+    onset = T0 + 3 * 86_400 + 5 * 3600
+    fit = None
+    for i in range(5 * 1440):
+        ts = T0 + 60 * i
+        if i and i % 1700 == 0:
+            model.brk()  # deliveries: new intercepts
+        sold += rng.poisson(day[int((i // 60) % 24)] * np.array([0.4, 0.3, 0.3])) * 35.0
+        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0)):
+            fit = fits[-1]
+        leaked = 0.76 * max(0.0, ts - onset) / 3600.0
+        model.add(ts, -leaked + 0.001 * sold[0] + rng.normal(0, 8.0))
+    assert fit is not None
+    assert fit.leak_lph < 0.6  # diluted: 44 of 120 hours leaked
+    found = model.onset_rate(fit.window_days)
+    assert found is not None
+    tau, rate, se = found
+    assert abs(tau - onset) <= 6 * 3600
+    assert abs(rate - 0.76) < max(3 * se, 0.1)
+
+
+def test_an_open_alert_is_refreshed_not_repeated() -> None:
+    from twin.alerts import AlertBook
+
+    book = AlertBook("BH-0001")
+    first = book.raise_("LEAK", "alarm", "T1", T0, metrics={"rate_lph": 0.5})
+    assert first is not None
+    assert book.raise_("LEAK", "alarm", "T1", T0 + 1800, metrics={"rate_lph": 0.5}, refresh=True) is None
+    again = book.raise_("LEAK", "alarm", "T1", T0 + 3600, metrics={"rate_lph": 0.74}, refresh=True)
+    assert again is first and again.id == first.id and again.metrics["rate_lph"] == 0.74
+    assert book.raise_("LEAK", "alarm", "T1", T0 + 5400, metrics={"rate_lph": 0.8}) is None  # no refresh

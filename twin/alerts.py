@@ -81,19 +81,25 @@ class AlertBook:
     open: dict[tuple[str, str], Alert] = field(default_factory=dict)
 
     def raise_(self, code: str, severity: Severity, entity: str, ts: float, *,
-               evidence: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Alert | None:
+               evidence: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+               refresh: bool = False) -> Alert | None:
+        """Open an alert, or update the open one of that code and entity (not a repeat: same id).
+
+        The update is returned (to be written out) when the severity rises, or with ``refresh`` when the
+        metrics changed: an estimate that improves as data arrive (a leak rate) reaches the user."""
         key = (entity, code)
         metrics = metrics or {}
         existing = self.open.get(key)
         if existing is not None:
             existing.last_ts = ts
+            changed = any(existing.metrics.get(k) != v for k, v in metrics.items())
             existing.metrics.update(metrics)
             if evidence:
                 existing.evidence.update(evidence)
             if severity_rank(severity) > severity_rank(existing.severity):
                 existing.severity = severity
                 return existing
-            return None
+            return existing if refresh and changed else None
         zh, en = render(code, entity, metrics)
         alert = Alert(code, severity, self.station, entity, ts, ts, "open", zh, en, dict(evidence or {}),
                       dict(metrics), [{"status": "open", "by": "twin", "ts": ts}])

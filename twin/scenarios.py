@@ -580,6 +580,8 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
     def tank_of(code: str, station: str, entity: str | None) -> str | None:
         return tanks.get((station, entity)) if code in TANK_FOR_NOZZLE and entity else None
 
+    alerts = list(alerts)
+    latest = {a["id"]: a for a in alerts}  # the last version: an estimate refined while open
     ordered = unique_alerts(alerts)
     onsets = _onsets(expect, faults, start_ts, tanks)
     claimed: set[str] = set()
@@ -616,6 +618,7 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
             "alert_id": hit["id"] if hit else None,
             "alert_entity": hit["entity"] if hit else None,
             "metrics": dict(hit.get("metrics") or {}) if hit else None,
+            "metrics_latest": dict(latest[hit["id"]].get("metrics") or {}) if hit else None,
             "onset": "fault" if fault is not None else "start",
             "onset_ts": onset, "onset_at": iso(onset),
             "fault": fault.type if fault is not None else None,

@@ -53,6 +53,8 @@ class WetstockSettings:
     meter_min: float = 0.007
     meter_t: float = 10.0
     meter_min_sales_l: float = 500.0
+    #: The leak-rate estimate tries onsets that leave at least this much data after them (s).
+    onset_min_s: float = 6 * 3600.0
     #: SENSOR_DRIFT instead of LEAK when the drift shape fits this much better (residual sum of squares).
     drift_rss_gain: float = 0.1
 
@@ -69,12 +71,18 @@ class WetstockFit:
     drift_mm_per_day: float | None
     drift_preferred: bool
     meter: dict[str, tuple[float, float, float]]  # nozzle -> (β, se, litres sold in window)
+    #: The window this fit covers (days; ``WetstockModel.onset_rate`` refits it with an onset).
+    window_days: float = 0.0
 
 
 class _Segment:
     """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row."""
 
-    __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sx", "sy", "sxx", "sxy", "syy", "sold0", "sold1")
+    __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sx", "sy", "sxx", "sxy", "syy", "sold0", "sold1",
+                 "chunks")
+
+    #: Length of the chunks a segment also keeps time sums for (s): the resolution of a leak's onset.
+    CHUNK_S = 3 * 3600.0
 
     def __init__(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray):
         k = len(x)
@@ -88,6 +96,9 @@ class _Segment:
         self.syy = 0.0
         self.sold0 = sales.copy()
         self.sold1 = sales.copy()
+        #: [start_ts, n, Σdx, Σdt·dx, Σdy, Σdt·dy] per chunk: what a time column that starts at a
+        #: chunk boundary needs (see WetstockModel.onset_rate).
+        self.chunks: list[list] = []
 
     def add(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray) -> None:
         dx, dy = x - self.x0, y - self.y0
@@ -99,6 +110,14 @@ class _Segment:
         self.syy += dy * dy
         self.last_ts = ts
         self.sold1 = sales
+        if not self.chunks or ts >= self.chunks[-1][0] + self.CHUNK_S:
+            self.chunks.append([ts - ts % self.CHUNK_S, 0, np.zeros(len(dx)), np.zeros(len(dx)), 0.0, 0.0])
+        c = self.chunks[-1]
+        c[1] += 1
+        c[2] += dx
+        c[3] += dx[0] * dx
+        c[4] += dy
+        c[5] += dx[0] * dy
 
     def centred(self) -> tuple[np.ndarray, np.ndarray, float]:
         n = self.n
@@ -191,12 +210,12 @@ class WetstockModel:
             if len(chosen) == seen:
                 continue
             seen = len(chosen)
-            fit = self.fit(chosen)
+            fit = self.fit(chosen, days)
             if fit is not None:
                 out.append(fit)
         return out
 
-    def fit(self, segments: list[_Segment] | None = None) -> WetstockFit | None:
+    def fit(self, segments: list[_Segment] | None = None, window_days: float = 0.0) -> WetstockFit | None:
         s = self.settings
         if segments is None:
             segments = [g for g in self.segments if g.n >= 2]
@@ -230,7 +249,67 @@ class WetstockModel:
             drift_ok = drift[2] < rss * (1.0 - s.drift_rss_gain)
         span_days = (segments[-1].last_ts - segments[0].first_ts) / 86_400.0
         return WetstockFit(rows, span_days, -float(coef[0]), float(se[0]), trend, trend_se, drift_coef,
-                           drift_ok, meter)
+                           drift_ok, meter, window_days)
+
+    def onset_rate(self, window_days: float) -> tuple[float, float, float] | None:
+        """(onset_ts, loss rate L/h, its SE) for a loss that began at the most likely chunk boundary.
+
+        A leak starts at some moment; a window that reaches back before it dilutes one constant λ over
+        hours with no loss (measured: a 0.76 L/h leak first reported at 0.42–0.50 L/h). Here the time
+        column is max(t, τ) — flat before the onset τ — for every τ on a 3-hour grid that leaves
+        ``onset_min_s`` of data after it, and the τ with the smallest residuals wins. Detection still
+        uses the plain fit (trying many onsets is many tests); this is the estimate a LEAK reports, so
+        it is computed only then."""
+        s = self.settings
+        if not self.segments:
+            return None
+        now = self.segments[-1].last_ts
+        segments = [g for g in self.segments if g.n >= 2 and g.last_ts >= now - window_days * 86_400.0]
+        if not segments:
+            return None
+        n_noz = len(self.nozzles)
+        sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(n_noz))
+        cols = [0] + [2 + i for i in range(n_noz) if sold[i] > 1.0]
+        rows = sum(g.n for g in segments)
+        dof = rows - len(segments) - len(cols)
+        if dof < 10:
+            return None
+        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= now - s.onset_min_s})
+        best: tuple[float, float, float, float] | None = None
+        t0 = self._t0 or 0.0
+        for tau in taus:
+            k = len(cols)
+            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+            for g in segments:
+                a, b, c = _with_onset(g, cols, (tau - t0) / 3600.0 - g.x0[0], tau)
+                cxx += a
+                cxy += b
+                cyy += c
+            out = _solve(cxx, cxy, cyy, list(range(k)), dof)
+            if out is not None and (best is None or out[2] < best[0]):
+                best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
+        return None if best is None else best[1:]
+
+
+def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """A segment's centred statistics on ``cols`` with column 0 (time) replaced by max(t, τ)."""
+    n = g.n
+    sx, sxx, sxy = g.sx.copy(), g.sxx.copy(), g.sxy.copy()
+    for start, m, cx, ctx, cy, cty in g.chunks:
+        if start >= tau_ts:
+            break
+        # rows of this chunk: t' = τ instead of t
+        sx[0] += m * tau_rel - cx[0]
+        row = tau_rel * cx - ctx
+        row[0] = m * tau_rel * tau_rel - ctx[0]
+        sxx[0, :] += row
+        sxx[:, 0] += row
+        sxx[0, 0] -= row[0]
+        sxy[0] += tau_rel * cy - cty
+    sx, sxx, sxy = sx[cols], sxx[np.ix_(cols, cols)], sxy[cols]
+    mx, my = sx / n, g.sy / n
+    return sxx - n * np.outer(mx, mx), sxy - n * mx * my, g.syy - n * my * my
 
 
 def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
