@@ -154,7 +154,8 @@ class TankActor:
         """Turn wetstock fits (shortest window first) into LEAK / SENSOR_DRIFT / METER_BIAS findings.
 
         Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
-        better), a loss in L/h (leak), then single nozzles, judged on the longest window and only when no
+        better, or if the tank steadily *gains*, which no tank does by itself), a loss in L/h (leak),
+        then single nozzles, judged on the longest window and only when no
         window shows a trend. Where the loss detector has seen fill-like drops with no transaction, a
         steady loss is those hidden sales, not a leak.
         """
@@ -173,7 +174,10 @@ class TankActor:
             evidence = {"rows": f.rows, "days_of_data": round(f.days, 2),
                         "divergence_trend_lph": round(f.trend_lph, 3)}
             plain_significant = abs(plain_t) >= s.leak_t and abs(f.trend_lph) >= s.leak_min_lph
-            if plain_significant and f.drift_preferred and f.drift_mm_per_day is not None:
+            # A closed tank cannot gain product steadily: a significant gain not explained by sales or
+            # deliveries is the gauge (level or temperature probe) drifting, whatever its shape.
+            gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0
+            if plain_significant and (f.drift_preferred or gaining) and f.drift_mm_per_day is not None:
                 report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
                                                     {"mm_per_day": f.drift_mm_per_day},
                                                     {**evidence, "mm_per_day": round(f.drift_mm_per_day, 2)}),
