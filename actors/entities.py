@@ -378,7 +378,7 @@ class StationActor:
     #: Handler method per event kind, by name so that the actor pickles (snapshots) as plain data.
     HANDLERS = {"tank.reading": "_reading", "nozzle.state": "_nozzle_state", "nozzle.txn": "_txn",
                 "device.info": "_device", "price.posted": "_price", "doc.purchase": "_purchase",
-                "clock.tick": "_tick"}
+                "alert.action": "_alert_action", "clock.tick": "_tick"}
 
     def handle(self, ev: EventBase, out: Outputs) -> None:
         self.events += 1
@@ -446,6 +446,16 @@ class StationActor:
     def _purchase(self, ev: Any, out: Outputs) -> None:
         self.purchase_orders[ev.po_no] = {"po_no": ev.po_no, "grade": ev.grade, "ts": ev.ts,
                                           "volume_l_20c": ev.volume_l_20c, "supplier": ev.supplier}
+
+    def _alert_action(self, ev: Any, out: Outputs) -> None:
+        """A person's decision on one of this station's alerts (the store already shows it)."""
+        alert = self.alerts.open.get((ev.entity, ev.code))
+        if alert is None or alert.id != ev.alert_id:
+            return  # already closed by the twin, or a decision on an older instance
+        if ev.action == "closed":
+            self.alerts.close(ev.code, ev.entity, ev.ts, by=ev.by)
+        else:
+            self.alerts.acknowledge(ev.alert_id, ev.code, ev.entity, ev.ts, ev.by)
 
     def _tick(self, ev: Any, out: Outputs) -> None:
         if self.watermark is not None and ev.ts <= self.watermark:

@@ -145,12 +145,22 @@ async def test_alerts_ack_then_close(ui_server: Any) -> None:
 
         summary = {s["id"]: s for s in await _get(client, "/api/v1/stations")}["BH-0001"]
         assert summary["open_alerts"] == 1 and summary["unacknowledged_alerts"] == 0
+        # The station's actor heard of it too (through the input log), not only the store.
+        await ui_server.ctx.service.drain()
+        held = (await ui_server.ctx.store.state("BH-0001"))["open_alerts"]
+        assert [(a["id"], a["status"]) for a in held] == [(raised["id"], "acknowledged")]
 
         resp = await client.post(f"/api/v1/alerts/{raised['id']}/close", json={"by": "科长 王"})
         assert resp.status_code == 200, resp.text
         closed = resp.json()
         assert closed["status"] == "closed"
         assert [h["status"] for h in closed["history"]] == ["open", "acknowledged", "closed"]
+        await ui_server.ctx.service.drain()
+        assert (await ui_server.ctx.store.state("BH-0001"))["open_alerts"] == []
+        entries = [batch async for _, batch in ui_server.ctx.store.read_log("BH-0001")]
+        logged = [ev for batch in entries for ev in batch if ev.kind == "alert.action"]
+        assert [(ev.action, ev.by, ev.alert_id) for ev in logged] == [
+            ("acknowledged", "值班员 李", raised["id"]), ("closed", "科长 王", raised["id"])]
 
         assert await _get(client, "/api/v1/alerts", status="open") == []
         assert [a["id"] for a in await _get(client, "/api/v1/alerts", status="closed")] == [raised["id"]]

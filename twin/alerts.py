@@ -113,6 +113,13 @@ class AlertBook:
         return Alert(code, "info", self.station, entity, ts, ts, "closed", zh, en, evidence, metrics,
                      [{"status": "closed", "by": "twin", "ts": ts}])
 
+    def acknowledge(self, alert_id: str, code: str, entity: str, ts: float, by: str) -> None:
+        """A person took the alert on: it stays open for the twin (not raised again) but says so."""
+        alert = self.open.get((entity, code))
+        if alert is not None and alert.id == alert_id and alert.status == "open":
+            alert.status = "acknowledged"
+            alert.history.append({"status": "acknowledged", "by": by, "ts": ts})
+
     def close(self, code: str, entity: str, ts: float, by: str = "twin") -> Alert | None:
         alert = self.open.pop((entity, code), None)
         if alert is None:

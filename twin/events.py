@@ -166,6 +166,18 @@ class InspectionReport(EventBase):
     severity: Literal["info", "minor", "major", "critical"] = "info"
 
 
+class AlertActionEvent(EventBase):
+    """A person acknowledged or closed an alert (through the API). It goes through the log like every
+    input, so the station's actor learns of it — a closed alert that still holds is raised anew — and a
+    replay sees the same decisions at the same event time."""
+
+    kind: Literal["alert.action"] = "alert.action"
+    alert_id: str = Field(min_length=1, max_length=256)
+    code: str = Field(min_length=1, max_length=64)
+    action: Literal["acknowledged", "closed"]
+    by: str = Field(min_length=1, max_length=128)
+
+
 class ClockTick(EventBase):
     """Watermark: the source promises no event older than ``ts`` will follow."""
 
@@ -174,7 +186,7 @@ class ClockTick(EventBase):
 
 EVENT_TYPES: tuple[type[EventBase], ...] = (
     TankReading, NozzleState, NozzleTxn, DeviceInfo, VaporFill, VaporEnv, PricePosted,
-    DocPurchase, DocInvoice, DocDeclaration, InspectionReport, ClockTick,
+    DocPurchase, DocInvoice, DocDeclaration, InspectionReport, AlertActionEvent, ClockTick,
 )
 EVENT_BY_KIND: dict[str, type[EventBase]] = {t.model_fields["kind"].default: t for t in EVENT_TYPES}
 
@@ -183,7 +195,7 @@ NOZZLE_KINDS = frozenset({"nozzle.state", "nozzle.txn", "vapor.fill"})
 
 Event = Annotated[
     TankReading | NozzleState | NozzleTxn | DeviceInfo | VaporFill | VaporEnv | PricePosted | DocPurchase
-    | DocInvoice | DocDeclaration | InspectionReport | ClockTick,
+    | DocInvoice | DocDeclaration | InspectionReport | AlertActionEvent | ClockTick,
     Field(discriminator="kind"),
 ]
 _ONE = TypeAdapter(Event)

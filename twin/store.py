@@ -256,6 +256,10 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------------------
 
+    async def next_seq(self, source: str) -> int:
+        """The next sequence number of an input source that lives in no device (a person, the API)."""
+        return int(await self.r.hincrby(f"{self.p}:seq", source, 1)) - 1
+
     async def counters(self) -> dict[str, int]:
         raw = await self.r.hgetall(self.k_counters)
         return {k.decode(): int(v) for k, v in raw.items()}

@@ -400,7 +400,20 @@ def create_app(ctx: AppContext) -> FastAPI:
             if updated is None:
                 raise _not_found(f"unknown alert {alert_id!r}")
         hub.publish_alert(updated)
+        if ctx.service is not None:
+            await tell_twin(updated, status, action.by)
         return AlertOut(**updated)
+
+    async def tell_twin(alert: dict[str, Any], status: str, by: str) -> None:
+        """Log the decision and pass it to the station's actor, at the twin's event time for that station
+        (its watermark, which in a demo or replay is not the wall clock)."""
+        state = await store.state(alert["station"]) or {}
+        ts = max(float(state.get("watermark") or 0.0), float(alert.get("last_ts") or 0.0))
+        source = "api:alert-actions"
+        event = {"kind": "alert.action", "ts": ts, "station": alert["station"], "entity": alert["entity"],
+                 "source": source, "seq": await store.next_seq(source), "alert_id": alert["id"],
+                 "code": alert["code"], "action": status, "by": by}
+        await ctx.service.ingest([event])  # type: ignore[union-attr]
 
     responses: dict[int | str, dict[str, Any]] = {404: {"description": "unknown alert"},
                                                    409: {"description": "the alert's status forbids this"}}
