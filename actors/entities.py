@@ -20,7 +20,7 @@ from twin.detectors.wetstock import WetstockFit, WetstockModel
 from twin.events import EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
-from twin.reconcile import DriftEstimator, TankBook
+from twin.reconcile import TankBook
 from twin.registry import NozzleSpec, StationSpec, TankSpec
 from twin.settings import TwinSettings
 from twin.timeutil import local_day
@@ -50,7 +50,6 @@ class TankActor:
         self.grade = spec.grade
         self.declared_capacity_l = spec.declared_capacity_l
         self.book = TankBook(spec.geometry(), spec.density, spec.product)  # type: ignore[arg-type]
-        self.drift = DriftEstimator(settings.drift_bin_s, settings.drift_window_bins)
         self.deliveries = DeliveryDetector(settings.delivery())
         self.stale_after_s = settings.stale_tank_s
         self.losses = LossDetector(settings.losses())
@@ -106,7 +105,6 @@ class TankActor:
                 wetstock.add(ts, divergence)
         else:
             self.wetstock.brk()
-        self.drift.add(ts, divergence, settled=trusted and not self.deliveries.active)
         self._ts.append(ts)
         self._obs.append(observed)
         self._exp.append(observed - divergence)
@@ -258,11 +256,17 @@ class TankActor:
         if alert is not None:
             out.alerts.append(alert.to_dict())
 
+    def _trend(self) -> tuple[float, float] | None:
+        """The divergence's trend not explained by sales (L/h, negative = loss) and its SE, from the
+        latest wetstock fit over the longest window (none before its first fit, ~2 days in)."""
+        fit = self.last_fit
+        return None if fit is None else (-fit.leak_lph, fit.leak_se_lph)
+
     def flush(self, out: Outputs) -> None:
         """Emit this batch's divergence points as one columnar record."""
         if not self._ts:
             return
-        rate = self.drift.estimate()
+        rate = self._trend()
         out.divergence.append({
             "station": self.station, "tank": self.id, "ts": self._ts,
             "observed_l": self._obs, "expected_l": self._exp, "divergence_l": self._div,
@@ -273,7 +277,7 @@ class TankActor:
 
     def state(self) -> dict[str, Any]:
         book = self.book
-        rate = self.drift.estimate()
+        rate = self._trend()
         return {"id": self.id, "grade": self.grade, "declared_capacity_l": self.declared_capacity_l,
                 "level_mm": _r(self.level_mm, 1), "water_mm": _r(self.water_mm, 1),
                 "temp_c": _r(book.temp_c, 2), "observed_l": _r(book.observed_l, 1),

@@ -10,7 +10,6 @@ healthy tank it is noise, and every fault of DESIGN.md 'The twin's comparison' s
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 from twin.physics import Product, TankGeometry, vcf
@@ -101,67 +100,3 @@ class TankBook:
     @property
     def divergence_l(self) -> float:
         return self.observed_l - self.expected_l
-
-
-@dataclass(slots=True)
-class DriftEstimator:
-    """Slope of the divergence (L/h) by least squares over a sliding window of bin means.
-
-    Raw readings are binned (default 15 min) so that a day is ~100 points whatever the gauge's rate,
-    and the standard error of the slope then reflects bin-to-bin scatter rather than gauge noise
-    alone. Bins that contain a delivery are left out, since the divergence is not settled there.
-    """
-
-    bin_s: float = 900.0
-    window_bins: int = 96
-    bins: deque[tuple[float, float]] = field(default_factory=deque)
-    _bin_start: float | None = None
-    _sum: float = 0.0
-    _n: int = 0
-    _tainted: bool = False
-    _estimate: tuple[float, float] | None = None
-    _stale: bool = False
-
-    def add(self, ts: float, divergence_l: float, settled: bool = True) -> None:
-        if self._bin_start is None:
-            self._bin_start = ts - ts % self.bin_s
-        if ts >= self._bin_start + self.bin_s:
-            self._close_bin()
-            self._bin_start = ts - ts % self.bin_s
-        if not settled:
-            self._tainted = True
-            return
-        self._sum += divergence_l
-        self._n += 1
-
-    def _close_bin(self) -> None:
-        if self._n and not self._tainted and self._bin_start is not None:
-            self.bins.append((self._bin_start + self.bin_s / 2, self._sum / self._n))
-            while len(self.bins) > self.window_bins:
-                self.bins.popleft()
-            self._stale = True
-        self._sum, self._n, self._tainted = 0.0, 0, False
-
-    def estimate(self) -> tuple[float, float] | None:
-        """(slope L/h, standard error L/h), or None with fewer than 4 bins; recomputed only per bin."""
-        if self._stale:
-            self._estimate = self._fit()
-            self._stale = False
-        return self._estimate
-
-    def _fit(self) -> tuple[float, float] | None:
-        n = len(self.bins)
-        if n < 4:
-            return None
-        t0 = self.bins[0][0]
-        xs = [(t - t0) / 3600.0 for t, _ in self.bins]
-        ys = [v for _, v in self.bins]
-        mx = sum(xs) / n
-        my = sum(ys) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx <= 0:
-            return None
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-        resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
-        se = math.sqrt(resid / (n - 2) / sxx)
-        return slope, se

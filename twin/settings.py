@@ -17,9 +17,6 @@ class TwinSettings(BaseModel):
     stale_tank_s: float = Field(default=300.0, gt=0)
     #: Nozzles only speak when used; a quiet night at a small station is not a fault.
     stale_nozzle_s: float = Field(default=24 * 3600.0, gt=0)
-    #: Width of the bins of the divergence drift estimate and how many bins it regresses over.
-    drift_bin_s: float = Field(default=900.0, gt=0)
-    drift_window_bins: int = Field(default=96, ge=4)
     #: Rise threshold, settle time and tolerance of delivery recognition.
     delivery_rise_threshold_l: float = Field(default=200.0, gt=0)
     delivery_settle_s: float = Field(default=600.0, gt=0)

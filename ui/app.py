@@ -149,7 +149,8 @@ class DivergenceSeries(BaseModel):
     observed_l: list[float | None]
     expected_l: list[float | None]
     divergence_l: list[float | None]
-    leak_rate_lph: float | None = Field(description="latest drift estimate (negative = loss)")
+    leak_rate_lph: float | None = Field(description="trend of the divergence not explained by sales "
+                                                          "(L/h, negative = loss), latest wetstock fit")
     leak_rate_se_lph: float | None
 
 
