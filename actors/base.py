@@ -22,6 +22,12 @@ class TwinRuntime(Protocol):
     async def states(self) -> dict[str, dict[str, Any]]:
         """The full state of every station (for first paint, and after a drain)."""
 
+    async def snapshot(self) -> dict[str, bytes]:
+        """Every station's pickled actor (a checkpoint)."""
+
+    async def restore(self, snapshots: Mapping[str, bytes]) -> list[str]:
+        """Load checkpoints; return the stations whose snapshot could not be loaded."""
+
     async def stats(self) -> dict[str, Any]: ...
 
     async def stop(self) -> None: ...

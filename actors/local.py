@@ -24,6 +24,10 @@ class ShardActor(Actor):
             return self.shard.stats()
         if message == "states":
             return self.shard.states()
+        if message == "snapshot":
+            return self.shard.snapshot()
+        if isinstance(message, tuple) and message and message[0] == "restore":
+            return self.shard.restore(message[1])
         batches, with_states = message
         return self.shard.process(batches, with_states)
 
@@ -57,6 +61,18 @@ class LocalTwinRuntime:
         for part in await asyncio.gather(*(ref.ask("states") for ref in self.refs)):
             merged.update(part)
         return merged
+
+    async def snapshot(self) -> dict[str, bytes]:
+        merged: dict[str, bytes] = {}
+        for part in await asyncio.gather(*(ref.ask("snapshot") for ref in self.refs)):
+            merged.update(part)
+        return merged
+
+    async def restore(self, snapshots: Mapping[str, bytes]) -> list[str]:
+        failed: list[str] = []
+        for part in await asyncio.gather(*(ref.ask(("restore", dict(snapshots))) for ref in self.refs)):
+            failed.extend(part)
+        return failed
 
     async def stats(self) -> dict[str, Any]:
         per_shard = await asyncio.gather(*(ref.ask("stats") for ref in self.refs))

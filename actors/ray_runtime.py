@@ -52,6 +52,18 @@ class RayTwinRuntime:
             merged.update(part)
         return merged
 
+    async def snapshot(self) -> dict[str, bytes]:
+        merged: dict[str, bytes] = {}
+        for part in await asyncio.gather(*(h.snapshot.remote() for h in self.handles)):
+            merged.update(part)
+        return merged
+
+    async def restore(self, snapshots: Mapping[str, bytes]) -> list[str]:
+        failed: list[str] = []
+        for part in await asyncio.gather(*(h.restore.remote(dict(snapshots)) for h in self.handles)):
+            failed.extend(part)
+        return failed
+
     async def stats(self) -> dict[str, Any]:
         per_shard = await asyncio.gather(*(h.stats.remote() for h in self.handles))
         return {"runtime": self.name, "shards": list(per_shard)}

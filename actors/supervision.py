@@ -77,6 +77,18 @@ class Supervised(Generic[S]):
         self._journal.clear()
         self._journal_weight = 0
 
+    def snapshot(self) -> bytes:
+        """The actor's state now, pickled (a checkpoint: the journal restarts from here)."""
+        if self.strategy == "resume":
+            return pickle.dumps(self.instance, pickle.HIGHEST_PROTOCOL)
+        self.checkpoint()
+        return self._snapshot
+
+    def restore(self, snapshot: bytes) -> None:
+        """Become the actor a snapshot describes (a program restarting from its last checkpoint)."""
+        self.instance = pickle.loads(snapshot)
+        self.checkpoint()
+
     def _restart(self) -> None:
         self.restarts += 1
         self.instance = pickle.loads(self._snapshot)

@@ -172,8 +172,14 @@ class Store:
     # ---- writes ----------------------------------------------------------------------------------
 
     async def write(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
-                    outputs: Outputs | None = None, counters: Mapping[str, int] | None = None) -> None:
-        """One round trip for everything a processed batch produced."""
+                    outputs: Outputs | None = None, counters: Mapping[str, int] | None = None,
+                    replayed: bool = False) -> None:
+        """One round trip for everything a processed batch produced.
+
+        ``replayed``: the outputs of events replayed after a restart, which were written once already
+        (the log and its outputs go out in one pipeline): only the latest alerts and states are kept."""
+        if replayed and outputs is not None:
+            outputs = Outputs(alerts=outputs.alerts, states=outputs.states)
         pipe = self.r.pipeline(transaction=False)
         accepted = 0
         for station, events in inputs.items():
@@ -214,7 +220,8 @@ class Store:
             pipe.xadd(self.deliveries_key(rec["station"]), {"j": blob})
         for alert in out.alerts:
             blob = _json(_merge_alert(stored_alerts.get(alert["id"]), alert))
-            pipe.xadd(self.out_key("alerts"), {"j": blob})
+            if stored_alerts.get(alert["id"]) != blob:
+                pipe.xadd(self.out_key("alerts"), {"j": blob})
             pipe.hset(self.k_alerts, alert["id"], blob)
         for rec in out.rejected:
             pipe.xadd(self.k_dead, {"reason": rec["reason"], "station": rec["station"], "source": "twin",
@@ -224,6 +231,42 @@ class Store:
             pipe.hincrby(self.k_counters, "actor_crashes", len(out.rejected))
         if out.states:
             pipe.hset(self.k_state, mapping={sid: _json(st) for sid, st in out.states.items()})
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    @property
+    def k_snapshots(self) -> str:
+        return f"{self.p}:snap"
+
+    @property
+    def k_snapshot_pos(self) -> str:
+        return f"{self.p}:snap:pos"
+
+    async def log_heads(self, stations: Sequence[str]) -> dict[str, str]:
+        """The id of each station's last log entry (stations with no log are left out)."""
+        pipe = self.r.pipeline(transaction=False)
+        for station in stations:
+            pipe.xrevrange(self.log_key(station), count=1)
+        heads = {}
+        for station, entries in zip(stations, await pipe.execute(), strict=True):
+            if entries:
+                heads[station] = entries[0][0].decode()
+        return heads
+
+    async def save_snapshots(self, snapshots: Mapping[str, bytes], positions: Mapping[str, str]) -> None:
+        """Each station's pickled actor with the log entry it includes, atomically (MULTI/EXEC)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k_snapshots, self.k_snapshot_pos)
+        if snapshots:
+            pipe.hset(self.k_snapshots, mapping=dict(snapshots))
+        if positions:
+            pipe.hset(self.k_snapshot_pos, mapping=dict(positions))
+        await pipe.execute()
+
+    async def load_snapshots(self) -> tuple[dict[str, bytes], dict[str, str]]:
+        snaps = await self.r.hgetall(self.k_snapshots)
+        pos = await self.r.hgetall(self.k_snapshot_pos)
+        return ({k.decode(): v for k, v in snaps.items()}, {k.decode(): v.decode() for k, v in pos.items()})
 
     async def save_district(self, district: District) -> None:
         await self.r.set(f"{self.p}:district", district.model_dump_json().encode("utf-8"))
