@@ -30,9 +30,10 @@ def _r(x: float, nd: int = 2) -> float | None:
     return None if x is None or math.isnan(x) else round(x, nd)
 
 
-def report(alerts: AlertBook, entity: str, ts: float, finding: Finding, out: Outputs) -> None:
+def report(alerts: AlertBook, entity: str, ts: float, finding: Finding, out: Outputs,
+           refresh: bool = False) -> None:
     alert = alerts.raise_(finding.code, finding.severity, entity, ts,  # type: ignore[arg-type]
-                          evidence=finding.evidence, metrics=finding.metrics)
+                          evidence=finding.evidence, metrics=finding.metrics, refresh=refresh)
     if alert is not None:
         out.alerts.append(alert.to_dict())
 
@@ -91,8 +92,8 @@ class TankActor:
                 self.wetstock.brk()
             else:
                 finding = self.losses.add(ts, divergence)
-                if finding is not None:
-                    report(alerts, self.id, ts, finding, out)
+                if finding is not None:  # each further unrecorded fill updates an open HIDDEN_SALES
+                    report(alerts, self.id, ts, finding, out, refresh=finding.code == "HIDDEN_SALES")
                     self.wetstock.brk()
                 wetstock = self.wetstock
                 if wetstock.closes_bin(ts):

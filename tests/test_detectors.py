@@ -63,14 +63,23 @@ def test_theft_is_a_sudden_loss_and_noise_is_not() -> None:
     assert start < t <= start + 1800 and 45 <= f.metrics["volume_l"] <= 75
 
 
-def test_repeated_fill_like_drops_are_hidden_sales() -> None:
+def test_fill_like_drops_are_hidden_sales() -> None:
+    """Each unrecorded fill-like drop is reported (the actor keeps one alert open and updates it); with
+    two confirmations required, only the second is."""
+    from twin.detectors.losses import LossSettings
+
     rng = np.random.default_rng(8)
     ts, div = _noisy_divergence(rng, 48)
     for at in (T0 + 10 * 3600, T0 + 30 * 3600):  # two 55 L drops at 40 L/min, 20 h apart
         div -= np.clip((ts - at) / 82.5, 0.0, 1.0) * 55.0
     detector = LossDetector()
-    codes = [f.code for t, d in zip(ts, div, strict=True) if (f := detector.add(t, d)) is not None]
-    assert codes == ["HIDDEN_SALES"]
+    found = [f for t, d in zip(ts, div, strict=True) if (f := detector.add(t, d)) is not None]
+    assert [f.code for f in found] == ["HIDDEN_SALES", "HIDDEN_SALES"]
+    assert [f.metrics["drops"] for f in found] == [1, 2]
+    assert 100 <= found[-1].metrics["litres"] <= 120
+    strict = LossDetector(LossSettings(hidden_confirmations=2))
+    found = [f for t, d in zip(ts, div, strict=True) if (f := strict.add(t, d)) is not None]
+    assert [(f.code, f.metrics["drops"]) for f in found] == [("HIDDEN_SALES", 2)]
 
 
 def test_wetstock_separates_a_leak_from_meter_errors() -> None:

@@ -550,18 +550,27 @@ def _onsets(expect: Sequence[Expectation], faults: Sequence[FaultTruth], start_t
     used: set[int] = set()
     out: list[tuple[float, FaultTruth | None]] = []
     for e in expect:
-        cands = sorted(((f.first_active_ts, i) for i, f in enumerate(faults)
-                        if i not in used and f.first_active_ts is not None
-                        and FAULT_ALERT.get(f.type) == e.alert and f.station == e.station
-                        and (e.entity is None or f.covers(e.entity) or (
-                            e.alert in TANK_FOR_NOZZLE and tanks.get((f.station, f.entity)) == e.entity))))
+        def fits(f: FaultTruth, e: Expectation = e) -> bool:
+            return (FAULT_ALERT.get(f.type) == e.alert and f.station == e.station
+                    and (e.entity is None or f.covers(e.entity) or (
+                        e.alert in TANK_FOR_NOZZLE and tanks.get((f.station, f.entity)) == e.entity)))
+
+        cands = sorted((f.first_active_ts, i) for i, f in enumerate(faults)
+                       if i not in used and f.first_active_ts is not None and fits(f))
         if cands:
             used.add(cands[0][1])
             f = faults[cands[0][1]]
             out.append((float(f.first_active_ts), f))  # type: ignore[arg-type]
+        elif any(f.first_active_ts is None and fits(f) for f in faults):
+            out.append((start_ts, IDLE))
         else:
             out.append((start_ts, None))
     return out
+
+
+#: The onset of an expectation whose fault was injected but never acted in this run (a cheat switched
+#: on 2 h in 8 that hid no fill at all by chance): nothing to detect, so it is not scored.
+IDLE = FaultTruth("idle", "", "", None)
 
 
 def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[str, Any]],
@@ -590,6 +599,13 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
     for k in sorted(range(len(expect)), key=lambda j: (onsets[j][0], j)):
         e = expect[k]
         onset, fault = onsets[k]
+        if fault is IDLE:
+            results[k] = {"alert": e.alert, "station": e.station, "entity": e.entity, "within_s": e.within,
+                          "met": None, "exercised": False, "detected_at": None, "detected_ts": None,
+                          "time_to_detect_s": None, "late": False, "alert_id": None, "alert_entity": None,
+                          "metrics": None, "metrics_latest": None, "onset": "idle", "onset_ts": None,
+                          "onset_at": None, "fault": None, "repeats": []}
+            continue
         deadline = onset + e.within
         alt = tank_of(e.alert, e.station, e.entity)
         hit = next((a for a in ordered if a["id"] not in claimed and a["code"] == e.alert
@@ -619,6 +635,7 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
             "alert_entity": hit["entity"] if hit else None,
             "metrics": dict(hit.get("metrics") or {}) if hit else None,
             "metrics_latest": dict(latest[hit["id"]].get("metrics") or {}) if hit else None,
+            "exercised": True,
             "onset": "fault" if fault is not None else "start",
             "onset_ts": onset, "onset_at": iso(onset),
             "fault": fault.type if fault is not None else None,
@@ -714,7 +731,7 @@ def score_run(scenario: Scenario, seed: int, *, alerts: Sequence[Mapping[str, An
                     "first_active_at": iso(f.first_active_ts), "last_active_at": iso(f.last_active_ts)}
                    for f in faults],
         "figures": dict(figures),
-        "passed": all(r["met"] for r in results) and not fas,
+        "passed": all(r["met"] or not r["exercised"] for r in results) and not fas,
     }
 
 
@@ -727,9 +744,14 @@ class _Pool:
     trials: int = 0
     detections: int = 0
     late: int = 0
+    #: Runs whose fault never acted (nothing to detect): not trials.
+    idle: int = 0
     ttd: list[float] = field(default_factory=list)
 
     def add(self, r: Mapping[str, Any]) -> None:
+        if not r.get("exercised", True):
+            self.idle += 1
+            return
         self.trials += 1
         if r["met"]:
             self.detections += 1
@@ -738,7 +760,7 @@ class _Pool:
             self.late += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trials": self.trials, "detections": self.detections, "late": self.late,
+        return {"trials": self.trials, "detections": self.detections, "late": self.late, "idle": self.idle,
                 "pd": round(self.detections / self.trials, 4) if self.trials else None,
                 "ttd_median_s": _median(self.ttd), "ttd_max_s": max(self.ttd) if self.ttd else None}
 
@@ -831,11 +853,12 @@ def format_table(agg: Mapping[str, Any]) -> str:
                              f"{e['detections']}/{e['trials']}",
                              f"{e['pd']:.2f}" if e["pd"] is not None else "-",
                              fmt_duration(e["ttd_median_s"]), fmt_duration(e["ttd_max_s"]),
-                             str(e["late"]) if e["late"] else ""])
+                             str(e["late"]) if e["late"] else "",
+                             str(e["idle"]) if e.get("idle") else ""])
     lines = []
     if exp_rows:
-        lines += _table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late"],
-                        exp_rows, {3, 4, 5, 6, 7})
+        lines += _table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late",
+                         "fault idle"], exp_rows, {3, 4, 5, 6, 7, 8})
         lines.append("")
     run_rows = []
     for s in agg["scenarios"]:

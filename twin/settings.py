@@ -27,7 +27,7 @@ class TwinSettings(BaseModel):
     #: bins it is judged on, and how many fill-like unrecorded drops within 48 h make HIDDEN_SALES.
     loss_threshold_l: float = Field(default=40.0, gt=0)
     loss_bin_s: float = Field(default=180.0, gt=0)
-    hidden_confirmations: int = Field(default=2, ge=1)
+    hidden_confirmations: int = Field(default=1, ge=1)
     #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
     leak_min_lph: float = Field(default=0.3, gt=0)
     leak_t: float = Field(default=6.0, gt=0)
