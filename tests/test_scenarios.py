@@ -26,6 +26,7 @@ from twin.scenarios import (
     match_expectations,
     parse_scenario,
     score_deliveries,
+    score_run,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -455,3 +456,17 @@ def _station(sid: str) -> dict[str, Any]:
             "nozzles": [{"id": "N1", "tank": "T1", "grade": "92#", "dispenser": "D1"},
                         {"id": "N2", "tank": "T1", "grade": "92#", "dispenser": "D1"},
                         {"id": "N3", "tank": "T2", "grade": "0#", "dispenser": "D2"}]}
+
+
+def test_a_fault_that_never_acted_is_not_scored_and_its_alerts_are_false_alarms() -> None:
+    s = _scenario({"alert": "HIDDEN_SALES", "station": "BH-0001", "nozzle": "N5", "within": "48h"})
+    idle = [FaultTruth("hidden_sales", "BH-0001", "N5", None)]
+    empty = {"tank_months": 1.0, "events": 0, "wall_s": 1.0}
+    report = score_run(s, 1, alerts=[], deliveries=[], faults=idle, truth_deliveries=[], figures=empty)
+    (r,) = report["expectations"]
+    assert r["exercised"] is False and r["met"] is None and report["passed"]
+    alerts = [_alert("HIDDEN_SALES", "T2", START + D)]
+    report = score_run(s, 1, alerts=alerts, deliveries=[], faults=idle, truth_deliveries=[], figures=empty)
+    assert not report["passed"] and [a["code"] for a in report["false_alarms"]] == ["HIDDEN_SALES"]
+    pooled = aggregate([report])["pooled"]["expectations"][0]
+    assert (pooled["trials"], pooled["idle"], pooled["pd"]) == (0, 1, None)
