@@ -290,6 +290,8 @@ class Validator:
         return accepted, rejected
 
     def _one(self, raw: Any) -> EventBase | Rejection:
+        if isinstance(raw, Rejection):  # refused at the edge (a bridge read garbage): keep its reason
+            return raw
         station, source = _raw_identity(raw)
         if not isinstance(raw, dict):
             return Rejection(raw, f"event must be an object, got {type(raw).__name__}", station, source)
