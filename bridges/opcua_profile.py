@@ -228,6 +228,9 @@ class OpcUaProfile(ProfileBase):
     sampling_interval_ms: float = Field(default=0.0, ge=0, le=60_000,
                                         description="0: the server samples at the fastest rate it can")
     timeout_s: float = Field(default=4.0, gt=0, le=60)
+    queue_size: int = Field(default=50, ge=1, le=10_000,
+                            description="changes a monitored item keeps between publishes (the server may "
+                                        "revise it): more than one measurement per interval is not lost")
     tank: UaTankPoints | None = None
     nozzle: UaNozzlePoints | None = None
     device: UaDevicePoints | None = None

@@ -94,7 +94,7 @@ class Tls350Bridge:
         self.backoff = Backoff()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._last: dict[int, tuple[tuple[float, ...], float]] = {}  # tank -> (values, wall time sent)
+        self._last: dict[int, tuple[tuple[Any, ...], float]] = {}  # tank -> (values, wall time sent)
         self._last_ts: float | None = None
         self._minute: tuple[float, float] | None = None  # (device minute, monotonic when first seen)
         self.delivery_mark: dict[int, tuple[float, float]] = {}  # tank -> newest (end, start) sent
@@ -258,6 +258,11 @@ class Tls350Bridge:
             raw = {"kind": "tank.reading", "ts": ts, "station": self.station_id, "entity": entity,
                    "source": self.source, "seq": None, "quality": "good"}
             if problems:
+                bad_key = ("bad", *problems)
+                last = self._last.get(inv.tank)
+                if last is not None and last[0] == bad_key and wall - last[1] < p.heartbeat_s:
+                    continue  # the same fault again: reported once a heartbeat, not every poll
+                self._last[inv.tank] = (bad_key, wall)
                 raw.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()},
                            quality="bad", status=inv.status)
                 self._health.bad_values += 1

@@ -111,6 +111,14 @@ async def test_value_change_becomes_event_with_device_time(rig: Rig) -> None:
     # one event per measurement: three points written together are not three readings
     assert len(sink.of("tank.reading", "T1")) == 2
     assert br.health().connected and br.health().bad_values == 0
+    # several measurements within one publishing interval (a simulation running fast): none is lost,
+    # each comes out whole and in order
+    srv.apply([reading("T1", T0 + 20 + k, 1500.0 - k, temp=18.0 + k / 100) for k in range(6)])
+    burst = await sink.wait(lambda: [e for e in sink.of("tank.reading", "T1") if e["ts"] >= T0 + 20]
+                            if len(sink.of("tank.reading", "T1")) >= 8 else None)
+    assert [e["ts"] for e in burst] == [T0 + 20 + k for k in range(6)]
+    assert [round(e["level_mm"], 2) for e in burst] == [1500.0 - k for k in range(6)]
+    assert [e["temp_c"] for e in burst] == [18.0 + k / 100 for k in range(6)]
 
 
 async def test_bad_status_and_garbage_are_rejected_with_reason_rest_still_read(rig: Rig) -> None:

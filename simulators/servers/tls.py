@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from bridges.tls_codec import (
     ETX,
+    I201_FIELDS,
     SOH,
     UNRECOGNISED,
     Delivery,
@@ -216,12 +217,14 @@ class Tls350DeviceServer:
         if len(text) < 6 or text[0] != "i" or not text[4:6].isdigit():
             return SOH + UNRECOGNISED + ETX
         function, tank = text[1:4], int(text[4:6])
-        selected = [t for t in self.tanks.values() if t.level is not None and tank in (0, t.number)]
+        selected = [t for t in self.tanks.values() if tank in (0, t.number)]
         p = self.profile
         if function == "201":
             out = []
             for t in selected:
-                assert t.level is not None
+                if t.level is None:  # no measurement yet: the probe's height is invalid
+                    out.append(Inventory(t.number, t.product, 0x0004, {name: 0.0 for name in I201_FIELDS}))
+                    continue
                 gross, tc, ullage = self._volumes(t, t.level, t.water, t.temp)
                 water_l = self._volumes(t, t.water, 0.0, t.temp)[0] if t.geometry is not None else 0.0
                 out.append(Inventory(t.number, t.product, 0x0001 if t.start is not None else 0,
