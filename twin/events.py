@@ -63,6 +63,27 @@ class TankReading(EventBase):
     temp_c: float = Field(ge=-50, le=80)
 
 
+class GaugeDelivery(EventBase):
+    """A delivery as the tank gauge itself recorded it (a TLS console's delivery report, i202): the
+    start and end of the level rise with gross and temperature-compensated volumes. Evidence beside the
+    twin's own delivery detection; ``ts`` is the end. The TC volumes are at the console's reference
+    temperature, which the console is set up with (15 °C by default, 20 °C in China)."""
+
+    kind: Literal["gauge.delivery"] = "gauge.delivery"
+    start_ts: float = Field(ge=EARLIEST_TS)
+    end_ts: float = Field(ge=EARLIEST_TS)
+    start_volume_l: float = Field(ge=0, le=200_000)
+    end_volume_l: float = Field(ge=0, le=200_000)
+    start_tc_volume_l: float = Field(ge=0, le=200_000)
+    end_tc_volume_l: float = Field(ge=0, le=200_000)
+    start_level_mm: float | None = Field(default=None, ge=0, le=10_000)
+    end_level_mm: float | None = Field(default=None, ge=0, le=10_000)
+    start_water_mm: float = Field(default=0.0, ge=0, le=10_000)
+    end_water_mm: float = Field(default=0.0, ge=0, le=10_000)
+    start_temp_c: float = Field(ge=-50, le=80)
+    end_temp_c: float = Field(ge=-50, le=80)
+
+
 class NozzleState(EventBase):
     kind: Literal["nozzle.state"] = "nozzle.state"
     state: Literal["idle", "lifted", "fuelling", "finished"]
@@ -186,16 +207,16 @@ class ClockTick(EventBase):
 
 EVENT_TYPES: tuple[type[EventBase], ...] = (
     TankReading, NozzleState, NozzleTxn, DeviceInfo, VaporFill, VaporEnv, PricePosted,
-    DocPurchase, DocInvoice, DocDeclaration, InspectionReport, AlertActionEvent, ClockTick,
+    DocPurchase, DocInvoice, DocDeclaration, InspectionReport, AlertActionEvent, ClockTick, GaugeDelivery,
 )
 EVENT_BY_KIND: dict[str, type[EventBase]] = {t.model_fields["kind"].default: t for t in EVENT_TYPES}
 
-TANK_KINDS = frozenset({"tank.reading"})
+TANK_KINDS = frozenset({"tank.reading", "gauge.delivery"})
 NOZZLE_KINDS = frozenset({"nozzle.state", "nozzle.txn", "vapor.fill"})
 
 Event = Annotated[
     TankReading | NozzleState | NozzleTxn | DeviceInfo | VaporFill | VaporEnv | PricePosted | DocPurchase
-    | DocInvoice | DocDeclaration | InspectionReport | AlertActionEvent | ClockTick,
+    | DocInvoice | DocDeclaration | InspectionReport | AlertActionEvent | ClockTick | GaugeDelivery,
     Field(discriminator="kind"),
 ]
 _ONE = TypeAdapter(Event)
@@ -290,6 +311,8 @@ class Validator:
         return accepted, rejected
 
     def _one(self, raw: Any) -> EventBase | Rejection:
+        if isinstance(raw, Rejection):  # refused at the edge (a bridge read garbage): keep its reason
+            return raw
         station, source = _raw_identity(raw)
         if not isinstance(raw, dict):
             return Rejection(raw, f"event must be an object, got {type(raw).__name__}", station, source)
