@@ -17,13 +17,14 @@ from twin.detectors.gauge import LimitCheck, StuckCheck
 from twin.detectors.losses import LossDetector
 from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockFit, WetstockModel
-from twin.events import EventBase
+from twin.events import GASOLINE_GRADES, EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
 from twin.reconcile import TankBook
 from twin.registry import NozzleSpec, StationSpec, TankSpec
 from twin.settings import TwinSettings
 from twin.timeutil import local_day
+from twin.vapor import VaporAction, VaporMonitor
 
 
 def _r(x: float, nd: int = 2) -> float | None:
@@ -379,18 +380,23 @@ class StationActor:
         self.day: str | None = None
         self.sales_today: dict[str, list[float]] = {}
         self.events = 0
+        # issue 6: vapor recovery (GB 20952-2020), judged on gasoline nozzles; plain data, so it is part
+        # of every supervision snapshot and comes back with the station after a crash (E.3.4).
+        self.vapor = VaporMonitor(spec.id, [n.id for n in spec.nozzles if n.grade in GASOLINE_GRADES],
+                                  settings.vapor)
 
     #: Handler method per event kind, by name so that the actor pickles (snapshots) as plain data.
     HANDLERS = {"tank.reading": "_reading", "nozzle.state": "_nozzle_state", "nozzle.txn": "_txn",
                 "device.info": "_device", "price.posted": "_price", "doc.purchase": "_purchase",
-                "alert.action": "_alert_action", "clock.tick": "_tick"}
+                "alert.action": "_alert_action", "clock.tick": "_tick",
+                "vapor.fill": "_vapor_fill", "vapor.env": "_vapor_env"}
 
     def handle(self, ev: EventBase, out: Outputs) -> None:
         self.events += 1
         name = self.HANDLERS.get(ev.kind)  # type: ignore[attr-defined]
         if name is not None:
             getattr(self, name)(ev, out)
-        # Other kinds (vapor, invoices, declarations, inspections) are logged and reach the station;
+        # Other kinds (invoices, declarations, inspections) are logged and reach the station;
         # their detectors come with the issues that own them.
 
     def flush(self, out: Outputs, with_state: bool = True) -> None:
@@ -462,6 +468,22 @@ class StationActor:
         else:
             self.alerts.acknowledge(ev.alert_id, ev.code, ev.entity, ev.ts, ev.by)
 
+    # issue 6: vapor recovery (twin/vapor.py) ---------------------------------------------------------
+
+    def _vapor_fill(self, ev: Any, out: Outputs) -> None:
+        self._vapor_apply(self.vapor.fill(ev.ts, ev.entity, ev.a_l, ev.liquid_l, ev.fill_end_ts), ev.ts, out)
+
+    def _vapor_env(self, ev: Any, out: Outputs) -> None:
+        self._vapor_apply(self.vapor.env(ev.ts, ev.pressure_pa, ev.processor_state, ev.outlet_g_m3,
+                                         ev.voc_umol_mol), ev.ts, out)
+
+    def _vapor_apply(self, actions: list[VaporAction], ts: float, out: Outputs) -> None:
+        for a in actions:
+            if a.op == "raise":
+                report(self.alerts, a.entity, ts, Finding(a.code, a.severity, a.metrics, a.evidence), out)
+            else:
+                clear(self.alerts, a.code, a.entity, ts, out)
+
     def _tick(self, ev: Any, out: Outputs) -> None:
         if self.watermark is not None and ev.ts <= self.watermark:
             return
@@ -486,4 +508,5 @@ class StationActor:
                                                           for g, v in self.sales_today.items()}},
             "open_alerts": [a.to_dict() for a in self.alerts.open.values()],
             "events": self.events,
+            "vapor": self.vapor.state() if self.vapor.active else None,
         }

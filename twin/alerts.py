@@ -36,6 +36,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "TOTALIZER_MISMATCH": ("{entity} 累计数与交易不符（差 {excess_l:.2f} L）",
                            "{entity} totalizer does not match the sale (off by {excess_l:.2f} L)"),
     "MAINBOARD_CHANGED": ("{entity} 主板更换：{old} → {new}", "{entity} mainboard changed: {old} → {new}"),
+    # ---- issue 6: vapor recovery, GB 20952-2020 (twin/vapor.py) ----
+    "VAPOR_AL_WARNING": ("{entity} 气液比预警：{share_pct:.0f}% 的有效加油超出 0.9–1.3"
+                         "（{day}，连续 {days} 天）",
+                         "{entity} A/L warning: {share_pct:.0f} % of valid fills outside 0.9–1.3 ({day}, "
+                         "{days} day(s) in a row)"),
+    "VAPOR_AL_ALARM": ("{entity} 气液比报警：A/L {a_l:.2f}，持续 {hours:.0f} 小时",
+                       "{entity} A/L alarm: {a_l:.2f} for {hours:.0f} h"),
+    "VAPOR_PRESSURE": ("油气回收系统压力接近零 {hours:.1f} 小时，密闭性失效（第 {days} 天）",
+                       "vapor system pressure near zero for {hours:.1f} h: not sealed (day {days})"),
+    "VAPOR_PROCESSOR": ("油气处理装置异常：{rule_zh}", "vapor processing unit: {rule_en}"),
+    "VAPOR_VOC": ("油气泄漏检测浓度 {umol_per_mol:.0f} µmol/mol",
+                  "VOC leak sensor {umol_per_mol:.0f} µmol/mol"),
 }
 
 

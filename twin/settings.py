@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.deliveries import DeliverySettings
 from twin.detectors.losses import LossSettings
 from twin.detectors.wetstock import WetstockSettings
+from twin.vapor import VaporSettings
 
 
 class TwinSettings(BaseModel):
@@ -36,6 +37,9 @@ class TwinSettings(BaseModel):
     meter_min_sales_l: float = Field(default=500.0, ge=0)
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)
+    #: Vapor-recovery judgement (GB 20952-2020 §5.3, §5.4, §4.6.1, Appendix E.3.3): every threshold is a
+    #: field of twin/vapor.py VaporSettings, overridden as ``settings: {vapor: {min_fills_judged: 5}}``.
+    vapor: VaporSettings = Field(default_factory=VaporSettings)
 
     def wetstock(self) -> WetstockSettings:
         return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,
