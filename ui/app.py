@@ -30,6 +30,7 @@ from twin.service import TwinService
 from twin.store import Store
 from twin.timeutil import local_day
 from ui.hub import LiveHub
+from ui.vapor_api import add_vapor_routes
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +450,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         """Live divergence, state, alerts and deliveries; ``?stations=A,B`` limits it to some stations."""
         ids = None if not stations else [s for s in stations.split(",") if s.strip()]
         await hub.serve(websocket, ids)
+
+    add_vapor_routes(app, ctx, API)  # issue 6: vapor-recovery compliance (ui/vapor_api.py)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
