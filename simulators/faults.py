@@ -851,6 +851,16 @@ FAULT_TYPES: dict[str, type[ScenarioFault]] = {cls.TYPE: cls for cls in (
     Leak, Theft, MeterBias, HiddenSales, TotalizerJump, TxnGap, MainboardSwap, SensorStuck, SensorDrift,
     CommLoss, WaterIngress)}
 
+
+def _register_vapor_faults() -> None:
+    """issue 6: vapor_blockage, vapor_unsealed, processor_off, voc_leak (simulators/vapor_faults.py)."""
+    from simulators.vapor_faults import VAPOR_FAULTS
+
+    FAULT_TYPES.update({cls.TYPE: cls for cls in VAPOR_FAULTS})
+
+
+_register_vapor_faults()
+
 _COMMON = ("type", "station", "tank", "nozzle", "at")
 
 

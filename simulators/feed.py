@@ -22,6 +22,7 @@ from simulators.prices import PriceBoard, StationPrices
 from simulators.settings import NoiseSettings, Timing
 from simulators.station import StationSim
 from simulators.truth import GroundTruth
+from simulators.vapor import VaporSim, VaporSimSettings
 from twin.registry import District
 
 __all__ = ["DistrictSimulator", "NoiseSettings", "Timing", "run_live"]
@@ -42,7 +43,8 @@ class DistrictSimulator:
                  reading_interval_s: float = 10.0, tick_interval_s: float = 60.0,
                  noise: NoiseSettings | None = None, *, block_s: float = 600.0,
                  running_update_s: float | None = 10.0, truth_every: int = 1,
-                 faults: dict[str, list[StationFault]] | None = None):
+                 faults: dict[str, list[StationFault]] | None = None,
+                 vapor: bool | VaporSimSettings = False):
         self.sim_district = sim_district
         self.seed = seed
         self.start_ts = float(start_ts)
@@ -55,10 +57,17 @@ class DistrictSimulator:
         for i, spec in enumerate(sim_district.district.stations):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, i)))
             prices = StationPrices.draw(self.board, rng, sorted({t.grade for t in spec.tanks}))
+            nozzles = sim_district.station_nozzles(spec.id)
+            vapor_sim = None
+            if vapor:  # issue 6: its own generator, so the rest of the station's events do not change
+                vrng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, i)))
+                vapor_sim = VaporSim(spec.id, [n.nozzle_id for n in nozzles], [n.grade for n in nozzles],
+                                     vrng, self.start_ts,
+                                     vapor if isinstance(vapor, VaporSimSettings) else None)
             self.stations.append(StationSim(
-                spec, sim_district.station_tanks(spec.id), sim_district.station_nozzles(spec.id),
+                spec, sim_district.station_tanks(spec.id), nozzles,
                 sim_district.profiles[spec.id], rng, prices, self.start_ts, self.timing, self.noise,
-                self.truth, faults.get(spec.id)))
+                self.truth, faults.get(spec.id), vapor_sim))
         self._by_id = {s.id: s for s in self.stations}
         self._now = self.start_ts
 

@@ -32,6 +32,7 @@ from simulators.prices import StationPrices
 from simulators.settings import NoiseSettings, Timing
 from simulators.thermal import ground_temp_c
 from simulators.truth import GroundTruth, TrueDelivery
+from simulators.vapor import VaporSim
 from twin.physics import vcf
 from twin.registry import StationSpec
 from twin.timeutil import local_day, local_hour
@@ -70,7 +71,7 @@ class StationSim:
     def __init__(self, spec: StationSpec, tanks: list[TrueTank], nozzles: list[TrueNozzle],
                  profile: StationProfile, rng: np.random.Generator, prices: StationPrices, start_ts: float,
                  timing: Timing, noise: NoiseSettings, truth: GroundTruth,
-                 faults: list[StationFault] | None = None):
+                 faults: list[StationFault] | None = None, vapor: VaporSim | None = None):
         self.spec = spec
         self.id = spec.id
         self.tanks = tanks
@@ -83,6 +84,8 @@ class StationSim:
         self.noise = noise
         self.truth = truth
         self.faults: list[StationFault] = list(faults or [])
+        #: issue 6: the vapor-recovery system and its monitor (None: the station sends no vapor data).
+        self.vapor = vapor
         #: Event time up to which the physics has been stepped.
         self.t = self.start_ts
         self.pending: list[dict[str, Any]] = []
@@ -176,6 +179,8 @@ class StationSim:
         self._prices(b0, b1)
         self._orders(b0, b1, vcf_now)
         self._customers(b0, b1, vcf_now)
+        if self.vapor is not None:  # issue 6: the vapor monitor's system samples
+            self.vapor.block(self, b0, b1)
         self._tanks(b0, b1, day)
         self._ticks(b1)
         if self.faults:
@@ -332,6 +337,8 @@ class StationSim:
             free_at[k] = plan.idle_ts + gap
             self.flows.append(Flow(i, plan.start_ts, plan.end_ts, -plan.true_l_20c, DISPENSED))
             self._emit_fill(plan)
+            if self.vapor is not None:  # the monitor measures the fill whatever the POS reports
+                self.vapor.fill(self, plan)
 
     def nozzle_event(self, k: int, ts: float, kind: str, **payload: Any) -> dict[str, Any]:
         """An event from nozzle ``k``'s device with the next seq of its source, for a fault to emit.

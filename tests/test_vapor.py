@@ -157,6 +157,19 @@ def test_extreme_a_l_for_more_than_24_h_is_an_alarm_at_once() -> None:
     assert acts[0].metrics["hours"] == pytest.approx(24 + 1 / 60)
 
 
+def test_extreme_stretch_is_judged_between_fills_on_the_monitors_clock() -> None:
+    """An extreme fill at 08:00 and no fill since: at 08:00 + 24 h + a minute (by the minute samples)
+    the A/L has been extreme continuously for more than 24 h — the alarm does not wait for a fill."""
+    m = monitor()
+    t0 = D0 + 8 * H
+    m.fill(t0, "N1", 0.4, 30.0, t0)
+    assert codes(m.env(t0 + DAY, 300.0, "absent", None, None)) == []
+    acts = m.env(t0 + DAY + 60.0, 300.0, "absent", None, None)
+    assert ("VAPOR_AL_ALARM", "N1", "alarm") in codes(acts)
+    alarm = next(a for a in acts if a.code == "VAPOR_AL_ALARM")
+    assert alarm.evidence["last_fill_ts"] == t0 and alarm.metrics["a_l"] == 0.4
+
+
 def test_a_normal_fill_restarts_the_extreme_stretch() -> None:
     m = monitor()
     t0 = D0 + 8 * H

@@ -210,7 +210,7 @@ def build_simulator(scn: Scenario, seed: int, sim_district: SimDistrict) -> Dist
     interval = scn.noise.reading_interval_s or READING_INTERVAL_S
     return DistrictSimulator(sim_district, seed=seed, start_ts=scn.start, reading_interval_s=interval,
                              noise=NoiseSettings(**scn.noise.noise_settings()), truth_every=TRUTH_EVERY,
-                             faults=faults)
+                             faults=faults, vapor=scn.vapor_on)
 
 
 # --------------------------------------------------------------------------------------------------

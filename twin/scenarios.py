@@ -54,7 +54,9 @@ __all__ = [
 #: The alert codes the twin raises (issue 3: fixed, the UI, the scenarios and users rely on them).
 ALERT_CODES = ("LEAK", "SUDDEN_LOSS", "DELIVERY_DETECTED", "METER_BIAS", "HIDDEN_SALES", "TOTALIZER_MISMATCH",
                "TXN_GAP", "MAINBOARD_CHANGED", "SENSOR_STUCK", "SENSOR_DRIFT", "COMM_LOSS", "WATER_HIGH",
-               "OVERFILL")
+               "OVERFILL",
+               # issue 6: vapor recovery (twin/vapor.py)
+               "VAPOR_AL_WARNING", "VAPOR_AL_ALARM", "VAPOR_PRESSURE", "VAPOR_PROCESSOR", "VAPOR_VOC")
 #: Informational events, not alarms: never a false alarm (a delivery recognised is not a fault).
 INFO_CODES = frozenset({"DELIVERY_DETECTED"})
 #: Which alert detects which fault type: an expectation is timed from the first onset of a fault of the
@@ -64,7 +66,20 @@ FAULT_ALERT: dict[str, str] = {
     "totalizer_jump": "TOTALIZER_MISMATCH", "txn_gap": "TXN_GAP", "mainboard_swap": "MAINBOARD_CHANGED",
     "sensor_stuck": "SENSOR_STUCK", "sensor_drift": "SENSOR_DRIFT", "comm_loss": "COMM_LOSS",
     "water_ingress": "WATER_HIGH",
+    # issue 6: vapor recovery
+    "vapor_blockage": "VAPOR_AL_WARNING", "vapor_unsealed": "VAPOR_PRESSURE",
+    "processor_off": "VAPOR_PROCESSOR", "voc_leak": "VAPOR_VOC",
 }
+#: Further codes a fault type is detected by (an expectation of one of these is timed from that fault too):
+#: a blocked nozzle's A/L is a warning at the day's close and, below 0.6, an alarm within a day.
+FAULT_ALERT_ALSO: dict[str, tuple[str, ...]] = {"vapor_blockage": ("VAPOR_AL_ALARM",)}
+#: Fault types whose scenario needs the simulator's vapor-recovery data (issue 6).
+VAPOR_FAULT_TYPES = frozenset({"vapor_blockage", "vapor_unsealed", "processor_off", "voc_leak"})
+
+
+def detects(fault_type: str, code: str) -> bool:
+    """Whether alert ``code`` is one that detects faults of ``fault_type``."""
+    return FAULT_ALERT.get(fault_type) == code or code in FAULT_ALERT_ALSO.get(fault_type, ())
 #: Codes a detector raises on the *tank* a faulty nozzle draws from, because only the tank's books can see
 #: the fault (a fill the station never reported leaves no trace on any nozzle): an expectation naming
 #: the nozzle is met by the alert on its tank. The report's ``alert_entity`` says which was named.
@@ -307,6 +322,9 @@ class Scenario(_Model):
     expect: list[Expectation] = []
     #: Overrides of ``twin.settings.TwinSettings`` fields (detector thresholds), checked by name.
     settings: dict[str, Any] = {}
+    #: issue 6: simulate the stations' vapor-recovery monitors (vapor.fill / vapor.env). Left out: on
+    #: when a vapor fault is listed, off otherwise (the other scenarios' events stay as they were).
+    vapor: bool | None = None
     #: Where the scenario was read from (not part of the file).
     source: str = Field(default="", exclude=True)
 
@@ -349,6 +367,12 @@ class Scenario(_Model):
     @property
     def end(self) -> float:
         return self.start + self.duration
+
+    @property
+    def vapor_on(self) -> bool:
+        if self.vapor is not None:
+            return self.vapor
+        return any(isinstance(f, Mapping) and f.get("type") in VAPOR_FAULT_TYPES for f in self.faults)
 
     def twin_settings(self) -> TwinSettings:
         return TwinSettings(**self.settings)
@@ -547,18 +571,18 @@ def _onsets(expect: Sequence[Expectation], faults: Sequence[FaultTruth], start_t
             tanks: Mapping[tuple[str, str], str]) -> list[tuple[float, FaultTruth | None]]:
     """The onset each expectation is timed from: the k-th expectation of one (code, station, entity)
     takes the k-th fault that maps to it (by first onset); with no such fault, the scenario's start."""
-    used: set[int] = set()
+    used: set[tuple[int, str]] = set()  # (fault, code): a fault detected by two codes times both
     out: list[tuple[float, FaultTruth | None]] = []
     for e in expect:
         def fits(f: FaultTruth, e: Expectation = e) -> bool:
-            return (FAULT_ALERT.get(f.type) == e.alert and f.station == e.station
+            return (detects(f.type, e.alert) and f.station == e.station
                     and (e.entity is None or f.covers(e.entity) or (
                         e.alert in TANK_FOR_NOZZLE and tanks.get((f.station, f.entity)) == e.entity)))
 
         cands = sorted((f.first_active_ts, i) for i, f in enumerate(faults)
-                       if i not in used and f.first_active_ts is not None and fits(f))
+                       if (i, e.alert) not in used and f.first_active_ts is not None and fits(f))
         if cands:
-            used.add(cands[0][1])
+            used.add((cands[0][1], e.alert))
             f = faults[cands[0][1]]
             out.append((float(f.first_active_ts), f))  # type: ignore[arg-type]
         elif any(f.first_active_ts is None and fits(f) for f in faults):

@@ -188,6 +188,21 @@ class NozzleJudge:
             self.extreme_since = None
         return []
 
+    def still_extreme(self, now: float, s: VaporSettings) -> list[VaporAction]:
+        """A nozzle whose last valid fill was extreme stays so until a fill says otherwise: a quiet night
+        after an extreme fill does not reset "continuously", so the 24 h are judged on the monitor's
+        clock too, not only at the next fill (which may come hours later)."""
+        if self.extreme_since is None or self.extreme_alarm or now - self.extreme_since <= s.extreme_s:
+            return []
+        self.extreme_alarm = True
+        hours = (now - self.extreme_since) / 3600.0
+        a_l = self.last_a_l if self.last_a_l is not None else 0.0
+        return [VaporAction("raise", "VAPOR_AL_ALARM", self.id, "alarm",
+                            {"a_l": a_l, "hours": hours, "rule": "E.3.3 extreme"},
+                            {"rule": "GB 20952-2020 E.3.3: A/L < 0.6 or > 1.5 continuously > 24 h",
+                             "since_ts": self.extreme_since, "last_a_l": round(a_l, 3),
+                             "last_fill_ts": self.last_fill_ts, "hours": round(hours, 2)})]
+
     def close_day(self, day: str, bucket: _NozzleDay | None, ts: float, s: VaporSettings
                   ) -> tuple[dict[str, Any], list[VaporAction]]:
         """Judge one closed day; return its record and the alert changes."""
@@ -493,6 +508,8 @@ class VaporMonitor:
             return []
         self.clock = ts
         actions: list[VaporAction] = []
+        for judge in self.nozzles.values():  # the extreme rule also runs between fills (see NozzleJudge)
+            actions += judge.still_extreme(ts, self.s)
         for no in sorted(self.days):
             if _day_end(no) + self.s.close_delay_s > ts:
                 break
