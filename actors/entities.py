@@ -22,6 +22,7 @@ from twin.outputs import Outputs
 from twin.physics import vcf
 from twin.reconcile import TankBook
 from twin.registry import NozzleSpec, StationSpec, TankSpec
+from twin.safety import SafetyMonitor
 from twin.settings import TwinSettings
 from twin.timeutil import local_day
 from twin.vapor import VaporAction, VaporMonitor
@@ -384,19 +385,21 @@ class StationActor:
         # of every supervision snapshot and comes back with the station after a crash (E.3.4).
         self.vapor = VaporMonitor(spec.id, [n.id for n in spec.nozzles if n.grade in GASOLINE_GRADES],
                                   settings.vapor)
+        self.safety = SafetyMonitor(settings.safety)  # issue 6: safety devices and inspections
 
     #: Handler method per event kind, by name so that the actor pickles (snapshots) as plain data.
     HANDLERS = {"tank.reading": "_reading", "nozzle.state": "_nozzle_state", "nozzle.txn": "_txn",
                 "device.info": "_device", "price.posted": "_price", "doc.purchase": "_purchase",
                 "alert.action": "_alert_action", "clock.tick": "_tick",
-                "vapor.fill": "_vapor_fill", "vapor.env": "_vapor_env"}
+                "vapor.fill": "_vapor_fill", "vapor.env": "_vapor_env",
+                "safety.reading": "_safety", "inspection.report": "_inspection"}
 
     def handle(self, ev: EventBase, out: Outputs) -> None:
         self.events += 1
         name = self.HANDLERS.get(ev.kind)  # type: ignore[attr-defined]
         if name is not None:
             getattr(self, name)(ev, out)
-        # Other kinds (invoices, declarations, inspections) are logged and reach the station;
+        # Other kinds (invoices, declarations) are logged and reach the station;
         # their detectors come with the issues that own them.
 
     def flush(self, out: Outputs, with_state: bool = True) -> None:
@@ -484,10 +487,19 @@ class StationActor:
             else:
                 clear(self.alerts, a.code, a.entity, ts, out)
 
+    def _safety(self, ev: Any, out: Outputs) -> None:
+        delivering = any(t.deliveries.active for t in self.tanks.values())
+        self._vapor_apply(self.safety.reading(ev, delivering), ev.ts, out)
+
+    def _inspection(self, ev: Any, out: Outputs) -> None:
+        self._vapor_apply(self.safety.report(ev), ev.ts, out)
+
     def _tick(self, ev: Any, out: Outputs) -> None:
         if self.watermark is not None and ev.ts <= self.watermark:
             return
         self.watermark = ev.ts
+        if self.safety.behaviour_last:
+            self._vapor_apply(self.safety.tick(ev.ts), ev.ts, out)
         for tank in self.tanks.values():
             tank.tick(ev.ts, self.alerts, out)
         for nozzle in self.nozzles.values():
@@ -509,4 +521,5 @@ class StationActor:
             "open_alerts": [a.to_dict() for a in self.alerts.open.values()],
             "events": self.events,
             "vapor": self.vapor.state() if self.vapor.active else None,
+            "safety": self.safety.state() if self.safety.last_readings or self.safety.reports else None,
         }

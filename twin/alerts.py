@@ -48,6 +48,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "VAPOR_PROCESSOR": ("油气处理装置异常：{rule_zh}", "vapor processing unit: {rule_en}"),
     "VAPOR_VOC": ("油气泄漏检测浓度 {umol_per_mol:.0f} µmol/mol",
                   "VOC leak sensor {umol_per_mol:.0f} µmol/mol"),
+    # ---- issue 6: safety devices and inspections (twin/safety.py) ----
+    "GAS_LEL": ("{entity} 可燃气体浓度 {lel_pct:.0f}%LEL", "{entity} combustible gas at {lel_pct:.0f} %LEL"),
+    "INTERSTITIAL_LEAK": ("{entity} 双层罐夹层泄漏报警（{state}）",
+                          "{entity} interstitial leak sensor: {state}"),
+    "UNLOADING_UNGROUNDED": ("{entity} 卸油时静电接地未连接", "{entity} unloading without static grounding"),
+    "UNSAFE_BEHAVIOUR": ("{entity} 不安全行为：{behaviour_zh}（{count} 次）",
+                         "{entity} unsafe behaviour: {behaviour_en} ({count}×)"),
+    "INSPECTION_FINDING": ("现场检查发现问题 {findings} 项：{first}",
+                           "inspection found {findings} issue(s): {first}"),
 }
 
 
@@ -110,6 +119,8 @@ class AlertBook:
                 existing.evidence.update(evidence)
             if severity_rank(severity) > severity_rank(existing.severity):
                 existing.severity = severity
+                # The message says what the alert is now (a VOC warning become an alarm, issue 6).
+                existing.message_zh, existing.message_en = render(code, entity, existing.metrics)
                 return existing
             return existing if refresh and changed else None
         zh, en = render(code, entity, metrics)

@@ -199,6 +199,23 @@ class AlertActionEvent(EventBase):
     by: str = Field(min_length=1, max_length=128)
 
 
+class SafetyReading(EventBase):
+    """A field safety device of a station (issue 6): a combustible gas detector (%LEL), the interstitial
+    leak sensor of a double-walled tank, a static-grounding clamp at the unloading point, or a video
+    analytics camera. Judged in twin/safety.py."""
+
+    kind: Literal["safety.reading"] = "safety.reading"
+    device: str = Field(min_length=1, max_length=64)
+    sensor: Literal["gas_lel", "interstitial", "grounding", "video"]
+    #: gas_lel: %LEL.
+    value: float | None = Field(default=None, ge=0, le=1_000)
+    #: interstitial: ok / leak / fault; grounding: grounded / ungrounded; video: the behaviour seen
+    #: (smoking, phone, unattended_unloading, …).
+    state: str = Field(default="", max_length=64)
+    #: The device knows an unloading is under way (a grounding clamp's interlock).
+    unloading: bool = False
+
+
 class ClockTick(EventBase):
     """Watermark: the source promises no event older than ``ts`` will follow."""
 
@@ -208,6 +225,7 @@ class ClockTick(EventBase):
 EVENT_TYPES: tuple[type[EventBase], ...] = (
     TankReading, NozzleState, NozzleTxn, DeviceInfo, VaporFill, VaporEnv, PricePosted,
     DocPurchase, DocInvoice, DocDeclaration, InspectionReport, AlertActionEvent, ClockTick, GaugeDelivery,
+    SafetyReading,  # issue 6
 )
 EVENT_BY_KIND: dict[str, type[EventBase]] = {t.model_fields["kind"].default: t for t in EVENT_TYPES}
 
@@ -216,7 +234,8 @@ NOZZLE_KINDS = frozenset({"nozzle.state", "nozzle.txn", "vapor.fill"})
 
 Event = Annotated[
     TankReading | NozzleState | NozzleTxn | DeviceInfo | VaporFill | VaporEnv | PricePosted | DocPurchase
-    | DocInvoice | DocDeclaration | InspectionReport | AlertActionEvent | ClockTick | GaugeDelivery,
+    | DocInvoice | DocDeclaration | InspectionReport | AlertActionEvent | ClockTick | GaugeDelivery
+    | SafetyReading,
     Field(discriminator="kind"),
 ]
 _ONE = TypeAdapter(Event)

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.deliveries import DeliverySettings
 from twin.detectors.losses import LossSettings
 from twin.detectors.wetstock import WetstockSettings
+from twin.safety import SafetySettings
 from twin.vapor import VaporSettings
 
 
@@ -40,6 +41,8 @@ class TwinSettings(BaseModel):
     #: Vapor-recovery judgement (GB 20952-2020 §5.3, §5.4, §4.6.1, Appendix E.3.3): every threshold is a
     #: field of twin/vapor.py VaporSettings, overridden as ``settings: {vapor: {min_fills_judged: 5}}``.
     vapor: VaporSettings = Field(default_factory=VaporSettings)
+    #: Safety devices (GAS_LEL levels after GB/T 50493-2019, …): twin/safety.py SafetySettings.
+    safety: SafetySettings = Field(default_factory=SafetySettings)
 
     def wetstock(self) -> WetstockSettings:
         return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,

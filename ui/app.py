@@ -30,6 +30,7 @@ from twin.service import TwinService
 from twin.store import Store
 from twin.timeutil import local_day
 from ui.hub import LiveHub
+from ui.risk_api import add_risk_routes
 from ui.vapor_api import add_vapor_routes
 
 log = logging.getLogger(__name__)
@@ -452,6 +453,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         await hub.serve(websocket, ids)
 
     add_vapor_routes(app, ctx, API)  # issue 6: vapor-recovery compliance (ui/vapor_api.py)
+    add_risk_routes(app, ctx, API)  # issue 6: inspections in, station risk out (ui/risk_api.py)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
