@@ -56,7 +56,10 @@ ALERT_CODES = ("LEAK", "SUDDEN_LOSS", "DELIVERY_DETECTED", "METER_BIAS", "HIDDEN
                "TXN_GAP", "MAINBOARD_CHANGED", "SENSOR_STUCK", "SENSOR_DRIFT", "COMM_LOSS", "WATER_HIGH",
                "OVERFILL",
                # issue 6: vapor recovery (twin/vapor.py)
-               "VAPOR_AL_WARNING", "VAPOR_AL_ALARM", "VAPOR_PRESSURE", "VAPOR_PROCESSOR", "VAPOR_VOC")
+               "VAPOR_AL_WARNING", "VAPOR_AL_ALARM", "VAPOR_PRESSURE", "VAPOR_PROCESSOR", "VAPOR_VOC",
+               # issue 6: safety devices and inspections (twin/safety.py)
+               "GAS_LEL", "INTERSTITIAL_LEAK", "UNLOADING_UNGROUNDED", "UNSAFE_BEHAVIOUR",
+               "INSPECTION_FINDING")
 #: Informational events, not alarms: never a false alarm (a delivery recognised is not a fault).
 INFO_CODES = frozenset({"DELIVERY_DETECTED"})
 #: Which alert detects which fault type: an expectation is timed from the first onset of a fault of the
