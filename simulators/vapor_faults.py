@@ -47,6 +47,13 @@ class VaporBlockage(_VaporFault):
     PARAMS = {"a_l": _Param(_positive, _REQUIRED, "the A/L the nozzle moves to, e.g. 0.5 (normal 1.0–1.2)"),
               "for": _FOR}
 
+    def _setup(self, station: StationSim) -> None:
+        super()._setup(station)
+        if not self.vapor.gasoline[self.index]:
+            grade = station.nz_grade[self.index]
+            raise ValueError(f"{self.label}: nozzle {self.entity} sells {grade}, which has no vapor recovery "
+                             "(GB 20952 covers gasoline); pick a gasoline nozzle")
+
     def vapor_fill(self, ts: float, nozzle: int, a_l: float, litres: float) -> float:
         if nozzle != self.index or not self.active(ts):
             return a_l

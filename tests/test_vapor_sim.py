@@ -75,6 +75,15 @@ def test_vapor_faults_act_from_their_time() -> None:
     assert min(voc) > 8000 * 0.8
 
 
+def test_vapor_blockage_needs_a_gasoline_nozzle() -> None:
+    sd = synthetic_district(2, seed=11)
+    diesel = next(n.id for n in sd.district.station("BH-0001").nozzles if n.grade not in GASOLINE_GRADES)
+    sid, fault = build_fault({"type": "vapor_blockage", "station": "BH-0001", "nozzle": diesel, "at": "1h",
+                              "a_l": 0.5}, START, 11)
+    with pytest.raises(ValueError, match="no vapor recovery"):
+        _sim(True, {sid: [fault]}).advance(START + H)
+
+
 def test_vapor_fault_needs_vapor_data() -> None:
     sid, fault = build_fault({"type": "voc_leak", "station": "BH-0001", "at": "1h", "umol_per_mol": 5000},
                              START, 11)
