@@ -132,3 +132,46 @@ async def test_monitors_upload_over_hj212_to_the_receiving_server() -> None:
 
     assert sorted(map(key, received)) == sorted(map(key, direct))
     assert sum(c.stats.acked for c in clients) == len(direct) and all(c.stats.refused == 0 for c in clients)
+
+
+async def test_vapor_state_survives_a_program_restart(store: Any) -> None:
+    """GB 20952 E.3.4: after a power loss the warning/alarm state is kept and the judgement continues.
+    A twin restarted from its durable checkpoint plus the log ends with exactly the vapor state (carried
+    fills, runs of warning days, open conditions, daily records) of one that never stopped."""
+    from actors.base import make_runtime
+    from twin.service import TwinService
+    from twin.store import Store
+
+    sd = synthetic_district(2, seed=11)
+    gas = next(n.id for n in sd.district.station("BH-0001").nozzles if n.grade in GASOLINE_GRADES)
+    sid, fault = build_fault({"type": "vapor_blockage", "station": "BH-0001", "nozzle": gas, "at": "6h",
+                              "a_l": 0.75}, START, 11)
+    sim = DistrictSimulator(sd, seed=11, start_ts=START, reading_interval_s=300.0, vapor=True,
+                            faults={sid: [fault]}, running_update_s=None)
+    batches = []
+    t = START
+    while t < START + 2 * 86_400 + 3 * H:
+        t += 3 * H
+        batches.append((sim.advance(t), t))
+
+    async def run(s: Store, checkpoint_at: int | None) -> TwinService:
+        service = TwinService(sd.district, s, make_runtime("local", sd.district))
+        for i, (raws, now) in enumerate(batches):
+            if i == checkpoint_at:
+                await service.checkpoint()
+            await service.ingest(raws, now=now)
+        await service.drain()
+        return service
+
+    reference = await run(Store(store.r, prefix=store.p + "-ref"), None)
+    expected = {k: v["vapor"] for k, v in (await reference.runtime.states()).items()}
+    await reference.close()
+    assert expected["BH-0001"]["status"] == "warning" and len(expected["BH-0001"]["history"]) == 2
+
+    crashed = await run(store, checkpoint_at=10)  # a checkpoint in the middle of the second day
+    await crashed.runtime.stop()
+    restarted = TwinService(sd.district, store, make_runtime("local", sd.district))
+    report = await restarted.recover()
+    assert report.restored == 2 and report.replayed > 0
+    assert {k: v["vapor"] for k, v in (await restarted.runtime.states()).items()} == expected
+    await restarted.close()
