@@ -376,10 +376,6 @@ class VaporMonitor:
             self.late_events += 1
         return actions + self._advance(ts)
 
-    def tick(self, ts: float) -> list[VaporAction]:
-        """Nothing: days close on the monitor's own clock (see the module's docstring)."""
-        return []
-
     # ---- pressure (E.3.3 zero-pressure rule) -----------------------------------------------------
 
     def _pressure(self, ts: float, no: int, day: _StationDay, p: float) -> list[VaporAction]:
