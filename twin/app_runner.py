@@ -56,6 +56,9 @@ class ServeOptions:
     prefix: str
     port: int
     host: str
+    #: A station configuration: run its bridges and feed a live twin (otherwise serve what is in Redis).
+    config: Path | None = None
+    runtime: str = "local"
 
 
 async def _serve_until_stopped(server: uvicorn.Server, announce: Callable[[str], None]) -> None:
@@ -130,6 +133,9 @@ async def run_demo(o: DemoOptions) -> None:
 
 
 async def run_serve(o: ServeOptions) -> None:
+    if o.config is not None:
+        await run_bridged(o)
+        return
     from ui.app import AppContext, create_app
     from ui.hub import LiveHub
 
@@ -149,3 +155,63 @@ async def run_serve(o: ServeOptions) -> None:
         await client.aclose()
         if redis is not None:
             redis.stop()
+
+
+async def run_bridged(o: ServeOptions) -> None:
+    """The live twin of the stations a configuration lists, fed by their field bridges.
+
+    The configuration is loaded and every reachable device is asked once whether it serves its
+    profile's points before anything starts: a profile that does not match its device stops the
+    program here with the reason, not later with silence.
+    """
+    from bridges.config import load_config
+    from bridges.runner import BridgeRunner
+    from ui.app import AppContext, create_app
+    from ui.hub import LiveHub
+
+    assert o.config is not None
+    config = load_config(o.config)  # ConfigError: the CLI prints it
+    district = config.district
+    tune_gc()
+    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
+    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    store = Store(client, prefix=o.prefix)
+    runtime = make_runtime(o.runtime, district)
+    service = TwinService(district, store, runtime)
+    runner = BridgeRunner(config, lambda events, now: service.ingest(events, now=now))
+    bridges: asyncio.Task[None] | None = None
+    try:
+        for problem in await runner.check():
+            log.warning("%s", problem)
+        await store.save_district(district)
+        hub = LiveHub(store, district)
+        service.subscribe(hub.publish)
+        app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live"))
+        app.state.bridges = runner
+        server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+        bridges = asyncio.create_task(runner.run())
+
+        def announce(url: str) -> None:
+            print(f"fueltwin serve: {len(district.stations)} stations, {len(config.devices)} devices "
+                  f"from {o.config} (time: {config.time})\n  UI        {url}\n  API docs  {url}docs\n"
+                  f"  websocket {url.replace('http', 'ws', 1)}ws/live\nCtrl-C stops.", flush=True)
+
+        await _serve_until_stopped(server, announce)
+    finally:
+        if bridges is not None:
+            bridges.cancel()
+            try:
+                await bridges
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001
+                log.exception("the bridges failed")
+        try:
+            await service.close()
+        except Exception:  # noqa: BLE001
+            log.exception("could not drain the twin into Redis")
+        await client.aclose()
+        if redis is not None:
+            redis.stop()
+        c = service.counts
+        print(f"stopped: {c.accepted} events accepted, {c.rejected} rejected, {c.alerts} alerts", flush=True)

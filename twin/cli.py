@@ -33,6 +33,15 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _BadConfig(click.ClickException):
+    """A station configuration or device profile that cannot be used: exit status 2, its own words."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 def _parse_start(value: str | None) -> float:
     if value is None:
         # The demo's simulated clock starts at today's local midnight, so the page shows 'today'.
@@ -93,18 +102,76 @@ def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards
 @click.option("--prefix", default="ft", show_default=True, help="Key prefix of the twin in Redis.")
 @click.option("--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--config", "config", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Station configuration (YAML): run its field bridges and feed a live twin "
+                   "(the embedded Redis in --data is wiped at start).")
+@click.option("--runtime", default="local", show_default=True, type=RUNTIMES,
+              help="Actor runtime of the live twin (with --config).")
 @click.option("--verbose", "-v", is_flag=True)
-def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, verbose: bool) -> None:
-    """Serve the API and UI over a twin already recorded in Redis (no simulator)."""
+def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, config: str | None,
+          runtime: str, verbose: bool) -> None:
+    """Serve the API and UI: over a twin already recorded in Redis, or (--config) a live twin fed by the
+    field bridges of the stations a configuration lists."""
     _setup_logging(verbose)
     from twin.app_runner import ServeOptions, run_serve
 
-    options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host)
+    if config is not None and redis_url is None and Path(data_dir).exists():
+        shutil.rmtree(data_dir)
+    options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host,
+                           config=Path(config) if config else None, runtime=runtime)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_serve(options))
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # a configuration or profile that cannot be used: its own words
+        if type(exc).__name__ in ("ConfigError", "ProfileError"):
+            raise _BadConfig(str(exc)) from exc
+        raise
+
+
+@main.command()
+@click.option("--serve", "serve_", is_flag=True, required=True,
+              help="Expose every simulated device over its protocol (required: the in-process feed is "
+                   "`fueltwin demo`).")
+@click.option("--stations", "-n", default=2, show_default=True, type=click.IntRange(1, 500))
+@click.option("--scenario", "scenario_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Play a scenario's district and faults (its start, seed and duration).")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Simulated seconds per wall second.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--start", default=None, help="Simulated start, ISO 8601 (default: now).")
+@click.option("--reading-interval", default=10.0, show_default=True, type=click.FloatRange(min=1))
+@click.option("--poll-interval", default=None, type=click.FloatRange(min=0.01),
+              help="Poll interval written into the configuration for every device (default: the profile's).")
+@click.option("--config-out", default="fueltwin-stations.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the matching station configuration.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the device servers listen on.")
+@click.option("--verbose", "-v", is_flag=True)
+def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: float, seed: int,
+             start: str | None, reading_interval: float, poll_interval: float | None, config_out: str,
+             host: str, verbose: bool) -> None:
+    """Simulate stations whose devices speak Modbus TCP (and OPC UA, TLS-350 where installed) on
+    loopback ports, and write the station configuration that `fueltwin serve --config` reads."""
+    _setup_logging(verbose)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    import time as _time
+
+    from simulators.serve import run_served
+
+    scn = None
+    if scenario_file:
+        from twin.scenarios import ScenarioError, load_scenario
+
+        try:
+            scn = load_scenario(scenario_file)
+        except ScenarioError as exc:
+            raise _BadScenario(str(exc)) from exc
+    start_ts = _parse_start(start) if start else float(int(_time.time()))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_served(stations=stations, seed=seed, start_ts=start_ts, speed=speed,
+                               reading_interval_s=reading_interval, poll_interval_s=poll_interval,
+                               config_out=Path(config_out), host=host, scenario=scn))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+"""``fueltwin simulate --serve``: a simulated district whose devices speak their real protocols.
+
+Every station gets a tank gauge, a dispenser controller for its nozzles and, where it sells gasoline,
+a vapor-recovery monitor, each a protocol server laid out by a shipped profile. Profiles are dealt to
+stations in turn (station *i* gets the *i*-th gauge profile, modulo how many there are), so a district
+of a few stations exercises every shipped profile of every protocol whose simulator is installed.
+The station configuration written next to it names exactly those devices, endpoints and channels, so
+``fueltwin serve --config`` reads back what the simulator plays.
+
+Only device data goes over the protocols; the simulator's documents and posted prices are not field
+data and stay out (they come through document imports, a later issue).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridges.config import config_dict
+from bridges.profiles import shipped_profiles
+from simulators.feed import DistrictSimulator
+from twin.events import DIESEL_GRADES
+
+log = logging.getLogger(__name__)
+
+SERVER_MODULES = {"modbus": "simulators.servers.modbus", "opcua": "simulators.servers.opcua",
+                  "tls350": "simulators.servers.tls"}
+#: Kinds of device each station gets, in order.
+ROLES = (("atg", "tank_gauge"), ("fcc", "dispenser"), ("vrm", "vapor_monitor"))
+
+
+def server_class(protocol: str) -> type | None:
+    """The protocol's ``…DeviceServer`` class, or None when its simulator is not installed."""
+    try:
+        module = importlib.import_module(SERVER_MODULES[protocol])
+    except (KeyError, ImportError):
+        return None
+    return next((obj for name, obj in vars(module).items()
+                 if name.endswith("DeviceServer") and isinstance(obj, type)), None)
+
+
+def available_profiles(protocols: Iterable[str] | None = None) -> dict[str, list[Any]]:
+    """Shipped profiles with an installed simulator, by device kind, in a stable order."""
+    wanted = set(protocols) if protocols else None
+    out: dict[str, list[Any]] = {}
+    for _, prof in sorted(shipped_profiles().items()):
+        if wanted is not None and prof.protocol not in wanted:
+            continue
+        if server_class(prof.protocol) is None:
+            continue
+        out.setdefault(prof.kind, []).append(prof)
+    return out
+
+
+@dataclass
+class ServedDevice:
+    station: str
+    id: str
+    profile: Any
+    channels: dict[str, int]
+    server: Any
+    endpoint: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def entry(self) -> dict[str, Any]:
+        e: dict[str, Any] = {"id": self.id, "protocol": self.profile.protocol, "endpoint": self.endpoint,
+                             "profile": self.profile.model, "channels": self.channels}
+        if self.options:
+            e["options"] = self.options
+        return e
+
+
+def _channels(ids: list[str], profile: Any) -> dict[str, int] | None:
+    chans = getattr(profile, "channels", None)
+    numbers = list(chans.numbers) if chans is not None else list(range(1, len(ids) + 1))
+    if len(ids) > len(numbers):
+        return None
+    return {eid: numbers[k] for k, eid in enumerate(ids)}
+
+
+class SimulatedSites:
+    """The protocol servers of every simulated station, fed from a :class:`DistrictSimulator`."""
+
+    def __init__(self, sim: DistrictSimulator, *, host: str = "127.0.0.1",
+                 protocols: Iterable[str] | None = None, poll_interval_s: float | None = None):
+        self.sim = sim
+        self.host = host
+        self.poll_interval_s = poll_interval_s
+        self.profiles = available_profiles(protocols)
+        self.devices: list[ServedDevice] = []
+        self._by_station: dict[str, list[ServedDevice]] = {}
+        for i, spec in enumerate(sim.district.stations):
+            for role, kind in ROLES:
+                choices = self.profiles.get(kind, [])
+                if not choices:
+                    continue
+                if kind == "tank_gauge":
+                    ids = [t.id for t in spec.tanks]
+                elif kind == "dispenser":
+                    ids = [n.id for n in spec.nozzles]
+                else:
+                    ids = [n.id for n in spec.nozzles if n.grade not in DIESEL_GRADES]
+                    if not ids:
+                        continue
+                profile = next((p for k in range(len(choices))
+                                if _channels(ids, p := choices[(i + k) % len(choices)]) is not None), None)
+                if profile is None:
+                    log.warning("%s: no %s profile has channels for %d entities", spec.id, kind, len(ids))
+                    continue
+                channels = _channels(ids, profile)
+                assert channels is not None
+                cls = server_class(profile.protocol)
+                assert cls is not None
+                server = cls(profile, channels, host=host)
+                options = {"poll_interval_s": poll_interval_s} if poll_interval_s else {}
+                dev = ServedDevice(spec.id, role, profile, channels, server, options=options)
+                self.devices.append(dev)
+                self._by_station.setdefault(spec.id, []).append(dev)
+
+    async def start(self) -> None:
+        for dev in self.devices:
+            dev.endpoint = await dev.server.start()
+
+    async def stop(self) -> None:
+        for dev in self.devices:
+            try:
+                await dev.server.stop()
+            except Exception:  # noqa: BLE001 - stop the rest regardless
+                log.exception("stopping %s/%s", dev.station, dev.id)
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
+        """Hand each station's events (in ts order) to its devices."""
+        per: dict[str, list[dict[str, Any]]] = {}
+        for ev in events:
+            per.setdefault(ev["station"], []).append(ev)
+        for sid, evs in per.items():
+            for dev in self._by_station.get(sid, ()):
+                dev.server.apply(evs)
+
+    async def sink(self, events: list[dict[str, Any]], now: float) -> None:
+        """A ``run_live`` sink."""
+        self.apply(events)
+
+    def config(self) -> dict[str, Any]:
+        """The station configuration for these devices (device clocks: the simulator's event time)."""
+        per: dict[str, list[dict[str, Any]]] = {}
+        for dev in self.devices:
+            per.setdefault(dev.station, []).append(dev.entry())
+        return config_dict(self.sim.district, per, time="device")
+
+    def profiles_used(self) -> list[str]:
+        return sorted({d.profile.model for d in self.devices})
+
+
+async def run_served(*, stations: int, seed: int, start_ts: float, speed: float, reading_interval_s: float,
+                     poll_interval_s: float | None, config_out: Any, host: str = "127.0.0.1",
+                     scenario: Any = None, announce: Any = print) -> None:
+    """Build the district (or the scenario's), serve its devices, write the configuration, play it."""
+    import asyncio
+    from pathlib import Path
+
+    import yaml
+
+    from simulators.district import synthetic_district
+    from simulators.feed import run_live
+
+    until = None
+    if scenario is not None:
+        from twin.scenario_runner import build_district, build_simulator
+
+        seed = scenario.seed
+        sim = build_simulator(scenario, seed, build_district(scenario, seed))
+        until = scenario.end
+    else:
+        sim = DistrictSimulator(synthetic_district(stations, seed), seed=seed, start_ts=start_ts,
+                                reading_interval_s=reading_interval_s)
+    sites = SimulatedSites(sim, host=host, poll_interval_s=poll_interval_s)
+    await sites.start()
+    try:
+        path = Path(config_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(sites.config(), allow_unicode=True, sort_keys=False, default_flow_style=None,
+                              width=110)
+        path.write_text(text, encoding="utf-8")
+        what = f", scenario {scenario.name}" if scenario is not None else ""
+        lines = [f"fueltwin simulate: {len(sim.district.stations)} stations, {len(sites.devices)} devices, "
+                 f"simulated time ×{speed:g}{what}"]
+        lines += [f"  {d.station} {d.id:<4} {d.profile.protocol:<7} {d.endpoint:<26} {d.profile.model}"
+                  for d in sites.devices]
+        lines += [f"configuration: {path}", f"  fueltwin serve --config {path}", "Ctrl-C stops."]
+        announce("\n".join(lines))
+        step = max(0.5, min(reading_interval_s, speed * 0.1))
+        await run_live(sim, sites.sink, speed=speed, step_s=step, until_ts=until)
+        if until is not None:
+            announce("scenario finished: the devices keep their last values; Ctrl-C stops.")
+            await asyncio.Event().wait()
+    finally:
+        await sites.stop()
