@@ -100,6 +100,10 @@ def parse_profile(data: Any, source: str = "<profile>") -> Any:
     """Validate a profile's parsed YAML; :class:`ProfileError` lists every problem."""
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile is a mapping of fields, got {type(data).__name__}")
+    if data.get("protocol") not in PROTOCOLS:
+        what = "missing 'protocol'" if "protocol" not in data else f"protocol {data['protocol']!r} is unknown"
+        raise ProfileError(f"{source}: protocol: {what}: protocol must be one of {', '.join(PROTOCOLS)} "
+                           "(the protocols installed)")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
