@@ -1,0 +1,89 @@
+"""The README's bridge commands, for real: `fueltwin simulate --serve` writes a configuration and serves
+its devices over Modbus TCP; `fueltwin serve --config` reads them into a live twin with its API; a
+configuration whose profile does not match its device stops `serve` at start-up with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.test_cli import _line_matching
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(30):
+                return await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            return await proc.wait()
+    return proc.returncode
+
+
+@pytest.mark.timeout(180)
+async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
+    config = tmp_path / "st.yaml"
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "twin.cli", "simulate", "--serve", "--stations", "2", "--speed", "20",
+        "--poll-interval", "0.2", "--config-out", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV)
+    seen: list[str] = []
+    serve = None
+    try:
+        assert sim.stdout is not None
+        async with asyncio.timeout(60):
+            await _line_matching(sim.stdout, r"configuration: ", seen)
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        assert data["time"] == "device"
+        devices = [d for s in data["stations"] for d in s["devices"]]
+        assert {d["protocol"] for d in devices} >= {"modbus"}
+        assert len({d["profile"] for d in devices}) >= 4  # two stations already use several profiles
+
+        # A profile that does not match its device: a clear error at start-up, exit status 2.
+        bad = yaml.safe_load(config.read_text(encoding="utf-8"))
+        atg = bad["stations"][0]["devices"][0]
+        other = {"MB-ATG-F32": "MB-ATG-CDAB", "MB-ATG-CDAB": "MB-ATG-F32"}[atg["profile"]]
+        atg["profile"] = other
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "twin.cli", "serve", "--config", str(tmp_path / "bad.yaml"), "--port", "0",
+            "--data", str(tmp_path / "bad-data"), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=ENV)
+        async with asyncio.timeout(60):
+            out, _ = await done.communicate()
+        assert done.returncode == 2, out.decode()
+        assert f"does not match profile {other}" in out.decode()
+
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "twin.cli", "serve", "--config", str(config), "--port", "0",
+            "--data", str(tmp_path / "data"), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=ENV)
+        assert serve.stdout is not None
+        async with asyncio.timeout(60):
+            url = (await _line_matching(serve.stdout, r"UI\s+(http://\S+)", seen)).group(1)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client, asyncio.timeout(60):
+            while True:
+                twin = (await client.get("/api/v1/stations/BH-0001")).json()
+                tanks = twin.get("tanks") or []
+                if tanks and all(t.get("level_mm") for t in tanks) and twin.get("watermark"):
+                    break
+                await asyncio.sleep(0.2)
+            health = (await client.get("/api/v1/health")).json()
+        assert health["mode"] == "live" and health["service"]["accepted"] > 0
+        assert health["service"]["rejected"] == 0, health["service"]["by_reason"]
+        assert await _stop(serve) == 0
+    finally:
+        if serve is not None:
+            await _stop(serve)
+        await _stop(sim)
