@@ -136,7 +136,7 @@ class ModbusBridge:
         self._device_ts: float | None = None
         self._grades = {n.id: n.grade for n in self.station.nozzles} if self.station else {}
         self.items, self.rings = self._plan()
-        self.requests = merge_requests(self._needs(), profile.max_read)
+        self.requests = merge_requests(self._needs(), profile.max_read, profile.read_gap)
         self.polls = 0
 
     # ---- plan ------------------------------------------------------------------------------------

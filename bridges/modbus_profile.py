@@ -214,6 +214,9 @@ class ModbusProfile(ProfileBase):
     rings: list[ModbusRing] = Field(default_factory=list)
     #: Largest read in one request (registers); the protocol allows 125.
     max_read: int = Field(default=120, ge=1, le=125)
+    #: Unused registers a read may span to join two requests into one. Many devices keep their values
+    #: in a contiguous table and answer any address inside it; others refuse unused ones: then 0.
+    read_gap: int = Field(default=0, ge=0, le=125)
     #: Seconds to wait for an answer.
     timeout_s: float = Field(default=1.0, gt=0, le=30)
 

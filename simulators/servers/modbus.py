@@ -63,8 +63,12 @@ class ModbusDeviceServer:
         for block in p.blocks:
             offsets = [p.channel_offset(c, block.stride) for c in chans] if block.per_channel else [0]
             for off in offsets:
-                for pt in block.points().values():
+                pts = list(block.points().values())
+                for pt in pts:
                     mark(p.fn(pt), block.base + off + pt.address, pt.registers)
+                regs = [pt for pt in pts if p.fn(pt) not in BIT_FUNCTIONS]
+                if p.read_gap and block.per_channel and regs:  # a table: the whole row answers
+                    mark(p.fn(regs[0]), block.base + off, block.stride)
         for ring in p.rings:
             offsets = [p.channel_offset(c, ring.channel_stride) for c in chans] if ring.per_channel else [0]
             fn = p.fn(next(iter(ring.fields.values())))
