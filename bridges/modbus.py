@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -194,6 +195,9 @@ class ModbusBridge:
         """Poll until cancelled; device trouble is counted in :meth:`health`, never raised."""
         h = self._health
         first = True
+        # Spread the polls of many devices over the interval (a stable phase per device) instead of
+        # having all of them ask at the same instant.
+        await asyncio.sleep(zlib.crc32(self.source.encode()) % 1000 / 1000 * self.poll_interval_s)
         while True:
             try:
                 await self._connect()

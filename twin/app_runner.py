@@ -184,7 +184,9 @@ async def run_bridged(o: ServeOptions) -> None:
         for problem in await runner.check():
             log.warning("%s", problem)
         await store.save_district(district)
-        hub = LiveHub(store, district)
+        # Field data arrives a poll at a time; a 0.1 s flush keeps the screen within a poll + 0.2 s
+        # (issue 4's target) at ten small messages a second per client.
+        hub = LiveHub(store, district, flush_interval_s=0.1)
         service.subscribe(hub.publish)
         app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live"))
         app.state.bridges = runner
