@@ -154,8 +154,8 @@ async def main(args: argparse.Namespace) -> None:
     if ms:
         print(f"  tank reading → /ws/live divergence: n={len(ms)}  p50 {statistics.median(ms):.0f} ms  "
               f"p90 {pct(ms, 90):.0f} ms  p99 {pct(ms, 99):.0f} ms  max {max(ms):.0f} ms")
-        names = ("device → runner (waiting for the poll, the poll, the queue)", "ingest (validate, actors, Redis)",
-                 "ingest done → client (hub flush, send)")
+        names = ("device → runner (waiting for the poll, the poll, the queue)",
+                 "ingest (validate, actors, Redis)", "ingest done → client (hub flush, send)")
         for i, name in enumerate(names):
             xs = [p[i] * 1000 for p in parts]
             print(f"    {name}: p50 {statistics.median(xs):.0f} ms  p99 {pct(xs, 99):.0f} ms")
