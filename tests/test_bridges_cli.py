@@ -82,7 +82,12 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
             health = (await client.get("/api/v1/health")).json()
         assert health["mode"] == "live" and health["service"]["accepted"] > 0
         assert health["service"]["rejected"] == 0, health["service"]["by_reason"]
-        assert await _stop(serve) == 0
+        serve.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = (await serve.stdout.read()).decode()
+            code = await serve.wait()
+        assert code == 0, "".join(seen) + rest
+        assert "stopped:" in rest
     finally:
         if serve is not None:
             await _stop(serve)

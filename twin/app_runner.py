@@ -190,7 +190,8 @@ async def run_bridged(o: ServeOptions) -> None:
         service.subscribe(hub.publish)
         app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live"))
         app.state.bridges = runner
-        server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+        server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning",
+                                               timeout_graceful_shutdown=5))
         bridges = asyncio.create_task(runner.run())
 
         def announce(url: str) -> None:
