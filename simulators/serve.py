@@ -177,6 +177,10 @@ async def run_served(*, stations: int, seed: int, start_ts: float, speed: float,
     else:
         sim = DistrictSimulator(synthetic_district(stations, seed), seed=seed, start_ts=start_ts,
                                 reading_interval_s=reading_interval_s)
+    if poll_interval_s is None and speed > 1:
+        # Every reading must be on its device when it is polled, and the twin must not see 5 minutes of
+        # event time pass between two polls of a live gauge: poll twice per reading interval at most.
+        poll_interval_s = round(max(0.05, min(1.0, sim.timing.reading_interval_s / speed / 2)), 3)
     sites = SimulatedSites(sim, host=host, poll_interval_s=poll_interval_s)
     await sites.start()
     try:

@@ -80,6 +80,10 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.2)
             health = (await client.get("/api/v1/health")).json()
+            links = (await client.get("/api/v1/bridges")).json()
+        assert {b["source"] for b in links} == {f"modbus:{s['id']}:{d['id']}" for s in data["stations"]
+                                                 for d in s["devices"]}
+        assert all(b["connected"] and b["errors"] == 0 for b in links), links
         assert health["mode"] == "live" and health["service"]["accepted"] > 0
         assert health["service"]["rejected"] == 0, health["service"]["by_reason"]
         serve.send_signal(signal.SIGINT)

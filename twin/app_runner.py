@@ -188,8 +188,8 @@ async def run_bridged(o: ServeOptions) -> None:
         # (issue 4's target) at ten small messages a second per client.
         hub = LiveHub(store, district, flush_interval_s=0.1)
         service.subscribe(hub.publish)
-        app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live"))
-        app.state.bridges = runner
+        app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live",
+                                    bridges=runner))
         server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning",
                                                timeout_graceful_shutdown=5))
         bridges = asyncio.create_task(runner.run())

@@ -49,6 +49,8 @@ class AppContext:
     service: TwinService | None = None
     #: "live" (bridges), "demo" (simulator) or "replay" (a recorded range); shown to users.
     mode: str = "live"
+    #: The field bridges feeding a live twin (``bridges.runner.BridgeRunner``), if any.
+    bridges: Any = None
 
 
 # ---- response models (they document the API at /docs; extra fields pass through) -------------------
@@ -293,6 +295,12 @@ def create_app(ctx: AppContext) -> FastAPI:
         return Health(status="ok" if error is None else "degraded", mode=ctx.mode, server_time=time.time(),
                       store=counters, store_error=error, hub=hub.stats(),
                       service=None if ctx.service is None else ctx.service.counts.as_dict())
+
+    @app.get(f"{API}/bridges", tags=["system"])
+    async def bridges() -> list[dict[str, Any]]:
+        """Each field device's link: connected, last good poll (wall time), reconnects, errors, the last
+        error, values refused as garbage. Empty when no bridges feed this twin (demo, replay)."""
+        return [] if ctx.bridges is None else ctx.bridges.health()
 
     @app.get(f"{API}/stations", response_model=list[StationSummary], tags=["stations"])
     async def stations(region: Annotated[str | None, Query(description="only this region")] = None
