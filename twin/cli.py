@@ -31,6 +31,9 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("uvicorn.access", "websockets", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A device that is down is the bridges' business (counted in GET /api/v1/bridges), not a log line
+    # per failed request.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 class _BadConfig(click.ClickException):
@@ -154,7 +157,6 @@ def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: floa
     """Simulate stations whose devices speak Modbus TCP (and OPC UA, TLS-350 where installed) on
     loopback ports, and write the station configuration that `fueltwin serve --config` reads."""
     _setup_logging(verbose)
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     import time as _time
 
     from simulators.serve import run_served
