@@ -134,6 +134,7 @@ class ModbusBridge:
         self.poll_interval_s = float(device.options.get("poll_interval_s", profile.poll_interval_s))
         self._client: Any = None
         self._last: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._raw: dict[tuple[str, str], tuple[int | None, ...]] = {}
         self._device_ts: float | None = None
         self._grades = {n.id: n.grade for n in self.station.nozzles} if self.station else {}
         self.items, self.rings = self._plan()
@@ -347,6 +348,13 @@ class ModbusBridge:
                                   f"{self.source} unit {self.unit}", self.station_id, self.source))
 
     def _block(self, item: _Item, space: dict[str, dict[int, int]], out: list[Any]) -> None:
+        always = not item.timed and item.kind in ("tank.reading", "vapor.env")
+        key = (item.kind, item.entities[0] if item.entities else "")
+        raw = tuple(space[f.fn].get(a) for f in item.fields
+                    for a in range(f.address, f.address + f.point.registers))
+        if not always and self._raw.get(key) == raw:
+            return  # the same registers as last poll: nothing new to decode or say
+        self._raw[key] = raw
         values, bad = self._decode_all(item.fields, space)
         device_ts = values.pop("time", None)
         if item.timed and device_ts == 0:
@@ -354,9 +362,7 @@ class ModbusBridge:
         if isinstance(device_ts, (int, float)):
             self._device_ts = float(device_ts) if self._device_ts is None else max(self._device_ts,
                                                                                    float(device_ts))
-        key = (item.kind, item.entities[0] if item.entities else "")
         snapshot = (device_ts, *values.values(), len(bad))
-        always = not item.timed and item.kind in ("tank.reading", "vapor.env")
         if not always and self._last.get(key) == snapshot:
             return
         self._last[key] = snapshot
