@@ -74,8 +74,8 @@ class ServedDevice:
 
 
 def _channels(ids: list[str], profile: Any) -> dict[str, int] | None:
-    chans = getattr(profile, "channels", None)
-    numbers = list(chans.numbers) if chans is not None else list(range(1, len(ids) + 1))
+    numbers_of = getattr(getattr(profile, "channels", None), "numbers", None)
+    numbers = list(numbers_of) if numbers_of is not None else list(range(1, len(ids) + 1))
     if len(ids) > len(numbers):
         return None
     return {eid: numbers[k] for k, eid in enumerate(ids)}
