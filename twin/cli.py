@@ -34,6 +34,7 @@ def _setup_logging(verbose: bool) -> None:
     # A device that is down is the bridges' business (counted in GET /api/v1/bridges), not a log line
     # per failed request.
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    logging.getLogger("asyncua").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 class _BadConfig(click.ClickException):
