@@ -1,5 +1,5 @@
 """The README's bridge commands, for real: `fueltwin simulate --serve` writes a configuration and serves
-its devices over Modbus TCP; `fueltwin serve --config` reads them into a live twin with its API; a
+its devices over Modbus TCP, OPC UA and TLS-350; `fueltwin serve --config` reads them into a live twin with its API; a
 configuration whose profile does not match its device stops `serve` at start-up with the reason."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
 async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
     config = tmp_path / "st.yaml"
     sim = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "twin.cli", "simulate", "--serve", "--stations", "2", "--speed", "20",
+        sys.executable, "-m", "twin.cli", "simulate", "--serve", "--stations", "5", "--speed", "20",
         "--poll-interval", "0.2", "--config-out", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV)
     seen: list[str] = []
@@ -47,8 +47,10 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
         data = yaml.safe_load(config.read_text(encoding="utf-8"))
         assert data["time"] == "device"
         devices = [d for s in data["stations"] for d in s["devices"]]
-        assert {d["protocol"] for d in devices} >= {"modbus"}
-        assert len({d["profile"] for d in devices}) >= 4  # two stations already use several profiles
+        # Five stations are enough to deal every shipped profile of every protocol to some station.
+        assert {d["protocol"] for d in devices} == {"modbus", "opcua", "tls350"}
+        shipped = {p.model for p in __import__("bridges.profiles").profiles.shipped_profiles().values()}
+        assert {d["profile"] for d in devices} == shipped
 
         # A profile that does not match its device: a clear error at start-up, exit status 2.
         bad = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -81,7 +83,7 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
                 await asyncio.sleep(0.2)
             health = (await client.get("/api/v1/health")).json()
             links = (await client.get("/api/v1/bridges")).json()
-        assert {b["source"] for b in links} == {f"modbus:{s['id']}:{d['id']}" for s in data["stations"]
+        assert {b["source"] for b in links} == {f"{d['protocol']}:{s['id']}:{d['id']}" for s in data["stations"]
                                                  for d in s["devices"]}
         assert all(b["connected"] and b["errors"] == 0 for b in links), links
         assert health["mode"] == "live" and health["service"]["accepted"] > 0
