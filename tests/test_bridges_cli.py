@@ -1,6 +1,7 @@
 """The README's bridge commands, for real: `fueltwin simulate --serve` writes a configuration and serves
-its devices over Modbus TCP, OPC UA and TLS-350; `fueltwin serve --config` reads them into a live twin with its API; a
-configuration whose profile does not match its device stops `serve` at start-up with the reason."""
+its devices over Modbus TCP, OPC UA and TLS-350; `fueltwin serve --config` reads them into a live twin
+with its API; a configuration whose profile does not match its device stops `serve` at start-up with
+the reason."""
 
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
                 await asyncio.sleep(0.2)
             health = (await client.get("/api/v1/health")).json()
             links = (await client.get("/api/v1/bridges")).json()
-        assert {b["source"] for b in links} == {f"{d['protocol']}:{s['id']}:{d['id']}" for s in data["stations"]
-                                                 for d in s["devices"]}
+        assert {b["source"] for b in links} == {f"{d['protocol']}:{s['id']}:{d['id']}"
+                                                 for s in data["stations"] for d in s["devices"]}
         assert all(b["connected"] and b["errors"] == 0 for b in links), links
         assert health["mode"] == "live" and health["service"]["accepted"] > 0
         assert health["service"]["rejected"] == 0, health["service"]["by_reason"]
