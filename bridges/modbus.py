@@ -377,7 +377,7 @@ class ModbusBridge:
                 self._reject(item.kind, entity, ts, values, bad, out)
                 continue
             ev = self._base(item.kind, entity, ts)
-            ev.update(values)
+            ev.update({k: v for k, v in values.items() if v is not None})
             if item.kind == "device.info":
                 ev.setdefault("model", self.profile.model)
                 for k in ("serial", "firmware", "mainboard_id"):
@@ -477,7 +477,7 @@ class ModbusBridge:
             self._reject(ring.emit, entity or "", ts, values, bad, out)
             return
         ev = self._base(ring.emit, entity or "", ts)
-        ev.update(values)
+        ev.update({k: v for k, v in values.items() if v is not None})
         if ring.emit == "nozzle.txn" and "grade" not in ev:
             ev["grade"] = self._grades.get(entity or "", "")
         ev["seq"] = self.seq.take()

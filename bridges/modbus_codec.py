@@ -67,11 +67,14 @@ def raw_value(regs: Sequence[int], profile: ModbusProfile, p: ModbusPoint) -> Va
     return struct.unpack(_STRUCT[p.dtype], raw)[0]
 
 
-def decode(regs: Sequence[int], profile: ModbusProfile, p: ModbusPoint) -> Value:
-    """The point's value (scaled, mapped through its enum), or :class:`BadValue` with the reason."""
+def decode(regs: Sequence[int], profile: ModbusProfile, p: ModbusPoint) -> Value | None:
+    """The point's value (scaled, mapped through its enum), None for the device's 'no value' code, or
+    :class:`BadValue` with the reason."""
     raw = raw_value(regs, profile, p)
     if isinstance(raw, (str, bool)):
         return raw
+    if p.missing is not None and raw == p.missing:
+        return None
     if p.enum is not None:
         if raw not in p.enum:
             raise BadValue(f"code {raw} is not one of {sorted(p.enum)}")
@@ -89,9 +92,13 @@ def decode(regs: Sequence[int], profile: ModbusProfile, p: ModbusPoint) -> Value
     return value
 
 
-def encode(value: Value, profile: ModbusProfile, p: ModbusPoint) -> list[int]:
+def encode(value: Value | None, profile: ModbusProfile, p: ModbusPoint) -> list[int]:
     """Registers (or one bit as 0/1) holding ``value``: the inverse of :func:`decode`."""
     word, byte = profile.word(p), profile.byte(p)
+    if value is None:
+        if p.missing is None:
+            raise ValueError("no value, and the point has no 'missing' code")
+        value = p.missing * p.scale + p.offset
     if profile.fn(p) in BIT_FUNCTIONS or p.dtype == "bool":
         return [1 if value else 0]
     if p.dtype == "string":

@@ -74,6 +74,9 @@ class ModbusPoint(_Model):
     max: float | None = None
     #: Integer codes → words (a dispenser's state register, a processor's run state).
     enum: dict[int, str] | None = None
+    #: The raw integer a device writes when it has no value (e.g. 65535 while a sensor warms up): the
+    #: field is then left out of the event (only for fields the event may omit).
+    missing: int | None = None
 
     @field_validator("scale")
     @classmethod
@@ -92,6 +95,8 @@ class ModbusPoint(_Model):
             raise ValueError(f"{self.function} points are single bits: dtype must be bool")
         if self.enum is not None and self.dtype not in INTEGER_DTYPES:
             raise ValueError("enum needs an integer dtype")
+        if self.missing is not None and self.dtype not in INTEGER_DTYPES:
+            raise ValueError("missing needs an integer dtype")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is above max")
         return self

@@ -7,7 +7,9 @@ of a few stations exercises every shipped profile of every protocol whose simula
 The station configuration written next to it names exactly those devices, endpoints and channels, so
 ``fueltwin serve --config`` reads back what the simulator plays.
 
-Only device data goes over the protocols; the simulator's documents and posted prices are not field
+The district simulator runs its vapor-recovery model (issue 6), so the monitors serve its A/L per fill
+and system samples; a scenario without vapor (``vapor: false``) leaves them silent. Only device data
+goes over the protocols; the simulator's documents and posted prices are not field
 data and stay out (they come through document imports, a later issue).
 """
 
@@ -176,7 +178,7 @@ async def run_served(*, stations: int, seed: int, start_ts: float, speed: float,
         until = scenario.end
     else:
         sim = DistrictSimulator(synthetic_district(stations, seed), seed=seed, start_ts=start_ts,
-                                reading_interval_s=reading_interval_s)
+                                reading_interval_s=reading_interval_s, vapor=True)
     if poll_interval_s is None and speed > 1:
         # Every reading must be on its device when it is polled, and the twin must not see 5 minutes of
         # event time pass between two polls of a live gauge: poll twice per reading interval at most.

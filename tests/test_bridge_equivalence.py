@@ -6,8 +6,8 @@ The clock is accelerated as far as it goes: the test advances the simulator a mi
 then lets every bridge poll its device once (the devices carry their own timestamps, so how fast wall
 time runs changes no event time), then ticks the stations at the simulator's time, as the runner does
 with ``time: device``. A minute is the scenarios' reading interval, so each reading is on the device
-when it is polled; nozzle states in between are not (a poll sees the latest), transactions all are
-(ring buffers).
+when it is polled; nozzle states in between are not (a poll sees the latest), transactions and vapor
+fills all are (ring buffers). The vapor-recovery monitors serve the simulator's vapor model.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ seed: 4242
 start: "2026-06-01T00:00:00+08:00"
 duration: 1d
 district: {stations: 2}
+vapor: true
 faults:
   - {type: theft, station: BH-0001, tank: T1, at: 14h, volume_l: 120, duration: 10m}
   - {type: txn_gap, station: BH-0002, nozzle: N2, at: 10h, count: 3}
@@ -48,10 +49,13 @@ class Collect:
         self.alerts: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
         self.rejected: list[str] = []
+        self.kinds: dict[str, int] = {}
 
     async def feed(self, raws: list[Any], now: float) -> None:
         accepted, bad = self.validator.validate(raws, now)
         self.rejected.extend(r.reason for r in bad)
+        for ev in accepted:
+            self.kinds[ev.kind] = self.kinds.get(ev.kind, 0) + 1
         groups: dict[str, list[Any]] = {}
         for ev in sorted(accepted, key=lambda e: e.ts):
             groups.setdefault(ev.station, []).append(ev)
@@ -120,6 +124,9 @@ async def test_a_day_through_modbus_equals_the_in_process_feed() -> None:
     # The faults were seen in the reference run, so the comparison below compares something.
     assert {code for _, code, _ in expected} >= {"SUDDEN_LOSS", "TXN_GAP", "MAINBOARD_CHANGED", "COMM_LOSS"}
     assert bridged.alert_set() == expected
+    # Records kept in rings arrive one for one: every transaction and every vapor fill.
+    for kind in ("nozzle.txn", "vapor.fill"):
+        assert bridged.kinds[kind] == reference.kinds[kind] > 0, kind
     ref, got = reference.delivery_list(), bridged.delivery_list()
     assert [(s, tank) for s, tank, _ in got] == [(s, tank) for s, tank, _ in ref] and ref
     for (_, _, a), (_, _, b) in zip(ref, got, strict=True):

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
 from bridges.modbus_codec import encode
 from bridges.modbus_profile import BIT_FUNCTIONS, ModbusPoint, ModbusProfile, ModbusRing
-from twin.events import DIESEL_GRADES
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +31,12 @@ class ModbusDeviceServer:
     """One simulated device on its own TCP port."""
 
     def __init__(self, profile: ModbusProfile, channels: Mapping[str, int], *, host: str = "127.0.0.1",
-                 port: int = 0, unit_id: int | None = None, seed: int = 0):
+                 port: int = 0, unit_id: int | None = None):
         self.profile = profile
         self.channels = dict(channels)
         self.host = host
         self.port = port
         self.unit_id = profile.unit_id if unit_id is None else unit_id
-        self.seed = seed
         self.image: dict[str, dict[int, int]] = {fn: {} for fn in _ORDER}
         self.counters: dict[tuple[int, str | None], int] = {}
         self.delay_s = 0.0
@@ -48,7 +44,6 @@ class ModbusDeviceServer:
         self._server: Any = None
         self.requests = 0
         self._used = self._addresses()
-        self._pressure_ts: float | None = None
 
     # ---- address map -------------------------------------------------------------------------------
 
@@ -206,44 +201,26 @@ class ModbusDeviceServer:
         kinds = self.profile.kinds()
         for ev in events:
             kind = ev.get("kind")
+            if kind not in kinds:
+                continue
             channel = self.channels.get(ev.get("entity", ""))
-            if kind == "tank.reading" and channel is not None and kind in kinds:
+            if kind == "vapor.env":  # the station's vapor-recovery system, not one channel's
+                self.set_block(kind, None, {"time": ev["ts"], "pressure_pa": ev["pressure_pa"],
+                                            "processor_state": ev.get("processor_state", "absent"),
+                                            "outlet_g_m3": ev.get("outlet_g_m3"),
+                                            "voc_umol_mol": ev.get("voc_umol_mol")})
+            elif channel is None:
+                continue
+            elif kind == "tank.reading":
                 self.set_block(kind, channel, {"time": ev["ts"], "level_mm": ev["level_mm"],
                                                "water_mm": ev.get("water_mm", 0.0), "temp_c": ev["temp_c"]})
-            elif kind == "nozzle.state" and channel is not None and kind in kinds:
+            elif kind == "nozzle.state":
                 self.set_block(kind, channel, {"time": ev["ts"], "state": ev["state"],
                                                "volume_l": ev.get("volume_l", 0.0),
                                                "amount_cny": ev.get("amount_cny", 0.0)})
-            elif kind == "nozzle.txn" and channel is not None:
-                if "nozzle.txn" in kinds:
-                    self.push_record("nozzle.txn", channel, {**ev, "time": ev["ts"]})
-                if "vapor.fill" in kinds and ev.get("grade") not in DIESEL_GRADES:
-                    self._fill(channel, ev)
-            elif kind == "device.info" and "device.info" in kinds and channel is not None:
+            elif kind in ("nozzle.txn", "vapor.fill"):
+                self.push_record(kind, channel, {**ev, "time": ev["ts"]})
+            elif kind == "device.info":
                 info = {k: ev.get(k, "") for k in ("serial", "firmware", "mainboard_id", "model")}
-                self.set_block("device.info", channel, info)
-                self.set_block("device.info", None, info)
-            if "vapor.env" in kinds and kind in ("clock.tick", "tank.reading"):
-                self._env(float(ev["ts"]))
-
-    # ---- vapor recovery (the district simulator has no vapor physics: a plausible healthy system) ----
-
-    def _fill(self, channel: int, txn: Mapping[str, Any]) -> None:
-        """A/L of a healthy system, 1.0–1.2 (GB 20952-2020 §5.3), drawn from the transaction's identity."""
-        u = zlib.crc32(f"{self.seed}:{channel}:{txn.get('txn_no')}".encode()) / 0xFFFFFFFF
-        a_l = round(1.0 + 0.2 * u, 3)
-        liquid = float(txn.get("volume_l", 0.0))
-        self.push_record("vapor.fill", channel, {"a_l": a_l, "liquid_l": liquid,
-                                                 "vapor_l": round(a_l * liquid, 2),
-                                                 "fill_start_ts": txn.get("start_ts"),
-                                                 "fill_end_ts": txn.get("end_ts")})
-
-    def _env(self, ts: float) -> None:
-        """System pressure swinging with the day; the processor runs above +150 Pa (§4.6.1)."""
-        if self._pressure_ts is not None and ts - self._pressure_ts < 30.0:  # sampled every 30 s (§E)
-            return
-        self._pressure_ts = ts
-        pressure = round(120.0 * math.sin(2 * math.pi * ts / 86_400.0) + 40.0)
-        state = "running" if pressure > 150 else "stopped"
-        self.set_block("vapor.env", None, {"time": ts, "pressure_pa": pressure, "processor_state": state,
-                                           "outlet_g_m3": 8.5 if state == "running" else 0.0})
+                self.set_block(kind, channel, info)
+                self.set_block(kind, None, info)
