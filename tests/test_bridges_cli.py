@@ -95,6 +95,22 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
             code = await serve.wait()
         assert code == 0, "".join(seen) + rest
         assert "stopped:" in rest
+
+        # Started again on the same data, it recovers the twin it was (checkpoint at exit + the log).
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "twin.cli", "serve", "--config", str(config), "--port", "0",
+            "--data", str(tmp_path / "data"), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=ENV)
+        assert serve.stdout is not None
+        async with asyncio.timeout(60):
+            found = await _line_matching(serve.stdout, r"recovered the recorded twin: (\d+) stations", seen)
+            await _line_matching(serve.stdout, r"UI\s+(http://\S+)", seen)
+        assert int(found.group(1)) == len(data["stations"])
+        serve.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = (await serve.stdout.read()).decode()
+            code = await serve.wait()
+        assert code == 0, "".join(seen) + rest
     finally:
         if serve is not None:
             await _stop(serve)

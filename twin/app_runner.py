@@ -59,6 +59,11 @@ class ServeOptions:
     #: A station configuration: run its bridges and feed a live twin (otherwise serve what is in Redis).
     config: Path | None = None
     runtime: str = "local"
+    #: With a configuration: start from an empty twin instead of recovering the one recorded in Redis.
+    fresh: bool = False
+
+#: Accepted events between durable checkpoints of a live twin (a few minutes of a large district).
+LIVE_CHECKPOINT_EVENTS = 500_000
 
 
 async def _serve_until_stopped(server: uvicorn.Server, announce: Callable[[str], None]) -> None:
@@ -176,13 +181,25 @@ async def run_bridged(o: ServeOptions) -> None:
     redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
     client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
     store = Store(client, prefix=o.prefix)
+    recorded = None if o.fresh else await store.load_district()
+    if recorded is not None and recorded != district:
+        await client.aclose()
+        if redis is not None:
+            redis.stop()
+        where = f"{o.redis_url or o.data_dir}, prefix {o.prefix!r}"
+        raise LookupError(f"the twin recorded in Redis ({where}) has other stations than {o.config}: use "
+                          "--fresh to start anew, or another --data or --prefix")
     runtime = make_runtime(o.runtime, district)
-    service = TwinService(district, store, runtime)
+    service = TwinService(district, store, runtime, checkpoint_every=LIVE_CHECKPOINT_EVENTS)
     runner = BridgeRunner(config, lambda events, now: service.ingest(events, now=now))
     bridges: asyncio.Task[None] | None = None
     try:
         for problem in await runner.check():
             log.warning("%s", problem)
+        if recorded is not None:  # a restart: the last checkpoint, then the log after it
+            report = await service.recover()
+            print(f"recovered the recorded twin: {report.restored} stations from their checkpoint, "
+                  f"{report.replayed} logged events replayed", flush=True)
         await store.save_district(district)
         # Field data arrives a poll at a time; a 0.1 s flush keeps the screen within a poll + 0.2 s
         # (issue 4's target) at ten small messages a second per client.

@@ -107,22 +107,25 @@ def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards
 @click.option("--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--config", "config", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Station configuration (YAML): run its field bridges and feed a live twin "
-                   "(the embedded Redis in --data is wiped at start).")
+              help="Station configuration (YAML): run its field bridges and feed a live twin, "
+                   "recovering the one recorded in Redis after a restart.")
 @click.option("--runtime", default="local", show_default=True, type=RUNTIMES,
               help="Actor runtime of the live twin (with --config).")
+@click.option("--fresh", is_flag=True,
+              help="With --config: wipe the embedded Redis in --data and start an empty twin (default: "
+                   "recover the recorded twin from its last checkpoint and the log).")
 @click.option("--verbose", "-v", is_flag=True)
 def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, config: str | None,
-          runtime: str, verbose: bool) -> None:
+          runtime: str, fresh: bool, verbose: bool) -> None:
     """Serve the API and UI: over a twin already recorded in Redis, or (--config) a live twin fed by the
     field bridges of the stations a configuration lists."""
     _setup_logging(verbose)
     from twin.app_runner import ServeOptions, run_serve
 
-    if config is not None and redis_url is None and Path(data_dir).exists():
+    if config is not None and fresh and redis_url is None and Path(data_dir).exists():
         shutil.rmtree(data_dir)
     options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host,
-                           config=Path(config) if config else None, runtime=runtime)
+                           config=Path(config) if config else None, runtime=runtime, fresh=fresh)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_serve(options))
