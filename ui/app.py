@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Response, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -475,8 +475,8 @@ def create_app(ctx: AppContext) -> FastAPI:
                                    swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
                                    swagger_ui_parameters={"validatorUrl": None})
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    from ui.pages import register as register_pages  # the pages and their small APIs (issue 7)
+
+    register_pages(app, ctx)
 
     return app
