@@ -30,7 +30,7 @@ def _page(name: str) -> FileResponse:
 def register(app: FastAPI, ctx: AppContext) -> SalesTrend:
     from ui.scenarios_api import register as register_scenarios
 
-    register_scenarios(app)
+    app.state.scenario_runs = register_scenarios(app)
     trend = SalesTrend()
     if ctx.service is not None and trend.on_outputs not in ctx.service.listeners:
         ctx.service.subscribe(trend.on_outputs)

@@ -202,7 +202,7 @@
          // worse stations drawn last, on top
          zlevel: 1, progressive: 0, animation: false, emphasis: {scale: 1.8}},
       ],
-    }, {lazyUpdate: true});
+    });
   }
 
   function renderKpis(worst) {
@@ -409,14 +409,19 @@
     mapPoints() {
       if (!charts.map) return [];
       const opt = charts.map.getOption();
-      const s = opt.series.find((x) => x.id === "stations");
+      const s = opt && opt.series && opt.series.find((x) => x.id === "stations");
       if (!s) return [];
       const rect = document.getElementById("chart-map").getBoundingClientRect();
-      return s.data.map((d) => {
-        const [x, y] = charts.map.convertToPixel({geoIndex: 0}, [d.value[0], d.value[1]]);
-        return {id: d.name, x, y, color: d.itemStyle.color, inside: x >= 0 && y >= 0 && x <= rect.width && y <= rect.height,
-                onLand: charts.map.containPixel({geoIndex: 0}, [x, y])};
-      });
+      const out = [];
+      for (const d of s.data) {
+        const px = charts.map.convertToPixel({geoIndex: 0}, [d.value[0], d.value[1]]);
+        if (!px) return [];  // not laid out yet
+        const [x, y] = px;
+        out.push({id: d.name, x, y, color: d.itemStyle.color,
+                  inside: x >= 0 && y >= 0 && x <= rect.width && y <= rect.height,
+                  onLand: charts.map.containPixel({geoIndex: 0}, [x, y])});
+      }
+      return out;
     },
     renders: () => charts.map ? 1 : 0,
   };
