@@ -220,6 +220,7 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
     stored = [a for a in await twin.store.alerts(victim, limit=100) if a["code"] == "WATER_HIGH"]
     assert stored[0]["status"] == "acknowledged" and stored[0]["history"][-1]["by"] == "测试员"
     await page.wait_for_timeout(1500)  # the divergence charts' first data
+    await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SHOTS / "station.png"))
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
 

@@ -91,7 +91,7 @@
       (await FT.has("/api/v1/stats")) ? getJSON("/api/v1/stats?period=day") : null]);
     model.trend = trend;
     model.stats = stats;
-    dirty = true;
+    dirty = chartsDue = true;
   }
 
   function onMessage(m) {
@@ -376,11 +376,17 @@
     const worst = worstByStation();
     renderMap(worst);
     renderKpis(worst);
-    renderTypes();
-    renderTrend();
-    renderRegions();
-    renderPrices();
+    // The side charts change slowly: every 5th round (5 s) unless something asked for them now.
+    if (chartsDue || ++round % 5 === 0) {
+      chartsDue = false;
+      renderTypes();
+      renderTrend();
+      renderRegions();
+      renderPrices();
+    }
   }
+  let round = 0;
+  let chartsDue = true;
 
   // ---- wiring ----------------------------------------------------------------------------------
 
@@ -395,8 +401,8 @@
   }
   FT.applyI18n();
   renderLegend();
-  FT.onLang(() => { renderLegend(); tickerDirty = dirty = true; render(); });
-  window.addEventListener("resize", () => { for (const c of Object.values(charts)) c.resize(); dirty = true; });
+  FT.onLang(() => { renderLegend(); tickerDirty = dirty = chartsDue = true; render(); });
+  window.addEventListener("resize", () => { for (const c of Object.values(charts)) c.resize(); dirty = chartsDue = true; });
   setInterval(render, RENDER_MS);
   setInterval(() => { if (tickerDirty) { tickerDirty = false; renderTicker(); } }, 250);
   setInterval(loadPeriodic, 30000);
