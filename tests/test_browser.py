@@ -171,7 +171,6 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
     # The KPIs come from the live states: today's sales after three simulated hours are not zero.
     await page.wait_for_function("document.getElementById('k-volume').textContent.includes('升')")
     assert await page.locator("#k-online").text_content() == f"{STATIONS} / {STATIONS}"
-    await page.screenshot(path=str(SHOTS / "wall.png"))
 
     victim = ids[3]
     before = {p["id"]: p["color"] for p in points}[victim]
@@ -193,6 +192,8 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
     assert time.monotonic() - raised <= 5.0
     assert "水位" in await line.first.text_content()
     assert await page.locator("#ticker li").first.get_attribute("data-station") is not None
+    await page.wait_for_timeout(5500)  # the side charts' next round
+    await page.screenshot(path=str(SHOTS / "wall.png"))
 
     # Language switch: English and back.
     await page.click("#lang")

@@ -267,10 +267,10 @@
     }
     const codes = [...counts.keys()].filter((k) => !k.includes("|")).sort((a, b) => counts.get(a) - counts.get(b));
     if (!codes.length) return noData(c);
-    c.setOption({graphic: [], grid: {left: "3%", right: "8%", top: 8, bottom: 8, containLabel: true},
+    c.setOption({animation: false, graphic: [], grid: {left: "3%", right: "8%", top: 8, bottom: 8, containLabel: true},
       xAxis: {type: "value", show: true, minInterval: 1, ...axisStyle()},
       yAxis: {type: "category", show: true, data: codes.map(fmt.code), ...axisStyle()},
-      series: [{type: "bar", data: codes.map((k) => ({value: counts.get(k), itemStyle: {color: "#ff8c1a"}})),
+      series: [{type: "bar", barMaxWidth: base() * 1.4, data: codes.map((k) => ({value: counts.get(k), itemStyle: {color: "#ff8c1a"}})),
                 label: {show: true, position: "right", color: "#dfe9f5", fontSize: base() * 0.75}}]}, true);
   }
 
@@ -282,7 +282,7 @@
     note.textContent = tr.since_ts ? `${t("since")} ${fmt.time(tr.since_ts)}` : "";
     const label = (k) => model.period === "day" ? k.slice(11) + (FT.lang() === "zh" ? "时" : "h")
       : model.period === "month" ? k.slice(8) : k.slice(5);
-    c.setOption({graphic: [], tooltip: {trigger: "axis"}, legend: {show: false},
+    c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis"}, legend: {show: false},
       grid: {left: "3%", right: "3%", top: 24, bottom: 4, containLabel: true},
       xAxis: {type: "category", show: true, data: tr.buckets.map((b) => label(b.key)), ...axisStyle()},
       yAxis: [{type: "value", show: true, name: FT.lang() === "zh" ? "升" : "L", nameTextStyle: {color: "#9fb3c8"}, ...axisStyle()},
@@ -304,7 +304,7 @@
     }
     const rows = [...by].sort((a, b) => a[1] - b[1]).slice(-12);
     if (!rows.some((r) => r[1] > 0)) return noData(c);
-    c.setOption({graphic: [], tooltip: {trigger: "axis", axisPointer: {type: "shadow"}},
+    c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis", axisPointer: {type: "shadow"}},
       grid: {left: "3%", right: "12%", top: 4, bottom: 4, containLabel: true},
       xAxis: {type: "value", show: false},
       yAxis: {type: "category", show: true, data: rows.map((r) => r[0]), ...axisStyle()},
@@ -329,7 +329,7 @@
     const c = chart("chart-prices");
     const rows = priceRows();
     if (!rows.length) return noData(c);
-    c.setOption({graphic: [], tooltip: {trigger: "axis", formatter: (ps) => {
+    c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis", formatter: (ps) => {
         const r = rows[ps[0].dataIndex];
         return `${r[0]}<br>min ${r[1].toFixed(2)} · ${FT.lang() === "zh" ? "中位" : "median"} ${r[2].toFixed(2)} · max ${r[3].toFixed(2)}`;
       }},
