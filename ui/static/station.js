@@ -198,8 +198,8 @@
       }
     }
     if (await FT.has("/api/v1/risk")) {
-      const r = await getJSON(`/api/v1/risk?station=${encodeURIComponent(id)}`);
-      const mine = r && (Array.isArray(r) ? r : r.stations || []).filter((x) => !x.station || x.station === id);
+      const r = await getJSON("/api/v1/risk?limit=10000");
+      const mine = Array.isArray(r) ? r.filter((x) => x.station === id) : null;
       if (mine && mine.length) {
         document.getElementById("risk-panel").hidden = false;
         document.getElementById("risk").replaceChildren(el("pre", {text: JSON.stringify(mine[0], null, 1).slice(0, 4000)}));
