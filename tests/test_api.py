@@ -203,8 +203,11 @@ async def test_docs_openapi_and_page(ui_server: Any) -> None:
 
         page = await client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "/ws/live" in page.text or "app.js" in page.text
-        for asset in ("/static/app.js", "/static/style.css"):
+        assert "wall.js" in page.text
+        assert "cdn" not in docs.text.lower() and "https://" not in docs.text  # Swagger UI is served here
+        for asset in ("/static/wall.js", "/static/common.js", "/static/style.css",
+                      "/static/vendor/echarts/echarts.min.js", "/static/vendor/maps/tianjin.geojson",
+                      "/static/vendor/swagger-ui/swagger-ui-bundle.js"):
             resp = await client.get(asset)
             assert resp.status_code == 200 and resp.text, asset
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Response, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -250,7 +251,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     # Check-then-update of an alert's status must not interleave (two people acknowledging at once).
     alert_actions = asyncio.Lock()
 
-    app = FastAPI(title="fueltwin", version="0.1.0",
+    # /docs is served from the package's own Swagger UI (web/vendor.py), never from a CDN; no ReDoc.
+    app = FastAPI(title="fueltwin", version="0.1.0", docs_url=None, redoc_url=None,
                   summary="加油站智慧监管云平台 — live twin of the district's fuel stations",
                   description="Read the twin's stations, tanks, alerts and deliveries; acknowledge and close "
                               "alerts. Live updates: websocket `/ws/live` (see the README for its messages).")
@@ -465,8 +467,16 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="fueltwin API",
+                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    from ui.pages import register as register_pages  # the pages and their small APIs (issue 7)
+
+    register_pages(app, ctx)
 
     return app

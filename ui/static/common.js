@@ -1,0 +1,269 @@
+// fueltwin pages: what every page shares — language (zh-CN default, English switch), local number and
+// time formats (万元, litres, Asia/Shanghai), the live websocket with reconnection, the replay banner,
+// and fetch helpers that let a panel whose API is missing (a later issue not deployed) degrade to
+// "no data" instead of failing. Data is always written with textContent, never innerHTML.
+"use strict";
+
+const FT = (() => {
+  const TZ = "Asia/Shanghai";
+  const I18N = {
+    zh: {
+      appTitle: "滨海新区加油站智慧监管数据大屏", wall: "数据大屏", station: "油站孪生", scenarios: "故障场景",
+      replay: "回放", apiDocs: "接口", connecting: "连接中…", connected: "实时", reconnecting: "重连中 {s} 秒",
+      dataTime: "数据时间", online: "在线", offline: "离线", stationsOnline: "在线油站", salesVolume: "今日销量",
+      revenue: "今日销售额", openAlerts: "未关闭告警", deliveriesToday: "今日收油", receipts: "今日进油（有票/无票）",
+      documented: "有票", undocumented: "无票", byGrade: "分油品", grade: "油品", volume: "销量", amount: "金额",
+      alertsByType: "告警类型", trend: "销售趋势", day: "日", month: "月", year: "年", regionRank: "区域排名",
+      priceSpread: "油价分布（元/升）", ticker: "实时告警", noData: "暂无数据", noAlerts: "暂无告警",
+      replayBanner: "回放模式 · 非实时数据", demoBanner: "演示模式 · 模拟数据", wan: "万元", yuan: "元",
+      litre: "升", wanLitre: "万升", tanks: "油罐", nozzles: "油枪", transactions: "交易流水",
+      deliveries: "收油记录", ledger: "进销存台账", alerts: "告警", vapor: "油气回收", inspections: "安全检查",
+      observed: "实测", expected: "账面", divergence: "差值", water: "水位", temp: "油温", leakRate: "渗漏估计",
+      capacity: "容量", divergence24h: "差值 24 小时", divergence7d: "差值 7 天", idle: "空闲",
+      lifted: "提枪", fuelling: "加油中", finished: "完成", stale: "中断", ack: "确认", close: "关闭",
+      open: "未处理", acknowledged: "已确认", closed: "已关闭", who: "请输入处理人姓名：", evidence: "证据",
+      time: "时间", nozzle: "油枪", tank: "油罐", litres: "升数", price: "单价", txnNo: "流水号",
+      start: "开始", end: "结束", net20: "净量 L（20 °C）", po: "采购单", trace: "溯源", failed: "操作失败：",
+      info: "提示", warning: "警告", alarm: "报警", critical: "严重", meterFactor: "计量系数",
+      backToWall: "返回大屏", region: "区域", address: "地址", watermark: "数据时间", events: "事件数",
+      period: "周期", opening: "期初实测", receiptsDoc: "进油（有票）", receiptsDet: "进油（识别）",
+      sales: "销售", closingBook: "期末账面", closingMeas: "期末实测", variance: "损溢", key: "日期",
+      run: "运行", running: "运行中", done: "完成", error: "出错", report: "报告", expectations: "预期检测",
+      met: "命中", missed: "未命中", timeToDetect: "检测用时", falseAlarms: "误报", file: "文件",
+      duration: "时长", faults: "故障", expects: "预期", progress: "进度", openStation: "打开油站",
+      passed: "通过", notAvailable: "此服务未提供", replayRange: "回放范围", speed: "倍速", pause: "暂停",
+      resume: "继续", stop: "停止", stations: "油站", all: "全部", from: "从", to: "至", status: "状态",
+      recorded: "已记录", since: "统计自", sold: "售出", amountYuan: "金额 元", lph: "L/h",
+      mode_live: "实时", mode_demo: "演示", mode_replay: "回放", events_s: "事件/秒",
+    },
+    en: {
+      appTitle: "Binhai fuel station supervision — live wall", wall: "Wall", station: "Station twin",
+      scenarios: "Scenarios", replay: "Replay", apiDocs: "API", connecting: "Connecting…", connected: "Live",
+      reconnecting: "Reconnecting in {s} s", dataTime: "Data time", online: "online", offline: "offline",
+      stationsOnline: "Stations online", salesVolume: "Sales today", revenue: "Revenue today",
+      openAlerts: "Open alerts", deliveriesToday: "Deliveries today", receipts: "Receipts today (documented / not)",
+      documented: "documented", undocumented: "undocumented", byGrade: "By grade", grade: "Grade",
+      volume: "Volume", amount: "Amount", alertsByType: "Alerts by type", trend: "Sales trend", day: "Day",
+      month: "Month", year: "Year", regionRank: "Regions", priceSpread: "Posted prices (CNY/L)",
+      ticker: "Live alerts", noData: "No data", noAlerts: "No alerts", replayBanner: "REPLAY · not live data",
+      demoBanner: "Demo · simulated data", wan: "10k CNY", yuan: "CNY", litre: "L", wanLitre: "10k L",
+      tanks: "Tanks", nozzles: "Nozzles", transactions: "Transactions", deliveries: "Deliveries",
+      ledger: "Ledger", alerts: "Alerts", vapor: "Vapor recovery", inspections: "Inspections",
+      observed: "Observed", expected: "Book", divergence: "Divergence", water: "Water", temp: "Temp.",
+      leakRate: "Leak estimate", capacity: "Capacity", divergence24h: "Divergence 24 h",
+      divergence7d: "Divergence 7 d", idle: "idle", lifted: "lifted", fuelling: "fuelling", finished: "finished",
+      stale: "lost", ack: "Acknowledge", close: "Close", open: "open", acknowledged: "acknowledged",
+      closed: "closed", who: "Your name:", evidence: "Evidence", time: "Time", nozzle: "Nozzle", tank: "Tank",
+      litres: "Litres", price: "Price", txnNo: "Txn no.", start: "Start", end: "End", net20: "Net L at 20 °C",
+      po: "Purchase order", trace: "Trace", failed: "Failed: ", info: "info", warning: "warning",
+      alarm: "alarm", critical: "critical", meterFactor: "Meter factor", backToWall: "Back to wall",
+      region: "Region", address: "Address", watermark: "Data time", events: "Events", period: "Period",
+      opening: "Opening", receiptsDoc: "Receipts (doc.)", receiptsDet: "Receipts (detected)", sales: "Sales",
+      closingBook: "Closing book", closingMeas: "Closing measured", variance: "Variance", key: "Period",
+      run: "Run", running: "running", done: "done", error: "error", report: "Report",
+      expectations: "Expected detections", met: "met", missed: "missed", timeToDetect: "Time to detect",
+      falseAlarms: "False alarms", file: "File", duration: "Duration", faults: "Faults", expects: "Expects",
+      progress: "Progress", openStation: "Open station", passed: "passed", notAvailable: "not provided here",
+      replayRange: "Range", speed: "Speed", pause: "Pause", resume: "Resume", stop: "Stop",
+      stations: "Stations", all: "All", from: "From", to: "To", status: "Status", recorded: "Recorded",
+      since: "counted since", sold: "sold", amountYuan: "Amount CNY", lph: "L/h", mode_live: "live",
+      mode_demo: "demo", mode_replay: "replay", events_s: "events/s",
+    },
+  };
+  const ALERT_CODES = {
+    COMM_LOSS: ["数据中断", "Comm. loss"], DELIVERY_DETECTED: ["识别收油", "Delivery"],
+    SENSOR_STUCK: ["液位仪冻结", "Gauge stuck"], WATER_HIGH: ["水位超限", "Water high"],
+    OVERFILL: ["超安全液位", "Overfill"], SUDDEN_LOSS: ["油量骤减", "Sudden loss"],
+    HIDDEN_SALES: ["疑似未记录销售", "Hidden sales"], LEAK: ["疑似渗漏", "Leak"],
+    SENSOR_DRIFT: ["液位仪漂移", "Gauge drift"], METER_BIAS: ["计量偏差", "Meter bias"],
+    TXN_GAP: ["流水跳号", "Txn gap"], TOTALIZER_MISMATCH: ["累计数不符", "Totalizer"],
+    MAINBOARD_CHANGED: ["主板更换", "Mainboard"],
+  };
+  const SEVERITY_RANK = {info: 1, warning: 2, alarm: 3, critical: 4};
+  const COLORS = {ok: "#2ecc71", offline: "#6b7a90", info: "#3aa0ff", warning: "#f1c40f", alarm: "#ff8c1a",
+                  critical: "#ff3b3b"};
+
+  let lang = localStorage.getItem("fueltwin.lang") === "en" ? "en" : "zh";
+  const langListeners = [];
+  let fmtTime, fmtDate, fmtInt, fmt1, fmt2;
+
+  function setFormats() {
+    const locale = lang === "zh" ? "zh-CN" : "en-GB";
+    fmtTime = new Intl.DateTimeFormat(locale, {timeZone: TZ, month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
+    fmtDate = new Intl.DateTimeFormat(locale, {timeZone: TZ, year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false});
+    fmtInt = new Intl.NumberFormat(locale, {maximumFractionDigits: 0});
+    fmt1 = new Intl.NumberFormat(locale, {minimumFractionDigits: 1, maximumFractionDigits: 1});
+    fmt2 = new Intl.NumberFormat(locale, {minimumFractionDigits: 2, maximumFractionDigits: 2});
+  }
+  setFormats();
+
+  function t(key, vars) {
+    let s = (I18N[lang] && I18N[lang][key]) || I18N.zh[key] || key;
+    for (const [k, v] of Object.entries(vars || {})) s = s.replace(`{${k}}`, v);
+    return s;
+  }
+  const fmt = {
+    time: (ts) => ts == null ? "—" : fmtTime.format(new Date(ts * 1000)),
+    datetime: (ts) => ts == null ? "—" : fmtDate.format(new Date(ts * 1000)),
+    int: (v) => v == null ? "—" : fmtInt.format(v),
+    n1: (v) => v == null ? "—" : fmt1.format(v),
+    n2: (v) => v == null ? "—" : fmt2.format(v),
+    // Money: 万元 in Chinese (the bureaus' unit), CNY in English.
+    money: (cny) => cny == null ? "—" : lang === "zh" ? `${fmt2.format(cny / 1e4)} 万元` : `¥${fmtInt.format(cny)}`,
+    moneyValue: (cny) => lang === "zh" ? cny / 1e4 : cny,
+    moneyUnit: () => lang === "zh" ? "万元" : "CNY",
+    litres: (l) => l == null ? "—" : lang === "zh" && Math.abs(l) >= 1e5 ? `${fmt2.format(l / 1e4)} 万升`
+      : `${fmtInt.format(l)} ${lang === "zh" ? "升" : "L"}`,
+    signed: (v, digits) => v == null ? "—" : (v > 0 ? "+" : "") + v.toFixed(digits),
+    code: (c) => (ALERT_CODES[c] || [c, c])[lang === "zh" ? 0 : 1],
+  };
+  // Local calendar day (Asia/Shanghai, UTC+8, no daylight saving) of an event time.
+  function localDay(ts) { return new Date((ts + 8 * 3600) * 1000).toISOString().slice(0, 10); }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v == null) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  }
+
+  // GET JSON; null when the endpoint does not exist here (404/405/501/503) or the network fails, so a
+  // panel can say "no data" rather than break the page.
+  async function getJSON(url) {
+    try {
+      const r = await fetch(url, {headers: {Accept: "application/json"}});
+      if (!r.ok) return null;
+      return await r.json();
+    } catch (e) {
+      return null;
+    }
+  }
+  async function postJSON(url, body) {
+    const r = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                body: JSON.stringify(body || {})});
+    let data = null;
+    try { data = await r.json(); } catch (e) { /* no body */ }
+    if (!r.ok) throw new Error((data && data.detail) ? JSON.stringify(data.detail) : `HTTP ${r.status}`);
+    return data;
+  }
+
+  // Which API paths this server has (later issues add some): panels whose endpoint is missing are
+  // hidden without a request that would 404.
+  let pathsPromise = null;
+  function paths() {
+    if (!pathsPromise) {
+      pathsPromise = getJSON("/openapi.json").then((o) => new Set(Object.keys((o && o.paths) || {})));
+    }
+    return pathsPromise;
+  }
+  async function has(path) { return (await paths()).has(path); }
+
+  function applyI18n(root) {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    for (const node of (root || document).querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  }
+  function setLang(next) {
+    lang = next;
+    localStorage.setItem("fueltwin.lang", lang);
+    setFormats();
+    applyI18n();
+    const b = document.getElementById("lang");
+    if (b) b.textContent = lang === "zh" ? "EN" : "中文";
+    for (const f of langListeners) f(lang);
+  }
+
+  // The live websocket. Reconnects by itself with exponential backoff (0.5 s doubling to 30 s, with
+  // jitter so a wall of screens does not reconnect in step) and resets the backoff once a hello arrives.
+  class Live {
+    constructor(onMessage, {stations = null, statusEl = null} = {}) {
+      this.onMessage = onMessage;
+      this.stations = stations;
+      this.statusEl = statusEl;
+      this.attempt = 0;
+      this.ws = null;
+      this.connects = 0;
+      this.timer = null;
+      this.connect();
+    }
+    url() {
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      const q = this.stations ? `?stations=${encodeURIComponent(this.stations.join(","))}` : "";
+      return `${proto}//${location.host}/ws/live${q}`;
+    }
+    status(cls, text) {
+      if (!this.statusEl) return;
+      this.statusEl.className = `conn ${cls}`;
+      this.statusEl.textContent = text;
+    }
+    connect() {
+      this.timer = null;
+      this.status("down", t("connecting"));
+      const ws = new WebSocket(this.url());
+      this.ws = ws;
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (msg.type === "hello") {
+          this.attempt = 0;
+          this.connects += 1;
+          this.status("up", t("connected"));
+        }
+        this.onMessage(msg);
+      };
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        const delay = Math.min(30, 0.5 * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
+        this.attempt = Math.min(this.attempt + 1, 10);
+        this.status("down", t("reconnecting", {s: Math.ceil(delay)}));
+        this.timer = setTimeout(() => this.connect(), delay * 1000);
+      };
+      ws.onerror = () => { /* onclose follows */ };
+    }
+  }
+
+  // Header: navigation, mode banner (replay/demo), data time, connection and language switch.
+  function header(active) {
+    const nav = el("nav", {class: "nav"},
+      ...[["/", "wall"], ["/scenarios", "scenarios"], ["/replay", "replay"], ["/docs", "apiDocs"]].map(
+        ([href, key]) => el("a", {href, "data-i18n": key, class: key === active ? "active" : null}, t(key))));
+    const btn = el("button", {id: "lang", type: "button", onclick: () => setLang(lang === "zh" ? "en" : "zh")},
+                   lang === "zh" ? "EN" : "中文");
+    const bar = el("header", {class: "top"},
+      el("h1", {id: "title", "data-i18n": active === "wall" ? "appTitle" : active, class: "title"}),
+      nav,
+      el("span", {class: "spacer"}),
+      el("span", {id: "banner", class: "banner", hidden: ""}),
+      el("span", {class: "muted"}, el("span", {"data-i18n": "dataTime"}), " ", el("span", {id: "data-time"}, "—")),
+      el("span", {id: "conn", class: "conn down"}, t("connecting")),
+      btn);
+    document.body.prepend(bar);
+    applyI18n(bar);
+    return bar;
+  }
+  function setMode(mode, replay) {
+    const b = document.getElementById("banner");
+    if (!b) return;
+    const isReplay = mode === "replay" || (replay && replay.state && replay.state !== "idle");
+    b.hidden = !(isReplay || mode === "demo");
+    b.className = isReplay ? "banner replay" : "banner demo";
+    b.dataset.i18n = isReplay ? "replayBanner" : "demoBanner";
+    b.textContent = t(b.dataset.i18n);
+    document.body.classList.toggle("replaying", !!isReplay);
+  }
+  function setDataTime(ts) {
+    const n = document.getElementById("data-time");
+    if (n && ts != null) n.textContent = fmt.time(ts);
+  }
+
+  return {TZ, I18N, COLORS, SEVERITY_RANK, t, fmt, el, getJSON, postJSON, has, applyI18n, setLang, Live, header,
+          setMode, setDataTime, localDay, lang: () => lang, onLang: (f) => langListeners.push(f)};
+})();

@@ -1,0 +1,284 @@
+// The station twin: every tank as a gauge (observed vs book volume, water, temperature) with its
+// divergence over 24 h or 7 d and the leak-rate estimate; nozzles live; transactions; deliveries with their
+// purchase orders and lot trace; the 进销存 ledger; alerts with evidence and acknowledge / close; vapor and
+// risk panels when those APIs exist. Live from the websocket filtered to this station.
+"use strict";
+
+(() => {
+  const {t, fmt, el, getJSON, postJSON} = FT;
+  const id = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+  const api = `/api/v1/stations/${encodeURIComponent(id)}`;
+  const model = {spec: null, state: null, alerts: new Map(), windowS: 86400, ledger: "day", div: {}};
+  const gauges = {};
+  const divCharts = {};
+  let dirty = true;
+
+  FT.header("station");
+  document.title = `${t("station")} ${id}`;
+  const who = document.getElementById("who");
+  who.value = localStorage.getItem("fueltwin.who") || "";
+  who.addEventListener("change", () => localStorage.setItem("fueltwin.who", who.value.trim()));
+
+  async function loadTwin() {
+    const twin = await getJSON(api);
+    if (!twin) return;
+    model.spec = twin;
+    model.state = {tanks: twin.tanks, nozzles: twin.nozzles, recent_transactions: twin.recent_transactions,
+                   watermark: twin.watermark, events: twin.events, online: twin.online};
+    model.alerts.clear();
+    for (const a of twin.alerts) model.alerts.set(a.id, a);
+    dirty = true;
+    render();
+    loadDivergence();
+  }
+
+  async function loadDivergence() {
+    const until = model.state && model.state.watermark;
+    if (!until) return;
+    const d = await getJSON(`${api}/divergence?since=${until - model.windowS}&max_points=300`);
+    if (!d) return;
+    for (const s of d.series) model.div[s.tank] = s;
+    renderDivergence();
+  }
+
+  function onMessage(m) {
+    if (m.type === "hello") { FT.setMode(m.mode); return; }
+    if (m.station !== id) return;
+    if (m.type === "state") {
+      const tanks = m.tanks || [];
+      model.state = {...m, online: tanks.some((x) => x.last_ts != null) && !tanks.some((x) => x.stale)};
+      dirty = true;
+    } else if (m.type === "alert") {
+      if (m.status === "closed") model.alerts.delete(m.id); else model.alerts.set(m.id, m);
+      renderAlerts();
+    } else if (m.type === "delivery") {
+      loadDeliveries();
+    } else if (m.type === "divergence") {
+      const s = model.div[m.tank];
+      if (s) {
+        s.ts.push(m.ts); s.divergence_l.push(m.divergence_l);
+        s.leak_rate_lph = m.leak_rate_lph; s.leak_rate_se_lph = m.leak_rate_se_lph;
+        while (s.ts.length && s.ts[0] < m.ts - model.windowS) { s.ts.shift(); s.divergence_l.shift(); }
+        if (s.ts.length > 600) { s.ts.splice(0, s.ts.length - 600); s.divergence_l.splice(0, s.divergence_l.length - 600); }
+      }
+    }
+  }
+
+  // ---- tanks -----------------------------------------------------------------------------------
+
+  function tankCard(tank) {
+    let card = document.getElementById(`tank-${tank.id}`);
+    if (card) return card;
+    card = el("div", {class: "tank-card", id: `tank-${tank.id}`},
+      el("h2", null, el("span", {text: `${tank.id} · ${tank.grade}`}), el("span", {class: "muted small", "data-role": "flags"})),
+      el("div", {class: "gauge", id: `gauge-${tank.id}`}),
+      el("dl", {class: "facts", "data-role": "facts"}),
+      el("div", {class: "div-chart", id: `div-${tank.id}`}));
+    document.getElementById("tanks").append(card);
+    gauges[tank.id] = echarts.init(card.querySelector(".gauge"));
+    divCharts[tank.id] = echarts.init(card.querySelector(".div-chart"));
+    return card;
+  }
+
+  function renderTanks() {
+    const b = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+    for (const tank of model.state.tanks) {
+      const card = tankCard(tank);
+      const cap = tank.declared_capacity_l;
+      const pct = (v) => v == null ? null : +(100 * v / cap).toFixed(1);
+      gauges[tank.id].setOption({animation: false, series: [{type: "gauge", min: 0, max: 100, startAngle: 210, endAngle: -30,
+        radius: "95%", progress: {show: true, width: b * 0.6}, axisLine: {lineStyle: {width: b * 0.6, color: [[1, "#1b3050"]]}},
+        axisTick: {show: false}, splitLine: {length: b * 0.4, lineStyle: {color: "#3a5a80"}},
+        axisLabel: {color: "#8aa0b8", fontSize: b * 0.6, distance: b * 0.9}, pointer: {show: true, width: b * 0.2},
+        itemStyle: {color: tank.stale ? "#6b7a90" : "#3aa0ff"},
+        detail: {formatter: () => fmt.litres(tank.observed_l), color: "#dfe9f5", fontSize: b * 1.0, offsetCenter: [0, "60%"]},
+        title: {show: true, offsetCenter: [0, "85%"], color: "#8aa0b8", fontSize: b * 0.7},
+        data: [{value: pct(tank.observed_l), name: `${t("expected")} ${fmt.litres(tank.expected_l)}`}],
+        markLine: undefined}]});
+      const facts = [[t("observed"), fmt.litres(tank.observed_l)], [t("expected"), fmt.litres(tank.expected_l)],
+        [t("divergence"), `${fmt.signed(tank.divergence_l, 1)} L`], [t("water"), `${fmt.n1(tank.water_mm)} mm`],
+        [t("temp"), `${fmt.n1(tank.temp_c)} °C`],
+        [t("leakRate"), tank.leak_rate_lph == null ? "—" : `${fmt.signed(tank.leak_rate_lph, 2)} ± ${fmt.n2(tank.leak_rate_se_lph)} L/h`],
+        [t("capacity"), fmt.litres(cap)], [t("dataTime"), fmt.time(tank.last_ts)]];
+      card.querySelector("[data-role=facts]").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: v})]));
+      card.querySelector("[data-role=flags]").textContent = tank.stale ? t("stale") : tank.delivering ? t("deliveries") : "";
+    }
+  }
+
+  function renderDivergence() {
+    for (const [tank, s] of Object.entries(model.div)) {
+      const c = divCharts[tank];
+      if (!c) continue;
+      c.setOption({grid: {left: 40, right: 8, top: 18, bottom: 18}, tooltip: {trigger: "axis"},
+        title: {text: `${t("divergence")} L` + (s.leak_rate_lph == null ? "" : ` · ${t("leakRate")} ${fmt.signed(s.leak_rate_lph, 2)} L/h`),
+                textStyle: {color: "#8aa0b8", fontSize: 11, fontWeight: "normal"}, left: 0, top: 0},
+        xAxis: {type: "time", axisLabel: {color: "#8aa0b8", fontSize: 10, formatter: (v) => fmt.time(v / 1000).slice(-8, -3)},
+                axisLine: {lineStyle: {color: "#2a4466"}}},
+        yAxis: {type: "value", scale: true, axisLabel: {color: "#8aa0b8", fontSize: 10}, splitLine: {lineStyle: {color: "#1b3050"}}},
+        series: [{type: "line", symbol: "none", data: s.ts.map((x, i) => [x * 1000, s.divergence_l[i]]),
+                  lineStyle: {color: "#f1c40f", width: 1.5}, areaStyle: {color: "rgba(241,196,15,0.08)"}}]});
+    }
+  }
+
+  // ---- nozzles, transactions -------------------------------------------------------------------
+
+  function renderNozzles() {
+    document.getElementById("nozzles").replaceChildren(...model.state.nozzles.map((n) => {
+      const cls = n.stale ? "stale" : n.state || "idle";
+      const busy = n.state === "fuelling" || n.state === "finished";
+      return el("div", {class: `nozzle ${cls}`, "data-nozzle": n.id},
+        el("div", null, el("b", {text: `${n.id} · ${n.grade}`}), " ", el("span", {class: "muted small", text: `${n.tank}`})),
+        el("div", {class: "big", text: busy ? `${fmt.n2(n.running_l)} L` : t(n.stale ? "stale" : n.state || "idle")}),
+        el("div", {class: "small muted", text: busy ? fmt.money(n.running_cny) : `${t("txnNo")} ${n.last_txn_no ?? "—"}`}),
+        n.meter_factor != null ? el("div", {class: "small", text: `${t("meterFactor")} ${n.meter_factor.toFixed(4)}`}) : null);
+    }));
+  }
+
+  let traceTxn = false, traceCheck = FT.has("/api/v1/trace/txn/{station_id}/{txn_no}").then((v) => { traceTxn = v; });
+  let tracePo = false;
+  FT.has("/api/v1/trace/po/{po_no}").then((v) => { tracePo = v; });
+
+  async function showTrace(url) {
+    const out = document.getElementById("trace-out");
+    const d = await getJSON(url);
+    out.hidden = false;
+    out.textContent = d ? JSON.stringify(d, null, 1) : t("noData");
+  }
+
+  function renderTxns() {
+    const rows = (model.state.recent_transactions || []).slice(0, 50);
+    const head = el("tr", null, ...["time", "nozzle", "grade", "litres", "price", "amount", "txnNo"].map((k) => el("th", {text: t(k)})));
+    document.getElementById("txns").replaceChildren(head, ...rows.map((x) => el("tr", null,
+      el("td", {text: fmt.time(x.end_ts)}), el("td", {text: x.nozzle}), el("td", {text: x.grade}),
+      el("td", {text: fmt.n2(x.volume_l)}), el("td", {text: fmt.n2(x.unit_price)}), el("td", {text: fmt.n2(x.amount_cny)}),
+      el("td", null, traceTxn ? el("a", {href: "#", text: String(x.txn_no), onclick: (e) => {
+        e.preventDefault(); showTrace(`/api/v1/trace/txn/${encodeURIComponent(id)}/${x.txn_no}?nozzle=${encodeURIComponent(x.nozzle)}`);
+      }}) : String(x.txn_no)))));
+  }
+
+  async function loadDeliveries() {
+    const list = await getJSON(`/api/v1/deliveries?station=${encodeURIComponent(id)}&limit=50`) || [];
+    const head = el("tr", null, ...["tank", "start", "end", "net20", "po"].map((k) => el("th", {text: t(k)})));
+    document.getElementById("deliveries").replaceChildren(head, ...(list.length ? list.map((d) => {
+      const po = d.po_no || (d.po && d.po.po_no) || null;
+      return el("tr", null, el("td", {text: d.tank}), el("td", {text: fmt.time(d.start_ts)}), el("td", {text: fmt.time(d.end_ts)}),
+        el("td", {text: fmt.int(d.net_l_20c)}),
+        el("td", null, po && tracePo ? el("a", {href: "#", text: po, onclick: (e) => { e.preventDefault(); showTrace(`/api/v1/trace/po/${encodeURIComponent(po)}`); }})
+          : po || "—"));
+    }) : [el("tr", null, el("td", {colspan: "5", class: "muted", text: t("noData")}))]));
+  }
+
+  // ---- ledger, vapor, risk (later issues' APIs: hidden when absent) --------------------------------
+
+  async function loadLedger() {
+    const panel = document.getElementById("ledger-panel");
+    if (!(await FT.has("/api/v1/stations/{station_id}/ledger"))) {
+      document.getElementById("ledger").replaceChildren(el("tr", null, el("td", {class: "muted", text: `${t("noData")} (${t("notAvailable")})`})));
+      panel.dataset.available = "no";
+      return;
+    }
+    panel.dataset.available = "yes";
+    const d = await getJSON(`${api}/ledger?period=${model.ledger}`);
+    const rows = (d && (d.station_total || [])) || [];
+    const cols = [["key", "key"], ["opening", "opening_measured_l"], ["receiptsDoc", "receipts_documented_l"],
+      ["receiptsDet", "receipts_detected_l"], ["sales", "sales_metered_l"], ["closingBook", "closing_book_l"],
+      ["closingMeas", "closing_measured_l"], ["variance", "variance_l"]];
+    document.getElementById("ledger").replaceChildren(el("tr", null, ...cols.map(([k]) => el("th", {text: t(k)}))),
+      ...(rows.length ? rows.slice(-31).reverse().map((r) => el("tr", null, ...cols.map(([, f]) =>
+        el("td", {text: f === "key" ? r[f] : fmt.int(r[f])}))))
+        : [el("tr", null, el("td", {colspan: String(cols.length), class: "muted", text: t("noData")}))]));
+  }
+
+  async function loadOptional() {
+    if (await FT.has("/api/v1/stations/{station_id}/vapor")) {
+      const v = await getJSON(`${api}/vapor`);
+      if (v) {
+        document.getElementById("vapor-panel").hidden = false;
+        document.getElementById("vapor").replaceChildren(el("pre", {text: JSON.stringify(v, null, 1).slice(0, 4000)}));
+      }
+    }
+    if (await FT.has("/api/v1/risk")) {
+      const r = await getJSON("/api/v1/risk?limit=10000");
+      const mine = Array.isArray(r) ? r.filter((x) => x.station === id) : null;
+      if (mine && mine.length) {
+        document.getElementById("risk-panel").hidden = false;
+        document.getElementById("risk").replaceChildren(el("pre", {text: JSON.stringify(mine[0], null, 1).slice(0, 4000)}));
+      }
+    }
+  }
+
+  // ---- alerts ----------------------------------------------------------------------------------
+
+  async function act(alert, action) {
+    const by = who.value.trim();
+    if (!by) { who.focus(); who.classList.add("bad"); return; }
+    localStorage.setItem("fueltwin.who", by);
+    try {
+      const updated = await postJSON(`/api/v1/alerts/${alert.id.split("/").map(encodeURIComponent).join("/")}/${action}`, {by});
+      if (updated.status === "closed") model.alerts.delete(updated.id); else model.alerts.set(updated.id, updated);
+      renderAlerts();
+    } catch (e) {
+      alert.error = t("failed") + e.message;
+      renderAlerts();
+    }
+  }
+
+  function renderAlerts() {
+    const zh = FT.lang() === "zh";
+    const list = [...model.alerts.values()].sort((a, b) => b.last_ts - a.last_ts);
+    document.getElementById("alerts").replaceChildren(...(list.length ? list.map((a) => el("div",
+      {class: `alert-item sev-${a.severity}`, "data-alert": a.id},
+      el("div", null, el("b", {text: fmt.code(a.code)}), " ", el("span", {class: "status-pill", text: t(a.status)}), " ",
+         el("span", {class: "muted small", text: `${t(a.severity)} · ${a.entity} · ${fmt.time(a.first_ts)} – ${fmt.time(a.last_ts)}`})),
+      el("div", {text: zh ? a.message_zh : a.message_en}),
+      el("details", null, el("summary", {class: "small", text: t("evidence")}),
+         el("pre", {text: JSON.stringify({evidence: a.evidence, metrics: a.metrics, history: a.history}, null, 1)})),
+      el("div", {class: "actions"},
+        a.status === "open" ? el("button", {type: "button", "data-action": "ack", text: t("ack"), onclick: () => act(a, "ack")}) : null,
+        el("button", {type: "button", "data-action": "close", text: t("close"), onclick: () => act(a, "close")}),
+        a.error ? el("span", {class: "bad small", text: a.error}) : null)))
+      : [el("div", {class: "muted", text: t("noAlerts")})]));
+  }
+
+  // ---- page ------------------------------------------------------------------------------------
+
+  function render() {
+    if (!dirty || !model.state) return;
+    dirty = false;
+    const s = model.spec;
+    document.getElementById("st-name").textContent = s.name;
+    document.getElementById("st-id").textContent = `${s.id} · ${s.region}`;
+    const on = document.getElementById("st-online");
+    on.textContent = t(model.state.online ? "online" : "offline");
+    on.className = `status-pill ${model.state.online ? "ok" : "bad"}`;
+    document.getElementById("st-facts").textContent =
+      `${t("address")}: ${s.address} · ${s.lon.toFixed(5)}, ${s.lat.toFixed(5)} (GCJ-02) · ${t("events")}: ${fmt.int(model.state.events)}`;
+    FT.setDataTime(model.state.watermark);
+    renderTanks();
+    renderNozzles();
+    renderTxns();
+  }
+
+  for (const b of document.querySelectorAll("#div-switch button")) {
+    b.addEventListener("click", () => {
+      model.windowS = +b.dataset.w;
+      for (const x of document.querySelectorAll("#div-switch button")) x.classList.toggle("on", x === b);
+      loadDivergence();
+    });
+  }
+  for (const b of document.querySelectorAll("#ledger-switch button")) {
+    b.addEventListener("click", () => {
+      model.ledger = b.dataset.p;
+      for (const x of document.querySelectorAll("#ledger-switch button")) x.classList.toggle("on", x === b);
+      loadLedger();
+    });
+  }
+  FT.applyI18n();
+  FT.onLang(() => { dirty = true; render(); renderAlerts(); renderDivergence(); loadDeliveries(); loadLedger(); });
+  window.addEventListener("resize", () => { for (const c of [...Object.values(gauges), ...Object.values(divCharts)]) c.resize(); });
+  traceCheck.then(loadTwin).then(() => { renderAlerts(); loadDeliveries(); loadLedger(); loadOptional(); });
+  setInterval(render, 1000);
+  setInterval(loadDivergence, 60000);
+  new FT.Live(onMessage, {stations: [id], statusEl: document.getElementById("conn")});
+  window.__station = {model};
+})();
