@@ -264,3 +264,45 @@ async def test_scenarios_page_runs_one_and_shows_its_report(twin: Twin, browser:
     assert "误报: 0" in await page.locator("#report").text_content()
     await page.screenshot(path=str(SHOTS / "scenarios.png"))
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browser) -> None:
+    """A replay server over the twin's recorded log: /replay starts it, every page says it is a replay,
+    and the wall display shows the replayed district."""
+    from ui.replay import add_replay_routes
+
+    await twin.service.drain()
+    district = twin.sim_district.district
+    target = Store(twin.client, prefix=twin.store.p + "-replay")
+    hub = LiveHub(target, district, mode="replay")
+    ctx = AppContext(store=target, district=district, hub=hub, service=None, mode="replay")
+    app = create_app(ctx)
+    add_replay_routes(app, twin.store, target, district, hub, ctx)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.02)
+        offsite: list[str] = []
+        page = await open_page(browser, offsite)
+        await page.goto(base + "/replay")
+        await page.wait_for_selector("#replay-start")
+        await page.select_option("#replay-speed", "max")
+        await page.click("#replay-start")
+        await page.wait_for_selector("#replay-status [data-state='done']", timeout=60_000)
+        assert await page.locator("#banner").is_visible()
+        assert "回放" in await page.locator("#banner").text_content()
+        await page.screenshot(path=str(SHOTS / "replay.png"))
+        await page.goto(base + "/")
+        await page.wait_for_function(f"window.__wall && window.__wall.mapPoints().length === {STATIONS}",
+                                     timeout=15_000)
+        assert "回放" in await page.locator("#banner").text_content()
+        assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(15):
+            await task

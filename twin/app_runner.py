@@ -162,6 +162,37 @@ async def run_serve(o: ServeOptions) -> None:
             redis.stop()
 
 
+async def run_replay(o: ServeOptions) -> None:
+    """Serve the UI over a replay twin (prefix ``<prefix>-replay``) of the twin recorded under
+    ``prefix``; the replay itself is started from the /replay page or ``POST /api/v1/replay``."""
+    from ui.app import AppContext, create_app
+    from ui.hub import LiveHub
+    from ui.replay import add_replay_routes
+
+    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
+    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    source = Store(client, prefix=o.prefix)
+    target = Store(client, prefix=f"{o.prefix}-replay")
+    try:
+        district = await source.load_district()
+        if district is None:
+            raise LookupError(f"no twin recorded under prefix {o.prefix!r} in that Redis; "
+                              "run `fueltwin demo` or `fueltwin serve --config` first, or give --prefix")
+        await target.wipe()
+        await target.save_district(district)
+        hub = LiveHub(target, district, mode="replay")
+        ctx = AppContext(store=target, district=district, hub=hub, service=None, mode="replay")
+        app = create_app(ctx)
+        add_replay_routes(app, source, target, district, hub, ctx)
+        server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+        await _serve_until_stopped(server, lambda url: print(
+            f"fueltwin replay of {o.redis_url or o.data_dir} (prefix {o.prefix!r}): {url}replay", flush=True))
+    finally:
+        await client.aclose()
+        if redis is not None:
+            redis.stop()
+
+
 async def run_bridged(o: ServeOptions) -> None:
     """The live twin of the stations a configuration lists, fed by their field bridges.
 

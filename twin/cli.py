@@ -138,6 +138,30 @@ def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: st
 
 
 @main.command()
+@click.option("--redis-url", envvar="FUELTWIN_REDIS_URL", default=None,
+              help="Redis holding the recorded twin [env FUELTWIN_REDIS_URL]; without it, the embedded one "
+                   "in --data.")
+@click.option("--data", "data_dir", default="./fueltwin-data", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of the embedded Redis (kept).")
+@click.option("--prefix", default="ft", show_default=True, help="Key prefix of the recorded twin.")
+@click.option("--port", "-p", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--verbose", "-v", is_flag=True)
+def replay(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, verbose: bool) -> None:
+    """Replay a recorded range of a twin's input log into a fresh twin and serve its UI (/replay picks
+    the stations, the range and the speed; every page says it is a replay)."""
+    _setup_logging(verbose)
+    from twin.app_runner import ServeOptions, run_replay
+
+    options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_replay(options))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
 @click.option("--serve", "serve_", is_flag=True, required=True,
               help="Expose every simulated device over its protocol (required: the in-process feed is "
                    "`fueltwin demo`).")

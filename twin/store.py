@@ -232,6 +232,13 @@ class Store:
         if out.states:
             pipe.hset(self.k_state, mapping={sid: _json(st) for sid, st in out.states.items()})
 
+    async def wipe(self) -> int:
+        """Delete every key of this twin (its prefix only): a replay starts from an empty twin."""
+        deleted = 0
+        async for key in self.r.scan_iter(match=f"{self.p}:*", count=1000):
+            deleted += await self.r.delete(key)
+        return deleted
+
     # ---- checkpoints ---------------------------------------------------------------------------
 
     @property

@@ -1,13 +1,102 @@
-// Replay: not built yet (see the README). The page says so instead of pretending.
+// Replay: pick stations, a recorded range and a speed; start, pause, resume, stop. The wall display and
+// the station pages of this server show the replay twin (the banner says so). On a live or demo server
+// the page says how to start a replay server (`fueltwin replay`), since the live twin must not be
+// overwritten.
 "use strict";
 
 (() => {
   FT.header("replay");
+  const T = {
+    zh: {range: "可回放范围", stations: "站点（不选为全部）", from: "开始", to: "结束", speed: "倍速",
+         max: "最快", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止", state: "状态",
+         simTime: "回放时间", progress: "进度", events: "事件数",
+         notHere: "此服务是实时/演示孪生体。回放在单独的回放服务中进行，避免覆盖实时数据：",
+         states: {idle: "未开始", "catching-up": "追赶历史", running: "回放中", paused: "已暂停", done: "完成",
+                  stopped: "已停止", failed: "失败"}},
+    en: {range: "Recorded range", stations: "Stations (none = all)", from: "From", to: "To", speed: "Speed",
+         max: "max", start: "Start replay", pause: "Pause", resume: "Resume", stop: "Stop", state: "State",
+         simTime: "Replay time", progress: "Progress", events: "Events",
+         notHere: "This server runs the live or demo twin. Replays run in a separate replay server, so that "
+                  + "the live data are never overwritten:",
+         states: {idle: "idle", "catching-up": "catching up on history", running: "running", paused: "paused",
+                  done: "done", stopped: "stopped", failed: "failed"}},
+  };
+  const tr = (k) => T[FT.lang()][k];
   const main = document.getElementById("main");
-  main.append(FT.el("section", {class: "panel"}, FT.el("h2", {"data-i18n": "replay"}),
-    FT.el("p", {id: "replay-status", class: "muted",
-      text: FT.lang() === "zh" ? "回放功能尚未实现：需要从 Redis 输入日志（ft:log:{站}）按事件时间重放到新的孪生体。"
-        : "Replay is not implemented yet: it needs the Redis input log (ft:log:{station}) replayed into a fresh twin in event time."})));
+  const panel = FT.el("section", {class: "panel"});
+  main.append(panel);
+
+  // datetime-local in Asia/Shanghai (UTC+8) <-> epoch seconds
+  const toLocal = (ts) => new Date((ts + 8 * 3600) * 1000).toISOString().slice(0, 16);
+  const fromLocal = (s) => Date.parse(`${s}:00Z`) / 1000 - 8 * 3600;
+
+  let timer = null;
+  async function render() {
+    if (timer) clearInterval(timer);
+    panel.replaceChildren(FT.el("h2", {"data-i18n": "replay"}, FT.t("replay")));
+    if (!(await FT.has("/api/v1/replay"))) {
+      panel.append(FT.el("p", {id: "replay-status", class: "muted", text: tr("notHere")}),
+                   FT.el("pre", {text: "fueltwin replay --data ./fueltwin-data --port 8001"}));
+      return;
+    }
+    const range = await FT.getJSON("/api/v1/replay/range") || {stations: {}};
+    const ids = Object.keys(range.stations).sort();
+    const select = FT.el("select", {id: "replay-stations", multiple: "", size: Math.min(8, ids.length || 1)},
+      ...ids.map((id) => FT.el("option", {value: id, text: id})));
+    const from = FT.el("input", {id: "replay-from", type: "datetime-local",
+                                 value: range.first_ts ? toLocal(range.first_ts) : ""});
+    const to = FT.el("input", {id: "replay-to", type: "datetime-local",
+                               value: range.last_ts ? toLocal(range.last_ts) : ""});
+    const speed = FT.el("select", {id: "replay-speed"},
+      ...[1, 10, 60, 600, 3600].map((v) => FT.el("option", {value: v, text: `×${v}`})),
+      FT.el("option", {value: "max", text: tr("max")}));
+    speed.value = "60";
+    const status = FT.el("div", {id: "replay-status", class: "kv"});
+    const act = (path, body) => async () => {
+      try { await FT.postJSON(path, body && body()); } catch (e) { status.textContent = String(e); }
+      poll();
+    };
+    const startBody = () => ({
+      stations: [...select.selectedOptions].map((o) => o.value),
+      start_ts: from.value ? fromLocal(from.value) : null, end_ts: to.value ? fromLocal(to.value) : null,
+      speed: speed.value === "max" ? null : Number(speed.value)});
+    panel.append(
+      FT.el("p", {class: "muted", text: `${tr("range")}: ${FT.fmt.datetime(range.first_ts)} — `
+                                        + `${FT.fmt.datetime(range.last_ts)}`}),
+      FT.el("div", {class: "replay-form"},
+        FT.el("label", {for: "replay-stations", text: tr("stations")}), select,
+        FT.el("label", {for: "replay-from", text: tr("from")}), from,
+        FT.el("label", {for: "replay-to", text: tr("to")}), to,
+        FT.el("label", {for: "replay-speed", text: tr("speed")}), speed),
+      FT.el("div", {class: "buttons"},
+        FT.el("button", {id: "replay-start", type: "button", onclick: act("/api/v1/replay", startBody)},
+              tr("start")),
+        FT.el("button", {id: "replay-pause", type: "button", onclick: act("/api/v1/replay/pause")}, tr("pause")),
+        FT.el("button", {id: "replay-resume", type: "button", onclick: act("/api/v1/replay/resume")},
+              tr("resume")),
+        FT.el("button", {id: "replay-stop", type: "button", onclick: act("/api/v1/replay/stop")}, tr("stop"))),
+      status);
+    speed.addEventListener("change", () => FT.postJSON("/api/v1/replay/speed",
+      {speed: speed.value === "max" ? null : Number(speed.value)}).catch(() => {}));
+
+    async function poll() {
+      const s = await FT.getJSON("/api/v1/replay");
+      if (!s) return;
+      FT.setMode("replay", s);
+      FT.setDataTime(s.sim_ts);
+      status.replaceChildren(
+        ...[[tr("state"), tr("states")[s.state] || s.state], [tr("simTime"), FT.fmt.datetime(s.sim_ts)],
+            [tr("progress"), `${Math.round(100 * s.progress)} %`], [tr("events"), FT.fmt.int(s.events)]]
+          .map(([k, v]) => FT.el("div", {}, FT.el("span", {class: "muted", text: `${k} `}),
+                                  FT.el("b", {"data-state": k === tr("state") ? s.state : null, text: v}))),
+        ...(s.error ? [FT.el("p", {class: "error", text: s.error})] : []));
+    }
+    poll();
+    timer = setInterval(poll, 1000);
+  }
+
+  render();
+  FT.onLang(render);
   FT.applyI18n();
   new FT.Live((m) => { if (m.type === "hello") FT.setMode(m.mode); }, {statusEl: document.getElementById("conn")});
 })();
