@@ -157,7 +157,9 @@ def _check_device(src: str, where: str, station: StationSpec, dev: DeviceEntry, 
         if key in claimed:
             problems.append(f"{at}: {entity} {eid} is already reported by device {claimed[key]}")
         claimed[key] = dev.id
-    if not dev.channels and entity in ("tank", "nozzle") and profile.kind != "vapor_monitor":
+    # A vapor monitor or a safety panel reports for the station as a whole; channels are optional.
+    if not dev.channels and entity in ("tank", "nozzle") and profile.kind not in ("vapor_monitor",
+                                                                                     "safety_sensor"):
         problems.append(f"{src}: {where}.channels: map at least one {entity} to a channel")
     return problems
 

@@ -82,6 +82,7 @@ class _Item:
     entities: tuple[str, ...]
     fields: tuple[_Field, ...]
     timed: bool
+    constants: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -158,7 +159,8 @@ class ModbusBridge:
             for entities, off in targets:
                 fields = tuple(_Field(name, p.fn(pt), block.base + off + pt.address, pt)
                                for name, pt in block.points().items())
-                items.append(_Item(block.emit, entities, fields, block.time is not None))
+                items.append(_Item(block.emit, entities, fields, block.time is not None,
+                                   tuple(block.constants.items())))
         # Identities last: by then the device's clock is known from its timed values.
         items.sort(key=lambda it: it.kind == "device.info")
         rings: list[_RingAt] = []
@@ -348,7 +350,7 @@ class ModbusBridge:
                                   f"{self.source} unit {self.unit}", self.station_id, self.source))
 
     def _block(self, item: _Item, space: dict[str, dict[int, int]], out: list[Any]) -> None:
-        always = not item.timed and item.kind in ("tank.reading", "vapor.env")
+        always = not item.timed and item.kind in ("tank.reading", "vapor.env", "safety.reading")
         key = (item.kind, item.entities[0] if item.entities else "")
         raw = tuple(space[f.fn].get(a) for f in item.fields
                     for a in range(f.address, f.address + f.point.registers))
@@ -377,6 +379,7 @@ class ModbusBridge:
                 self._reject(item.kind, entity, ts, values, bad, out)
                 continue
             ev = self._base(item.kind, entity, ts)
+            ev.update(item.constants)
             ev.update({k: v for k, v in values.items() if v is not None})
             if item.kind == "device.info":
                 ev.setdefault("model", self.profile.model)

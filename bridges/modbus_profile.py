@@ -22,6 +22,7 @@ Layout of a profile (see ``bridges/profiles/modbus-*.yaml`` and the README):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,7 +47,7 @@ _ENVELOPE = frozenset({"ts", "station", "entity", "source", "seq", "quality", "k
 _SUPPLIED = {"device.info": {"model"},  # the profile's own model name
              "nozzle.txn": {"grade"}}   # the nozzle's grade in the station configuration
 
-BlockKind = Literal["tank.reading", "nozzle.state", "device.info", "vapor.env"]
+BlockKind = Literal["tank.reading", "nozzle.state", "device.info", "vapor.env", "safety.reading"]
 RingKind = Literal["nozzle.txn", "vapor.fill"]
 
 
@@ -122,16 +123,16 @@ class Channels(_Model):
         return range(self.first, self.first + self.count)
 
 
-def _check_fields(kind: str, fields: dict[str, ModbusPoint]) -> None:
+def _check_fields(kind: str, fields: dict[str, ModbusPoint], constants: Iterable[str] = ()) -> None:
     event = EVENT_BY_KIND[kind]
     known = set(event.payload_fields())
-    unknown = sorted(set(fields) - known)
+    unknown = sorted((set(fields) | set(constants)) - known)
     if unknown:
         raise ValueError(f"{kind} has no field {', '.join(unknown)}; "
                          f"its fields are {', '.join(sorted(known))}")
     required = {name for name, f in event.model_fields.items()
                 if f.is_required() and name not in _ENVELOPE} - _SUPPLIED.get(kind, set())
-    missing = sorted(required - set(fields))
+    missing = sorted(required - set(fields) - set(constants))
     if missing:
         raise ValueError(f"{kind} needs {', '.join(missing)}")
 
@@ -151,10 +152,16 @@ class ModbusBlock(_Model):
     stride: int = Field(default=0, ge=0, le=65535)
     time: ModbusPoint | None = None
     fields: dict[str, ModbusPoint]
+    #: Event fields that are the same in every reading of this block, not in any register: which kind of
+    #: sensor a safety device's channel is, its name (``{sensor: gas_lel, device: GD-1}``).
+    constants: dict[str, str | float | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _valid(self) -> ModbusBlock:
-        _check_fields(self.emit, self.fields)
+        overlap = sorted(set(self.fields) & set(self.constants))
+        if overlap:
+            raise ValueError(f"{', '.join(overlap)} cannot be both a register and a constant")
+        _check_fields(self.emit, self.fields, self.constants)
         if self.per_channel and self.stride == 0 and self.emit != "device.info":
             raise ValueError("a per-channel block needs a stride (registers between channels)")
         if self.emit in ("tank.reading", "nozzle.state", "vapor.fill") and not self.per_channel:

@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 SERVER_MODULES = {"modbus": "simulators.servers.modbus", "opcua": "simulators.servers.opcua",
                   "tls350": "simulators.servers.tls"}
 #: Kinds of device each station gets, in order.
-ROLES = (("atg", "tank_gauge"), ("fcc", "dispenser"), ("vrm", "vapor_monitor"))
+ROLES = (("atg", "tank_gauge"), ("fcc", "dispenser"), ("vrm", "vapor_monitor"), ("safe", "safety_sensor"))
+#: What a healthy station's safety sensors read (the simulator has no safety physics): no gas, a dry
+#: interstitial space, the unloading clamp on.
+HEALTHY_SAFETY = {"gas_lel": {"value": 0.0}, "interstitial": {"state": "ok"},
+                  "grounding": {"state": "grounded", "unloading": False}}
 
 
 def server_class(protocol: str) -> type | None:
@@ -103,6 +107,8 @@ class SimulatedSites:
                     ids = [t.id for t in spec.tanks]
                 elif kind == "dispenser":
                     ids = [n.id for n in spec.nozzles]
+                elif kind == "safety_sensor":
+                    ids = []  # the station's panel, not one tank's or nozzle's
                 else:
                     ids = [n.id for n in spec.nozzles if n.grade not in DIESEL_GRADES]
                     if not ids:
@@ -117,6 +123,11 @@ class SimulatedSites:
                 cls = server_class(profile.protocol)
                 assert cls is not None
                 server = cls(profile, channels, host=host)
+                if kind == "safety_sensor":
+                    server.apply([{"kind": "safety.reading", "ts": sim.now, "station": spec.id, "entity": "",
+                                   "device": b.constants.get("device"), **HEALTHY_SAFETY.get(
+                                       str(b.constants.get("sensor")), {})}
+                                  for b in getattr(profile, "blocks", ())])
                 options = {"poll_interval_s": poll_interval_s} if poll_interval_s else {}
                 dev = ServedDevice(spec.id, role, profile, channels, server, options=options)
                 self.devices.append(dev)

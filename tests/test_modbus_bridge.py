@@ -359,3 +359,34 @@ async def test_reads_pymodbus_own_server_configured_from_a_profile() -> None:
         assert (e["ts"], e["level_mm"], e["water_mm"], e["temp_c"]) == (ts + ch, level, water, temp)
     infos = [e for e in got if e["kind"] == "device.info"]
     assert {(e["serial"], e["firmware"]) for e in infos} == {("ATG-0042-SERIAL1", "v1.2.3.4")}
+
+
+async def test_safety_panel_profile_raises_and_clears_safety_alerts(servers: Any, store: Store) -> None:
+    """A field safety panel read through a profile (issue 6): gas in %LEL, a double-walled tank's
+    interstitial sensor, the grounding clamp during unloading — registers written raw, as the device
+    would, and the twin's GAS_LEL, INTERSTITIAL_LEAK and UNLOADING_UNGROUNDED follow them."""
+    panel = await servers("MB-SAFETY", {})
+    panel.poke("holding", 0, [32, 0])      # GD-1 3.2 %LEL, GD-2 0
+    panel.poke("holding", 10, [0])         # interstitial ok
+    panel.poke("holding", 20, [1])         # clamp grounded
+    twin = Twin(site([("safety", panel, {})]), store)
+    twin.start()
+    try:
+        await until(lambda: len(twin.of("safety.reading")) >= 4, 10, "a reading of every sensor")
+        got = {e["device"]: e for e in twin.of("safety.reading")}
+        assert (got["GD-1"]["sensor"], got["GD-1"]["value"]) == ("gas_lel", 3.2)
+        assert (got["IS-T1"]["state"], got["GC-1"]["state"], got["GC-1"]["unloading"]) == ("ok", "grounded",
+                                                                                          False)
+        panel.poke("holding", 1, [612])    # GD-2 61.2 %LEL: above the 50 % alarm level
+        panel.poke("holding", 10, [1])     # the interstitial space wets: leak
+        panel.poke("holding", 20, [0])     # clamp off ...
+        panel.image["discrete"][0] = 1     # ... while unloading
+        codes = lambda: {(a["code"], a["status"]) for a in twin.alerts}  # noqa: E731
+        await until(lambda: {("GAS_LEL", "open"), ("INTERSTITIAL_LEAK", "open"),
+                             ("UNLOADING_UNGROUNDED", "open")} <= codes(), 10, "the three safety alerts")
+        gas = next(a for a in twin.alerts if a["code"] == "GAS_LEL")
+        assert gas["severity"] == "alarm" and gas["metrics"]["lel_pct"] == 61.2
+        panel.poke("holding", 1, [0])
+        await until(lambda: ("GAS_LEL", "closed") in codes(), 10, "GAS_LEL closed when the gas is gone")
+    finally:
+        await twin.stop()

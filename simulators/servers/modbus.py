@@ -166,11 +166,15 @@ class ModbusDeviceServer:
             return
         self.poke(self.profile.fn(point), address, regs)
 
-    def set_block(self, kind: str, channel: int | None, values: Mapping[str, Any]) -> None:
-        """Write the fields (and 'time') of a block at a channel (None: device-wide block)."""
+    def set_block(self, kind: str, channel: int | None, values: Mapping[str, Any],
+                  constants: Mapping[str, Any] | None = None) -> None:
+        """Write the fields (and 'time') of a block at a channel (None: device-wide block); with
+        ``constants``, only the blocks whose constants include them (one sensor of a safety panel)."""
         p = self.profile
         for block in p.blocks:
             if block.emit != kind or (channel is None) == block.per_channel:
+                continue
+            if constants and any(block.constants.get(k) != v for k, v in constants.items()):
                 continue
             off = p.channel_offset(channel, block.stride) if block.per_channel and channel is not None else 0
             for name, pt in block.points().items():
@@ -209,6 +213,9 @@ class ModbusDeviceServer:
                                             "processor_state": ev.get("processor_state", "absent"),
                                             "outlet_g_m3": ev.get("outlet_g_m3"),
                                             "voc_umol_mol": ev.get("voc_umol_mol")})
+            elif kind == "safety.reading":  # one sensor of the panel, found by its name
+                self.set_block(kind, None, {k: ev[k] for k in ("value", "state", "unloading") if k in ev},
+                               {"device": ev.get("device")})
             elif channel is None:
                 continue
             elif kind == "tank.reading":
