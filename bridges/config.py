@@ -20,6 +20,13 @@ the file and the field::
         devices:
           - {id: atg, protocol: modbus, endpoint: "tcp://10.1.2.3:502", profile: MB-ATG-F32,
              channels: {T1: 1}}
+        hj212: {mn: "…", password: "123456", nozzles: {"1": N1}}   # a vapor monitor that uploads
+    hj212: {listen: "0.0.0.0:9212"}   # where the HJ 212 receiving server listens (needed with monitors)
+
+A station's ``hj212`` is its vapor-recovery online monitor (GB 20952-2020 §4.5) uploading over HJ
+212-2017 (``bridges/hj212.py``): unlike a device, the monitor connects to the platform, so the file says
+where the platform's receiving server listens and, per station, the monitor's MN and password (checked
+on every upload) and which gun number is which nozzle (default: gun 4 is ``N4``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridges.hj212 import MonitorConfig
 from bridges.profiles import PROTOCOLS, ProfileError, format_errors, load_profile
 from twin.registry import District, StationSpec
 
@@ -59,11 +67,30 @@ class DeviceEntry(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class Hj212Entry(BaseModel):
+    """A station's HJ 212 vapor monitor: its MN (HJ 212-2017: up to 24 characters), password (up to 9)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mn: str = Field(min_length=1, max_length=24, pattern=r"^[0-9A-Za-z_-]+$")
+    password: str = Field(min_length=1, max_length=9)
+    #: Gun number as uploaded → nozzle id.
+    nozzles: dict[str, str] = Field(default_factory=dict)
+
+
+class Hj212Listen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: host:port of the receiving server.
+    listen: str = Field(min_length=1)
+
+
 class StationEntry(StationSpec):
     devices: tuple[DeviceEntry, ...] = ()
+    hj212: Hj212Entry | None = None
 
     def spec(self) -> StationSpec:
-        return StationSpec.model_validate(self.model_dump(exclude={"devices"}))
+        return StationSpec.model_validate(self.model_dump(exclude={"devices", "hj212"}))
 
 
 class ConfigFile(BaseModel):
@@ -72,6 +99,7 @@ class ConfigFile(BaseModel):
     name: str = "滨海新区"
     timezone: str = "Asia/Shanghai"
     time: TimeSource = "wall"
+    hj212: Hj212Listen | None = None
     stations: tuple[StationEntry, ...] = Field(min_length=1)
 
 
@@ -105,6 +133,9 @@ class SiteConfig:
     devices: list[DeviceConfig]
     time: TimeSource = "wall"
     path: Path | None = None
+    #: HJ 212 monitors (``bridges.hj212.MonitorConfig``) and where their receiving server listens.
+    monitors: list[MonitorConfig] = field(default_factory=list)
+    hj212_listen: tuple[str, int] | None = None
 
     def station_devices(self, station: str) -> list[DeviceConfig]:
         return [d for d in self.devices if d.station == station]
@@ -178,12 +209,18 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str | Path | Non
     stations: list[StationSpec] = []
     seen_stations: set[str] = set()
     cache: dict[str, Any] = {}
+    monitors: list[MonitorConfig] = []
+    mns: dict[str, str] = {}
     for i, entry in enumerate(cfg.stations):
         spec = entry.spec()
         stations.append(spec)
         if spec.id in seen_stations:
             problems.append(f"{source}: stations[{i}].id: duplicate station {spec.id}")
         seen_stations.add(spec.id)
+        if entry.hj212 is not None:
+            mon = _monitor(source, f"stations[{i}].hj212", spec, entry.hj212, mns, problems)
+            if mon is not None:
+                monitors.append(mon)
         claimed: dict[tuple[str, str], str] = {}
         ids: set[str] = set()
         for j, dev in enumerate(entry.devices):
@@ -204,13 +241,45 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str | Path | Non
             problems.extend(_check_device(source, where, spec, dev, profile, claimed))
             devices.append(DeviceConfig(dev.id, spec.id, dev.protocol, dev.endpoint, dev.profile, profile,
                                         dict(dev.channels), dev.unit, dev.namespace, dict(dev.options)))
+    listen: tuple[str, int] | None = None
+    if cfg.hj212 is not None:
+        try:
+            listen = host_port(cfg.hj212.listen, 0)
+        except ValueError as exc:
+            problems.append(f"{source}: hj212.listen: {exc}")
+        else:
+            if not 0 < listen[1] < 65536:
+                problems.append(f"{source}: hj212.listen: give the port the monitors upload to "
+                                f"(host:port), got {cfg.hj212.listen!r}")
+    elif monitors:
+        problems.append(f"{source}: hj212: {len(monitors)} station(s) list an HJ 212 monitor, so say where "
+                        "the receiving server listens: hj212: {listen: \"host:port\"}")
     if problems:
         raise ConfigError("\n".join(problems))
     try:
         district = District(name=cfg.name, timezone=cfg.timezone, stations=tuple(stations))
     except ValidationError as exc:
         raise ConfigError("\n".join(format_errors(exc, source))) from None
-    return SiteConfig(district, devices, cfg.time)
+    return SiteConfig(district, devices, cfg.time, monitors=monitors, hj212_listen=listen)
+
+
+def _monitor(src: str, where: str, station: StationSpec, entry: Hj212Entry, mns: dict[str, str],
+             problems: list[str]) -> MonitorConfig | None:
+    """The station's HJ 212 monitor as the receiving server checks it, or None (problems appended)."""
+    bad = False
+    if entry.mn in mns:
+        problems.append(f"{src}: {where}.mn: MN {entry.mn} is already station {mns[entry.mn]}'s monitor")
+        bad = True
+    mns.setdefault(entry.mn, station.id)
+    nozzles = {n.id for n in station.nozzles}
+    for gun, nozzle in entry.nozzles.items():
+        if nozzle not in nozzles:
+            problems.append(f"{src}: {where}.nozzles.{gun}: station {station.id} has no nozzle {nozzle!r} "
+                            f"(it has {', '.join(sorted(nozzles))})")
+            bad = True
+    if bad:
+        return None
+    return MonitorConfig(station=station.id, mn=entry.mn, password=entry.password, nozzles=entry.nozzles)
 
 
 def load_config(path: str | Path) -> SiteConfig:
@@ -222,15 +291,23 @@ def load_config(path: str | Path) -> SiteConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     cfg = parse_config(data, str(path), path.parent)
-    return SiteConfig(cfg.district, cfg.devices, cfg.time, path)
+    return SiteConfig(cfg.district, cfg.devices, cfg.time, path, cfg.monitors, cfg.hj212_listen)
 
 
-def config_dict(district: District, devices: dict[str, list[dict[str, Any]]], time: TimeSource = "wall"
+def config_dict(district: District, devices: dict[str, list[dict[str, Any]]], time: TimeSource = "wall",
+                *, monitors: dict[str, dict[str, Any]] | None = None, hj212_listen: str | None = None
                 ) -> dict[str, Any]:
-    """The YAML-ready form of a district and its devices (station id → device entries)."""
+    """The YAML-ready form of a district and its devices (station id → device entries), and of its HJ 212
+    monitors (station id → ``{mn, password, nozzles}``) with where their server listens."""
     stations = []
     for spec in district.stations:
         st = spec.model_dump(mode="json", exclude_defaults=True)
         st["devices"] = devices.get(spec.id, [])
+        if monitors and spec.id in monitors:
+            st["hj212"] = monitors[spec.id]
         stations.append(st)
-    return {"name": district.name, "timezone": district.timezone, "time": time, "stations": stations}
+    out: dict[str, Any] = {"name": district.name, "timezone": district.timezone, "time": time}
+    if hj212_listen is not None:
+        out["hj212"] = {"listen": hj212_listen}
+    out["stations"] = stations
+    return out

@@ -11,6 +11,11 @@ event time moving: the runner sends every station a ``clock.tick`` each ``tick_i
 (a simulator running faster than real time) it is the newest device time seen anywhere in the district,
 advanced by the wall time since — so a silent station falls behind its neighbours' clocks exactly as it
 would in the in-process feed. Ticks then start only once some device has told the time.
+
+Stations whose configuration lists an HJ 212 vapor monitor are served by one
+:class:`bridges.hj212.Hj212Server` on the configuration's ``hj212.listen`` address: the monitors connect
+and upload, and their events join the same queue as the devices' (so the twin sees one stream in one
+order); what it refuses goes to ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from bridges.base import SourceSequence
 from bridges.config import ConfigError, DeviceConfig, SiteConfig, TimeSource
+from bridges.hj212 import DeadLetterSink, Hj212Server
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,29 @@ BRIDGES = {"modbus": ("bridges.modbus", "ModbusBridge"), "opcua": ("bridges.opcu
            "tls350": ("bridges.tls", "Tls350Bridge")}
 
 IngestSink = Callable[[list[Any], float], Awaitable[Any]]
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], rounds: int = 20, wait_s: float = 0.5) -> None:
+    """Cancel the tasks and wait until they are done, cancelling again those that are not.
+
+    Once is not always enough on Python 3.11: ``asyncio.wait_for`` returns its inner result instead of
+    raising when the cancellation arrives just as that result does (fixed in 3.12), so a bridge polling
+    through ``wait_for`` may swallow it and poll on — seen as ``serve --config`` hanging at Ctrl-C on a
+    loaded machine. Bounded: a task still running after ``rounds`` is left to the event loop's end."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait_s)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                t.result()
+    if pending:
+        names = ", ".join(t.get_name() for t in pending)
+        log.warning("%d bridge task(s) did not stop: %s", len(pending), names)
 
 
 class EdgeClock:
@@ -79,13 +108,20 @@ class BridgeRunner:
     """All bridges of a configuration, a feeder into ``sink(events, now)`` and the stations' ticks."""
 
     def __init__(self, config: SiteConfig, sink: IngestSink, *, clock: EdgeClock | None = None,
-                 tick_interval_s: float = 1.0, queue_size: int = 10_000):
+                 tick_interval_s: float = 1.0, queue_size: int = 10_000,
+                 dead_letters: DeadLetterSink | None = None):
         self.config = config
         self.sink = sink
         self.clock = clock or EdgeClock(config.time)
         self.tick_interval_s = tick_interval_s
         self.queue: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=queue_size)
         self.bridges: list[Any] = [self._build(d) for d in config.devices]
+        self.hj212: Hj212Server | None = None
+        self._hj212_listening = False
+        if config.monitors:
+            host, port = config.hj212_listen or ("127.0.0.1", 0)
+            self.hj212 = Hj212Server(config.monitors, self._enqueue, dead_letters=dead_letters, host=host,
+                                     port=port)
         self._ticks = {s.id: SourceSequence(f"edge:{s.id}:clock", int(time.time() * 1000))
                        for s in config.district.stations}
         self.batches = 0
@@ -129,7 +165,17 @@ class BridgeRunner:
             out.append({k: getattr(h, k) for k in h.__slots__})
         return out
 
+    async def start_hj212(self) -> int | None:
+        """Listen for the HJ 212 monitors (if any); the port. :meth:`run` does it if not done before."""
+        if self.hj212 is None:
+            return None
+        if not self._hj212_listening:
+            await self.hj212.start()
+            self._hj212_listening = True
+        return self.hj212.port
+
     async def run(self) -> None:
+        await self.start_hj212()  # OSError (the port is taken): the caller's to report
         tasks = [asyncio.create_task(b.run(), name=f"bridge {b.source}") for b in self.bridges]
         tasks.append(asyncio.create_task(self._feed(), name="bridge feeder"))
         tasks.append(asyncio.create_task(self._tick(), name="edge ticks"))
@@ -138,11 +184,11 @@ class BridgeRunner:
             for t in done:
                 t.result()  # a bug in the feeder or ticker: let it be seen
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            if self.hj212 is not None and self._hj212_listening:
+                self._hj212_listening = False
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.hj212.stop())
+            await _cancel_all(tasks)
 
     async def _feed(self) -> None:
         while True:

@@ -204,3 +204,39 @@ def test_config_registry_errors_come_from_the_registry() -> None:
     bad["stations"][0]["nozzles"][0]["grade"] = "95#"
     with pytest.raises(ConfigError, match="st.yaml: stations\\[0\\]: .*nozzle N1 sells 95#"):
         parse_config(bad, "st.yaml")
+
+
+MONITOR = {"mn": "FTVRMBH00010000000000000", "password": "123456", "nozzles": {"1": "N1", "2": "N2"}}
+
+
+def test_config_hj212_monitor_becomes_the_servers_monitor() -> None:
+    data = _config(GOOD)
+    data["hj212"] = {"listen": "0.0.0.0:9212"}
+    data["stations"][0]["hj212"] = dict(MONITOR)
+    cfg = parse_config(data, "st.yaml")
+    assert cfg.hj212_listen == ("0.0.0.0", 9212)
+    [mon] = cfg.monitors
+    assert (mon.station, mon.mn, mon.password) == ("BH-0001", MONITOR["mn"], "123456")
+    assert mon.nozzle_id("2") == "N2" and mon.nozzle_id("7") == "N7"
+    # The registry's station is the same without the monitor: it is not a station field.
+    assert cfg.district == parse_config(_config(GOOD), "st.yaml").district
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    (lambda c: c.pop("hj212"), "st.yaml: hj212: 1 station(s) list an HJ 212 monitor, so say where"),
+    (lambda c: c["hj212"].update(listen="0.0.0.0"), "st.yaml: hj212.listen: give the port"),
+    (lambda c: c["stations"][0]["hj212"]["nozzles"].update({"9": "N99"}),
+     "st.yaml: stations[0].hj212.nozzles.9: station BH-0001 has no nozzle 'N99'"),
+    (lambda c: c["stations"][0]["hj212"].update(password="1234567890"),
+     "st.yaml: stations[0].hj212.password: String should have at most 9 characters"),
+    (lambda c: c["stations"].append({**c["stations"][0], "id": "BH-0002"}),
+     "stations[1].hj212.mn: MN FTVRMBH00010000000000000 is already station BH-0001's monitor"),
+])
+def test_config_hj212_errors_name_the_field(change: Any, expect: str) -> None:
+    data = _config(GOOD)
+    data["hj212"] = {"listen": "127.0.0.1:9212"}
+    data["stations"][0]["hj212"] = yaml.safe_load(yaml.safe_dump(MONITOR))
+    change(data)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "st.yaml")
+    assert expect in str(err.value)

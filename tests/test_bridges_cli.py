@@ -1,12 +1,14 @@
 """The README's bridge commands, for real: `fueltwin simulate --serve` writes a configuration and serves
-its devices over Modbus TCP, OPC UA and TLS-350; `fueltwin serve --config` reads them into a live twin
-with its API; a configuration whose profile does not match its device stops `serve` at start-up with
+its devices over Modbus TCP, OPC UA and TLS-350, its vapor monitors polled over Modbus or uploading over
+HJ 212; `fueltwin serve --config` reads them into a live twin with its API and receives the HJ 212
+uploads; a configuration whose profile does not match its device stops `serve` at start-up with
 the reason."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -37,7 +39,7 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
     config = tmp_path / "st.yaml"
     sim = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "twin.cli", "simulate", "--serve", "--stations", "5", "--speed", "20",
-        "--poll-interval", "0.2", "--config-out", str(config),
+        "--poll-interval", "0.2", "--vapor-via", "mixed", "--config-out", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV)
     seen: list[str] = []
     serve = None
@@ -52,6 +54,12 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
         assert {d["protocol"] for d in devices} == {"modbus", "opcua", "tls350"}
         shipped = {p.model for p in __import__("bridges.profiles").profiles.shipped_profiles().values()}
         assert {d["profile"] for d in devices} == shipped
+        # Vapor monitors dealt in turn: even stations polled over Modbus, odd ones uploading over HJ 212.
+        uploading = [s for s in data["stations"] if "hj212" in s]
+        polled = [s for s in data["stations"] if any(d["profile"] == "MB-VRM" for d in s["devices"])]
+        assert [s["id"] for s in uploading] == ["BH-0002", "BH-0004"] and polled
+        assert not {s["id"] for s in uploading} & {s["id"] for s in polled}
+        assert data["hj212"]["listen"].startswith("127.0.0.1:")
 
         # A profile that does not match its device: a clear error at start-up, exit status 2.
         bad = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -75,6 +83,7 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
         assert serve.stdout is not None
         async with asyncio.timeout(60):
             url = (await _line_matching(serve.stdout, r"UI\s+(http://\S+)", seen)).group(1)
+        vapor_ids = [uploading[0]["id"], polled[0]["id"]]
         async with httpx.AsyncClient(base_url=url, timeout=10) as client, asyncio.timeout(60):
             while True:
                 twin = (await client.get("/api/v1/stations/BH-0001")).json()
@@ -82,12 +91,21 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
                 if tanks and all(t.get("level_mm") for t in tanks) and twin.get("watermark"):
                     break
                 await asyncio.sleep(0.2)
+            # Vapor data arrive both ways: fills judged and system samples, where the only way in for
+            # the uploading station is the HJ 212 receiving server.
+            while True:
+                vapor = {sid: (await client.get(f"/api/v1/stations/{sid}/vapor")).json() for sid in vapor_ids}
+                if all((v.get("today") or {}).get("valid_fills", 0) >= 3 and v.get("pressure_pa") is not None
+                       for v in vapor.values()):
+                    break
+                await asyncio.sleep(0.3)
             health = (await client.get("/api/v1/health")).json()
             links = (await client.get("/api/v1/bridges")).json()
         assert {b["source"] for b in links} == {f"{d['protocol']}:{s['id']}:{d['id']}"
                                                  for s in data["stations"] for d in s["devices"]}
         assert all(b["connected"] and b["errors"] == 0 for b in links), links
         assert health["mode"] == "live" and health["service"]["accepted"] > 0
+        assert any(n["last_a_l"] for n in vapor[uploading[0]["id"]]["nozzles"])
         assert health["service"]["rejected"] == 0, health["service"]["by_reason"]
         serve.send_signal(signal.SIGINT)
         async with asyncio.timeout(60):
@@ -95,6 +113,7 @@ async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
             code = await serve.wait()
         assert code == 0, "".join(seen) + rest
         assert "stopped:" in rest
+        assert re.search(r"HJ 212\s+tcp://127\.0\.0\.1:\d+ \(2 vapor monitors\)", "".join(seen) + rest), rest
 
         # Started again on the same data, it recovers the twin it was (checkpoint at exit + the log).
         serve = await asyncio.create_subprocess_exec(

@@ -201,6 +201,7 @@ async def run_bridged(o: ServeOptions) -> None:
     program here with the reason, not later with silence.
     """
     from bridges.config import load_config
+    from bridges.hj212 import store_dead_letters
     from bridges.runner import BridgeRunner
     from ui.app import AppContext, create_app
     from ui.hub import LiveHub
@@ -222,11 +223,17 @@ async def run_bridged(o: ServeOptions) -> None:
                           "--fresh to start anew, or another --data or --prefix")
     runtime = make_runtime(o.runtime, district)
     service = TwinService(district, store, runtime, checkpoint_every=LIVE_CHECKPOINT_EVENTS)
-    runner = BridgeRunner(config, lambda events, now: service.ingest(events, now=now))
+    runner = BridgeRunner(config, lambda events, now: service.ingest(events, now=now),
+                          dead_letters=store_dead_letters(store))
     bridges: asyncio.Task[None] | None = None
     try:
         for problem in await runner.check():
             log.warning("%s", problem)
+        try:
+            hj212_port = await runner.start_hj212()  # a taken port stops here, before anything is served
+        except OSError as exc:
+            raise LookupError(f"the HJ 212 receiving server cannot listen on {config.hj212_listen}: "
+                              f"{exc.strerror or exc}") from exc
         if recorded is not None:  # a restart: the last checkpoint, then the log after it
             report = await service.recover()
             print(f"recovered the recorded twin: {report.restored} stations from their checkpoint, "
@@ -242,10 +249,15 @@ async def run_bridged(o: ServeOptions) -> None:
                                                timeout_graceful_shutdown=5))
         bridges = asyncio.create_task(runner.run())
 
+        hj212 = ""
+        if runner.hj212 is not None:
+            hj212 = (f"  HJ 212    tcp://{runner.hj212.host}:{hj212_port} "
+                     f"({len(config.monitors)} vapor monitors)\n")
+
         def announce(url: str) -> None:
             print(f"fueltwin serve: {len(district.stations)} stations, {len(config.devices)} devices "
                   f"from {o.config} (time: {config.time})\n  UI        {url}\n  API docs  {url}docs\n"
-                  f"  websocket {url.replace('http', 'ws', 1)}ws/live\nCtrl-C stops.", flush=True)
+                  f"  websocket {url.replace('http', 'ws', 1)}ws/live\n{hj212}Ctrl-C stops.", flush=True)
 
         await _serve_until_stopped(server, announce)
     finally:

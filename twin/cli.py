@@ -178,10 +178,17 @@ def replay(redis_url: str | None, data_dir: str, prefix: str, port: int, host: s
 @click.option("--config-out", default="fueltwin-stations.yaml", show_default=True,
               type=click.Path(dir_okay=False), help="Where to write the matching station configuration.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the device servers listen on.")
+@click.option("--vapor-via", type=click.Choice(["hj212", "modbus", "mixed"]), default="hj212",
+              show_default=True,
+              help="How vapor-recovery monitors report: uploading over HJ 212 to `serve --config`'s "
+                   "receiving server, as Modbus devices it polls (profile MB-VRM), or dealt in turn.")
+@click.option("--hj212-port", default=None, type=click.IntRange(1, 65535),
+              help="Port the HJ 212 monitors upload to (written into the configuration; default: one free "
+                   "now).")
 @click.option("--verbose", "-v", is_flag=True)
 def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: float, seed: int,
              start: str | None, reading_interval: float, poll_interval: float | None, config_out: str,
-             host: str, verbose: bool) -> None:
+             host: str, vapor_via: str, hj212_port: int | None, verbose: bool) -> None:
     """Simulate stations whose devices speak Modbus TCP (and OPC UA, TLS-350 where installed) on
     loopback ports, and write the station configuration that `fueltwin serve --config` reads."""
     _setup_logging(verbose)
@@ -201,7 +208,8 @@ def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: floa
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_served(stations=stations, seed=seed, start_ts=start_ts, speed=speed,
                                reading_interval_s=reading_interval, poll_interval_s=poll_interval,
-                               config_out=Path(config_out), host=host, scenario=scn))
+                               config_out=Path(config_out), host=host, scenario=scn, vapor_via=vapor_via,
+                               hj212_port=hj212_port))
 
 
 # --------------------------------------------------------------------------------------------------
