@@ -2,15 +2,16 @@
 ``PYTHONPATH=$PWD python -m pytest -q -s tests/opcua_equivalence_wip.py`` (≈ 45 s).
 
 What it found: alerts, every transaction, vapor fill and tank reading arrive exactly (counts equal,
-nothing rejected, the same open alerts as the in-process feed), but the twin recognises 2 (1-minute
-steps) to 4 (5-minute steps) extra tiny "deliveries" (−6 … +7 L, 60–120 s long) at BH-0002. The
-reference run gives the same 11 deliveries with 1- or 5-minute steps, so the step size is not the
-cause; the suspect is OPC UA grouping in ``bridges/opcua.py`` (``_on_change`` / ``_emit``): when the
-points of one probe measurement (level, water, temperature) are split across two publishes, or several
-measurements are queued per item, an incomplete group is emitted after one publishing interval with
-the cells it has — a level of one measurement with the temperature of another — a volume blip the
-delivery detector takes for a delivery. A fix would keep cells per SourceTimestamp and emit each
-measurement complete, in time order. Not done for lack of time.
+nothing rejected, the same open alerts as the in-process feed), and every tank reading and nozzle state
+has the reference's values (compared key by key: none missing, none extra, none differing by more than
+0.02), yet the twin recognises 2 (1-minute steps) to 4 (5-minute steps) extra tiny "deliveries"
+(−6 … +7 L, 60–120 s long) at BH-0002. The reference gives the same 11 deliveries with 1- or 5-minute
+steps. What differs is the order within a batch: over OPC UA a vapor fill comes (through HJ 212) before
+the nozzle state and transaction of the same second, and a transaction before its nozzle state, where
+the in-process feed has state, transaction, fill; and waiting for every reading of the step (not only
+the count) did not remove the extra deliveries. Not resolved for lack of time: next, replay the
+bridged batches into the twin with the reference's order at equal timestamps to see whether the
+delivery detector depends on that order, and look at the extra deliveries' evidence.
 
 The equivalence of tests/test_bridge_equivalence.py over OPC UA subscriptions and HJ 212 uploads:
 simulator → asyncua servers (gauge console, forecourt controller) and HJ 212 vapor monitors → OPC UA
@@ -68,12 +69,15 @@ async def test_a_day_through_opcua_and_hj212_equals_the_in_process_feed() -> Non
     polled: list[Any] = []
     arrived = asyncio.Event()
     got = dict.fromkeys(KINDS, 0)
+    readings: set[tuple[str, str, float]] = set()
 
     async def sink(events: list[Any]) -> None:
         polled.extend(events)
         for e in events:
             if isinstance(e, dict) and e.get("kind") in got:
                 got[e["kind"]] += 1
+                if e["kind"] == "tank.reading":
+                    readings.add((e["station"], e["entity"], round(float(e["ts"]), 3)))
         arrived.set()
 
     devices = [dataclasses.replace(d, options={"publishing_interval_ms": 20}) for d in config.devices]
@@ -89,21 +93,25 @@ async def test_a_day_through_opcua_and_hj212_equals_the_in_process_feed() -> Non
                           for b in bridges):
                 await asyncio.sleep(0.05)
         polled.clear()
+        got.update(dict.fromkeys(KINDS, 0))
         want = dict.fromkeys(KINDS, 0)
         seq = 0
         t = scn.start
         while t < scn.end:
             t = min(t + STEP_S, scn.end)
             events = [e for e in sim.advance(t) if e["kind"] != "clock.tick"]
+            step_readings = set()
             for e in events:
                 if e["kind"] in want:
                     want[e["kind"]] += 1
+                if e["kind"] == "tank.reading":
+                    step_readings.add((e["station"], e["entity"], round(float(e["ts"]), 3)))
             now[0] = t
             sites.apply(events)
             await asyncio.gather(*(d.server.flush() for d in sites.devices))
             await asyncio.gather(*(c.flush(30.0) for c, _ in sites.monitors.values()))
             async with asyncio.timeout(20):
-                while any(got[k] < want[k] for k in KINDS):
+                while any(got[k] < want[k] for k in KINDS) or not step_readings <= readings:
                     arrived.clear()
                     await arrived.wait()
             ticks = [{"kind": "clock.tick", "ts": t, "station": s.id, "source": f"edge:{s.id}:clock",
