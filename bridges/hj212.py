@@ -48,7 +48,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridges.base import EventSink
+from bridges.base import EventSink, wait_for
 from twin.events import Rejection
 from twin.timeutil import CST
 
@@ -502,7 +502,7 @@ class Hj212Server:
         try:
             while True:
                 try:
-                    chunk = await asyncio.wait_for(reader.read(4096), self.idle_timeout_s)
+                    chunk = await wait_for(reader.read(4096), self.idle_timeout_s)
                 except TimeoutError:
                     break
                 if not chunk:

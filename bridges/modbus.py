@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence
+from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
 from bridges.config import DeviceConfig
 from bridges.modbus_codec import BadValue, Value, decode
 from bridges.modbus_profile import BIT_FUNCTIONS, ModbusPoint, ModbusProfile, ModbusRing
@@ -189,8 +189,8 @@ class ModbusBridge:
         """Connect once and read every point of the plan: ProfileMismatch if the device refuses one,
         ConnectionError if it cannot be reached."""
         try:
-            await asyncio.wait_for(self._connect(), timeout_s)
-            await asyncio.wait_for(self._verify(), timeout_s)
+            await wait_for(self._connect(), timeout_s)
+            await wait_for(self._verify(), timeout_s)
         finally:
             self._close()
 
@@ -237,7 +237,7 @@ class ModbusBridge:
         client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.profile.timeout_s, retries=0,
                                       reconnect_delay=0)
         self._client = client
-        ok = await asyncio.wait_for(client.connect(), self.profile.timeout_s + 1.0)
+        ok = await wait_for(client.connect(), self.profile.timeout_s + 1.0)
         if not ok:
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}")
 
@@ -253,7 +253,7 @@ class ModbusBridge:
             raise ConnectionError("not connected")
         call = {"holding": c.read_holding_registers, "input": c.read_input_registers,
                 "coil": c.read_coils, "discrete": c.read_discrete_inputs}[req.fn]
-        rr = await asyncio.wait_for(call(req.start, count=req.count, device_id=self.unit),
+        rr = await wait_for(call(req.start, count=req.count, device_id=self.unit),
                                     self.profile.timeout_s + 0.5)
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0) or 0)

@@ -46,7 +46,7 @@ from typing import Any
 
 from asyncua import Client, ua
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence
+from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
 from bridges.opcua_profile import BadValue, OpcUaProfile, UaPoint
 from twin.events import Rejection
 
@@ -186,8 +186,8 @@ class OpcUaBridge:
         """Connect once and verify the address space: ProfileMismatch naming the missing nodes, or a
         connection error if the server cannot be reached."""
         try:
-            await asyncio.wait_for(self._connect(), timeout_s)
-            await asyncio.wait_for(self._verify(), timeout_s)
+            await wait_for(self._connect(), timeout_s)
+            await wait_for(self._verify(), timeout_s)
         finally:
             await self._close()
 
@@ -228,7 +228,7 @@ class OpcUaBridge:
         client = Client(self.endpoint, timeout=self.profile.timeout_s, watchdog_intervall=1.0)
         client.name = client.description = f"fueltwin bridge {self.source}"
         self._client = client
-        await asyncio.wait_for(client.connect(), self.profile.timeout_s + 1.0)
+        await wait_for(client.connect(), self.profile.timeout_s + 1.0)
         if isinstance(self.namespace, int):
             self.ns = self.namespace
         else:
@@ -244,7 +244,7 @@ class OpcUaBridge:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 2.0)
+                await wait_for(client.disconnect(), 2.0)
 
     def _plan(self) -> list[_Mon]:
         assert self.ns is not None
@@ -358,7 +358,7 @@ class OpcUaBridge:
             due = [g.due for g in self._groups.values() if g.due is not None]
             wait = max(0.0, min(due) - loop.time()) if due else 1.0
             try:
-                first = await asyncio.wait_for(inbox.get(), wait)
+                first = await wait_for(inbox.get(), wait)
             except TimeoutError:
                 first = None
             batch = [] if first is None else [first]

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence
+from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
 from bridges.opcua import ProfileMismatch
 from bridges.tls_codec import (
     ETX,
@@ -112,7 +112,7 @@ class Tls350Bridge:
         """Connect once and ask each inquiry of the profile: ProfileMismatch if the console refuses one
         or does not report a configured tank; a connection error if it cannot be reached."""
         try:
-            await asyncio.wait_for(self._connect(), timeout_s)
+            await wait_for(self._connect(), timeout_s)
             await self._verify()
         finally:
             await self._close()
@@ -152,7 +152,7 @@ class Tls350Bridge:
 
     async def _connect(self) -> None:
         await self._close()
-        self._reader, self._writer = await asyncio.wait_for(
+        self._reader, self._writer = await wait_for(
             asyncio.open_connection(self.host, self.port, limit=MAX_FRAME), self.profile.timeout_s + 1.0)
 
     async def _close(self) -> None:
@@ -160,7 +160,7 @@ class Tls350Bridge:
         if writer is not None:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                await wait_for(writer.wait_closed(), 1.0)
 
     async def ask(self, function: str, tank: int = 0) -> bytes:
         """Send one inquiry and return the raw response frame (through ETX)."""
@@ -169,7 +169,7 @@ class Tls350Bridge:
         self._writer.write(command(function, tank, self.security_code))
         await self._writer.drain()
         try:
-            message = await asyncio.wait_for(self._reader.readuntil(ETX), self.profile.timeout_s)
+            message = await wait_for(self._reader.readuntil(ETX), self.profile.timeout_s)
         except asyncio.IncompleteReadError:
             raise ConnectionError(f"{self.host}:{self.port} closed the connection") from None
         except asyncio.LimitOverrunError:
