@@ -7,15 +7,18 @@ A day's row (volumes in litres at 20 °C unless named otherwise, GB/T 1885):
 - ``receipts_detected_l``: what the twin recognised from the tank itself (``twin.deliveries``);
 - ``sales_metered_l`` (displayed litres, the meters' own figure) and ``sales_metered_l_20c``: the
   transactions that *ended* that local day (the calendar the declarations and tax use);
-- ``closing_book_l`` = opening measured + detected receipts − metered sales at 20 °C;
-- ``closing_measured_l``: the observed volume at the first trusted reading of the next day, so that the
-  next day's opening is the same number and month and year rows chain exactly;
+- ``closing_book_l`` = opening measured + detected receipts − metered sales at 20 °C *between the two
+  measurements* (``book_sales_l_20c``: the calendar's sales shifted by the minutes between midnight and
+  the measurement);
+- ``closing_measured_l``: the observed volume at the first trusted reading of the next day with no drop
+  in progress (a delivery straddling midnight closes the day when it has settled, and its receipt is in
+  that day), so that the next day's opening is the same number and month and year rows chain exactly;
 - ``variance_l`` = closing measured − closing book, and ``variance_pct`` of throughput (metered sales at
   20 °C): the figure an "investigate at ±0.5 % of throughput" rule reads (DOMAIN.md, APEA 2005).
 
-The day closes on the first reading after local midnight; the few seconds between midnight and that
-reading put a fill's worth of litres at most on the wrong side of the boundary in ``variance_l``, never
-in the sales or receipts, which follow the calendar exactly. Month and year rows are running aggregates
+Sales follow the calendar exactly (what the declarations and tax use); the book and the variance use
+what was booked between the two measurements, so the variance is exactly the change of the tank's
+divergence and never holds a boundary effect. Month and year rows are running aggregates
 updated when a day closes (and by delta when a late document changes a closed day): no scan of days.
 """
 
@@ -25,7 +28,8 @@ from typing import Any
 
 from twin.timeutil import local_day
 
-SUMS = ("receipts_documented_l", "receipts_detected_l", "sales_metered_l", "sales_metered_l_20c", "txns")
+SUMS = ("receipts_documented_l", "receipts_detected_l", "sales_metered_l", "sales_metered_l_20c", "txns",
+        "book_sales_l_20c")
 #: Closed day rows kept in the actor so that a late purchase order can still be booked against its day.
 KEEP_CLOSED_DAYS = 45
 
@@ -33,7 +37,7 @@ KEEP_CLOSED_DAYS = 45
 def new_row(period: str, key: str, tank: str, grade: str) -> dict[str, Any]:
     return {"period": period, "key": key, "tank": tank, "grade": grade, "opening_measured_l": None,
             "receipts_documented_l": 0.0, "receipts_detected_l": 0.0, "sales_metered_l": 0.0,
-            "sales_metered_l_20c": 0.0, "txns": 0, "closing_book_l": None, "closing_measured_l": None,
+            "sales_metered_l_20c": 0.0, "txns": 0, "book_sales_l_20c": 0.0, "closing_book_l": None, "closing_measured_l": None,
             "variance_l": None, "variance_pct": None, "days": 0, "complete": False}
 
 
@@ -41,7 +45,7 @@ def finish(row: dict[str, Any]) -> dict[str, Any]:
     """Fill the derived fields (book, variance) from the others; returns the row, rounded for people."""
     opening = row["opening_measured_l"]
     if opening is not None:
-        row["closing_book_l"] = opening + row["receipts_detected_l"] - row["sales_metered_l_20c"]
+        row["closing_book_l"] = opening + row["receipts_detected_l"] - row["book_sales_l_20c"]
     closing = row["closing_measured_l"]
     if closing is not None and row["closing_book_l"] is not None:
         row["variance_l"] = closing - row["closing_book_l"]
@@ -102,10 +106,10 @@ class TankLedger:
         #: Rows changed since the last :meth:`take_changed` (to be written to the store).
         self.changed: list[dict[str, Any]] = []
 
-    def observe(self, ts: float, observed_l: float) -> dict[str, Any] | None:
-        """A trusted reading; returns the day row it closed, if any."""
+    def observe(self, ts: float, observed_l: float, settled: bool = True) -> dict[str, Any] | None:
+        """A trusted reading (``settled``: no drop in progress); returns the day row it closed, if any."""
         day = local_day(ts)
-        if self.day == day:
+        if self.day == day or (self.day is not None and not settled):
             return None
         closed = None
         if self.row is not None:
@@ -135,8 +139,15 @@ class TankLedger:
         self.changed.extend((row, self.months[month], self.years[year]))
         return row
 
+    def book(self, field: str, value: float) -> str | None:
+        """Book a flow on the day now open (between its measurements): receipts, the book's sales."""
+        if self.row is None:
+            return None
+        self.row[field] += value
+        return self.day
+
     def add(self, ts: float, field: str, value: float) -> None:
-        """Book a flow (sales, detected receipts) on the local day of ``ts``."""
+        """Book a flow (metered sales) on the local day of ``ts``."""
         day = local_day(ts)
         if self.row is not None and day == self.day:
             self.row[field] += value

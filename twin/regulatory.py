@@ -63,13 +63,15 @@ class StationRegulator:
         self.prices: dict[str, float] = {}
         self.records: list[dict[str, Any]] = []
         self._po_dirty: set[str] = set()
+        #: The ledger day each lot's receipt was booked in (documented receipts go to the same day).
+        self.lot_day: dict[str, str | None] = {}
 
     # ---- hooks called by the station actor ------------------------------------------------------
 
     def reading(self, tank: Any, ts: float, alerts: AlertBook, out: Outputs) -> None:
         """A trusted reading of ``tank`` (a TankActor); closes the tank's day on the first one after midnight."""
         tid = tank.id
-        closed = self.ledgers[tid].observe(ts, tank.book.observed_l)
+        closed = self.ledgers[tid].observe(ts, tank.book.observed_l, not tank.deliveries.active)
         if closed is not None:
             self._day_closed(tid, closed, ts, alerts, out)
         declared = self.declared_l[tid]
@@ -90,7 +92,8 @@ class StationRegulator:
         before = tank.book.expected_l - net
         lot = self.lots.receive(tid, found["start_ts"], found["end_ts"], net, before)
         found["lot"] = lot
-        self.ledgers[tid].add(found["end_ts"], "receipts_detected_l", net)
+        found["ledger_day"] = self.ledgers[tid].book("receipts_detected_l", net)
+        self.lot_day[lot] = found["ledger_day"]
         self._apply(self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net), found["end_ts"],
                     alerts, out, found)
 
@@ -99,6 +102,7 @@ class StationRegulator:
         self.ledgers[tank_id].add(end, "sales_metered_l", ev.volume_l)
         self.ledgers[tank_id].add(end, "sales_metered_l_20c", sale_20c)
         self.ledgers[tank_id].add(end, "txns", 1)
+        self.ledgers[tank_id].book("book_sales_l_20c", sale_20c)
         day = self.nozzle_day[tank_id]
         day[nozzle] = day.get(nozzle, 0.0) + sale_20c
         epoch = self.lots.draw(tank_id, end, sale_20c)
@@ -114,6 +118,7 @@ class StationRegulator:
         """Litres a totalizer shows sold while the transactions were lost: metered sales all the same."""
         self.ledgers[tank_id].add(ts, "sales_metered_l", litres)
         self.ledgers[tank_id].add(ts, "sales_metered_l_20c", litres_20c)
+        self.ledgers[tank_id].book("book_sales_l_20c", litres_20c)
         self.lots.draw(tank_id, ts, litres_20c)
 
     def document(self, ev: Any, alerts: AlertBook, out: Outputs) -> None:
@@ -211,7 +216,9 @@ class StationRegulator:
             elif act[0] == "link":
                 _, lot, po_no, tank, end_ts, documented = act
                 self.lots.link(lot, po_no)
-                self.ledgers[tank].add(end_ts, "receipts_documented_l", documented)
+                day = self.lot_day.pop(lot, None)
+                if day is not None:
+                    self.ledgers[tank].amend(day, "receipts_documented_l", documented)
                 doc = self.po_docs.get(po_no)
                 if doc is not None and lot not in doc["lots"]:
                     doc["lots"].append(lot)
