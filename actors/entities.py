@@ -21,8 +21,8 @@ from twin.events import GASOLINE_GRADES, EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
 from twin.reconcile import TankBook
-from twin.regulatory import DOC_KINDS, StationRegulator
 from twin.registry import NozzleSpec, StationSpec, TankSpec
+from twin.regulatory import DOC_KINDS, StationRegulator
 from twin.safety import SafetyMonitor
 from twin.settings import TwinSettings
 from twin.timeutil import local_day
@@ -425,7 +425,8 @@ class StationActor:
         if tank.last_ts == ev.ts and not tank.stuck.stuck and tank.stuck.repeats < 2:  # issue 5 hook
             for found in out.deliveries[seen:]:
                 self.reg.delivery(tank, found, self.alerts, out)
-            self.reg.reading(tank, ev.ts, self.alerts, out)
+            idle = all(self.nozzles[n].state_name != "fuelling" for n in tank.nozzles)
+            self.reg.reading(tank, ev.ts, self.alerts, out, idle)
 
     def _nozzle_state(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]

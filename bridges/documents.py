@@ -20,11 +20,15 @@ from typing import Any
 
 from twin.events import EVENT_BY_KIND
 
-FLOAT_FIELDS = frozenset({"volume_l_20c", "density_20c", "volume_l", "amount_cny", "revenue_cny", "unit_price"})
+FLOAT_FIELDS = frozenset(
+    {"volume_l_20c", "density_20c", "volume_l", "amount_cny", "revenue_cny", "unit_price"}
+)
 INT_FIELDS = frozenset({"seq"})
 KNOWN = frozenset({"kind", "ts", "station", "entity", "source", "seq", "quality"}) | {
-    f for kind in ("doc.purchase", "doc.invoice", "doc.declaration", "price.posted")
-    for f in EVENT_BY_KIND[kind].payload_fields()}
+    f
+    for kind in ("doc.purchase", "doc.invoice", "doc.declaration", "price.posted")
+    for f in EVENT_BY_KIND[kind].payload_fields()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,9 @@ def parse_csv(text: str) -> tuple[list[CsvRow], list[CsvProblem]]:
     names = [h.strip() for h in header]
     unknown = [n for n in names if n not in KNOWN]
     if "kind" not in names or unknown:
-        reason = (f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown
-                  else "no 'kind' column") + f"; columns allowed: {', '.join(sorted(KNOWN))}"
+        reason = (
+            f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown else "no 'kind' column"
+        ) + f"; columns allowed: {', '.join(sorted(KNOWN))}"
         return rows, [CsvProblem(1, reason, ",".join(header))]
     line = 1
     while True:

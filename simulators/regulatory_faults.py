@@ -47,8 +47,10 @@ def _factor(value: Any) -> float:
 
 class DeliveryWithoutPo(ScenarioFault):
     TYPE = "delivery_without_po"
-    PARAMS = {"volume_l": _Param(_positive, 6000.0, "litres at 20 °C dropped, default 6000"),
-              "duration": _Param(_span, 900.0, "how long the drop takes, default 15m")}
+    PARAMS = {
+        "volume_l": _Param(_positive, 6000.0, "litres at 20 °C dropped, default 6000"),
+        "duration": _Param(_span, 900.0, "how long the drop takes, default 15m"),
+    }
 
     def _setup(self, station: StationSim) -> None:
         self._done = False
@@ -93,14 +95,30 @@ class PoWithoutDelivery(ScenarioFault):
         invoice = f"{day[2:4]}12{int(self.rng.integers(0, 10**16)):016d}"
         arrive = ts + 4 * 3600.0
         po = station._base(ts, "", "doc.purchase", station.src_docs, station.seq_docs)
-        po.update(po_no=po_no, supplier="天津滨港石油贸易有限公司", depot="南疆油库", grade=tank.grade,
-                  volume_l_20c=volume, density_20c=tank.density_20c, invoice_no=invoice, vehicle="津R·00000",
-                  seals=["TJ00000000"], depart_ts=arrive - 3600.0, arrive_ts=arrive,
-                  route=[(117.770, 38.965), (station.spec.lon, station.spec.lat)])
+        po.update(
+            po_no=po_no,
+            supplier="天津滨港石油贸易有限公司",
+            depot="南疆油库",
+            grade=tank.grade,
+            volume_l_20c=volume,
+            density_20c=tank.density_20c,
+            invoice_no=invoice,
+            vehicle="津R·00000",
+            seals=["TJ00000000"],
+            depart_ts=arrive - 3600.0,
+            arrive_ts=arrive,
+            route=[(117.770, 38.965), (station.spec.lon, station.spec.lat)],
+        )
         inv = station._base(ts, "", "doc.invoice", station.src_docs, station.seq_docs + 1)
         unit = round(station.prices.price(tank.grade, ts) * 0.88, 2)
-        inv.update(invoice_no=invoice, direction="purchase", grade=tank.grade, volume_l=volume,
-                   amount_cny=round(volume * unit, 2), day=day)
+        inv.update(
+            invoice_no=invoice,
+            direction="purchase",
+            grade=tank.grade,
+            volume_l=volume,
+            amount_cny=round(volume * unit, 2),
+            day=day,
+        )
         station.seq_docs += 2
         self.record.details = {"po_no": po_no, "invoice_no": invoice}
         self.record.affected_l = volume
@@ -130,12 +148,16 @@ class UnderdeclaredSales(ScenarioFault):
 class InvoiceInflation(ScenarioFault):
     TYPE = "invoice_inflation"
     ENTITY = "station"
-    PARAMS = {"fraction": _Param(_fraction, _REQUIRED, "share added to the invoiced litres, e.g. 0.1"),
-              "direction": _Param(_direction, "purchase", "'purchase' (default) or 'sales'")}
+    PARAMS = {
+        "fraction": _Param(_fraction, _REQUIRED, "share added to the invoiced litres, e.g. 0.1"),
+        "direction": _Param(_direction, "purchase", "'purchase' (default) or 'sales'"),
+    }
 
     def _events(self, station: StationSim, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         f, direction = self.params["fraction"], self.params["direction"]
-        declared = {(ev["grade"], ev["day"]): ev["volume_l"] for ev in events if ev["kind"] == "doc.declaration"}
+        declared = {
+            (ev["grade"], ev["day"]): ev["volume_l"] for ev in events if ev["kind"] == "doc.declaration"
+        }
         for ev in events:
             if ev["kind"] != "doc.invoice" or ev["direction"] != direction or ev["ts"] < self.at:
                 continue
@@ -203,7 +225,9 @@ class CapacityMisreport(ScenarioFault):
             if st["id"] == self.station_id:
                 for t in st["tanks"]:
                     if t["id"] == self.entity:
-                        t["declared_capacity_l"] = round(t["declared_capacity_l"] * self.params["declared_factor"])
+                        t["declared_capacity_l"] = round(
+                            t["declared_capacity_l"] * self.params["declared_factor"]
+                        )
         return _District.model_validate(data)
 
     def _block(self, station: StationSim, b0: float, b1: float) -> list[Flow]:
@@ -234,6 +258,15 @@ class HiddenTank(ScenarioFault):
         self.record.touch(fill.start_ts, fill.end_ts)
 
 
-FAULT_TYPES: dict[str, type[ScenarioFault]] = {cls.TYPE: cls for cls in (
-    DeliveryWithoutPo, PoWithoutDelivery, UnderdeclaredSales, InvoiceInflation, PriceDumping, CapacityMisreport,
-    HiddenTank)}
+FAULT_TYPES: dict[str, type[ScenarioFault]] = {
+    cls.TYPE: cls
+    for cls in (
+        DeliveryWithoutPo,
+        PoWithoutDelivery,
+        UnderdeclaredSales,
+        InvoiceInflation,
+        PriceDumping,
+        CapacityMisreport,
+        HiddenTank,
+    )
+}

@@ -263,7 +263,8 @@ class StationSim:
             volume = min(ORDER_MAX_L, math.floor(room / 1000.0) * 1000.0)
             if volume < ORDER_MIN_L:
                 continue
-            self._order(i, tank, volume, round(b0 + float(rng.uniform(0.0, b1 - b0)), 3), self._split(i, b0, volume))
+            po_ts = round(b0 + float(rng.uniform(0.0, b1 - b0)), 3)
+            self._order(i, tank, volume, po_ts, self._split(i, b0, volume))
 
     def _split(self, i: int, b0: float, volume: float) -> tuple[int, float] | None:
         """A second tank of the grade that takes the rest of the tanker, if it has room (paperwork noise:
@@ -314,14 +315,16 @@ class StationSim:
             self.flows.append(Flow(j, start_j, end_j, true_j, RECEIVED, temp_in))
             self.order_until[j] = end_j
             other = self.tanks[j]
-            self.truth.deliveries.append(TrueDelivery(self.id, other.tank_id, other.grade, po_no, po_ts, start_j,
+            self.truth.deliveries.append(TrueDelivery(self.id, other.tank_id, other.grade, po_no, po_ts,
+                                                      start_j,
                                                       end_j, true_j, extra, temp_in))
             last_end = end_j
             total = volume + extra
             trip = plan_trip(d, self.profile.brand, spec.lon, spec.lat, total) if total > 20_000 else trip
         d = self.doc_rng
         doc_ts = round(last_end + float(d.uniform(600.0, LATE_DOC_S)), 3) if d.random() < P_LATE_PO else po_ts
-        inv_ts = round(po_ts + float(d.uniform(0.0, LATE_INVOICE_S)), 3) if d.random() < P_LATE_INVOICE else doc_ts
+        late_invoice = d.random() < P_LATE_INVOICE
+        inv_ts = round(po_ts + float(d.uniform(0.0, LATE_INVOICE_S)), 3) if late_invoice else doc_ts
         ev = self._base(doc_ts, "", "doc.purchase", self.src_docs, self.seq_docs)
         ev.update(po_no=po_no, supplier=trip.supplier, depot=trip.depot, grade=tank.grade,
                   volume_l_20c=total, density_20c=density, invoice_no=invoice, vehicle=trip.vehicle,

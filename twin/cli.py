@@ -215,7 +215,7 @@ def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: floa
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="FUELTWIN_URL",
-              help="The running twin (fueltwin demo / a live twin) that takes the documents [env FUELTWIN_URL].")
+              help="The running twin (fueltwin demo / a live twin) taking the documents [env FUELTWIN_URL].")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1))
 def import_documents(file: str, url: str, timeout: float) -> None:
     """Import documents from a CSV FILE (purchase orders, invoices, declarations, prices).

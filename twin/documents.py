@@ -40,8 +40,9 @@ def parse_time(value: Any) -> float:
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"not a time: {value!r} (epoch seconds or ISO 8601, e.g. "
-                             "2026-06-01T08:30:00+08:00)") from None
+            raise ValueError(
+                f"not a time: {value!r} (epoch seconds or ISO 8601, e.g. 2026-06-01T08:30:00+08:00)"
+            ) from None
         return (dt if dt.tzinfo else dt.replace(tzinfo=CST)).timestamp()
     raise ValueError(f"not a time: {value!r}")
 
@@ -92,9 +93,8 @@ def check(event: Any, district: District) -> str | None:
                 return f"amount_cny / volume_l = {unit:.2f} CNY/L is outside {lo:g}–{hi:g}: a typo?"
         elif event.amount_cny > 0:
             return "amount_cny without volume_l"
-    elif kind == "doc.declaration":
-        if event.day > local_day(event.ts):
-            return f"day: {event.day} has not begun at ts (local day {local_day(event.ts)})"
+    elif kind == "doc.declaration" and event.day > local_day(event.ts):
+        return f"day: {event.day} has not begun at ts (local day {local_day(event.ts)})"
     return None
 
 

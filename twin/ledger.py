@@ -1,4 +1,4 @@
-"""The purchase–sales–inventory ledger (进、销、存台账) of one tank, per local day, with month and year roll-ups.
+"""The purchase–sales–inventory ledger (进、销、存台账) of one tank per local day, with month and year.
 
 A day's row (volumes in litres at 20 °C unless named otherwise, GB/T 1885):
 
@@ -28,17 +28,38 @@ from typing import Any
 
 from twin.timeutil import local_day
 
-SUMS = ("receipts_documented_l", "receipts_detected_l", "sales_metered_l", "sales_metered_l_20c", "txns",
-        "book_sales_l_20c")
+SUMS = (
+    "receipts_documented_l",
+    "receipts_detected_l",
+    "sales_metered_l",
+    "sales_metered_l_20c",
+    "txns",
+    "book_sales_l_20c",
+)
 #: Closed day rows kept in the actor so that a late purchase order can still be booked against its day.
 KEEP_CLOSED_DAYS = 45
 
 
 def new_row(period: str, key: str, tank: str, grade: str) -> dict[str, Any]:
-    return {"period": period, "key": key, "tank": tank, "grade": grade, "opening_measured_l": None,
-            "receipts_documented_l": 0.0, "receipts_detected_l": 0.0, "sales_metered_l": 0.0,
-            "sales_metered_l_20c": 0.0, "txns": 0, "book_sales_l_20c": 0.0, "closing_book_l": None, "closing_measured_l": None,
-            "variance_l": None, "variance_pct": None, "days": 0, "complete": False}
+    return {
+        "period": period,
+        "key": key,
+        "tank": tank,
+        "grade": grade,
+        "opening_measured_l": None,
+        "receipts_documented_l": 0.0,
+        "receipts_detected_l": 0.0,
+        "sales_metered_l": 0.0,
+        "sales_metered_l_20c": 0.0,
+        "txns": 0,
+        "book_sales_l_20c": 0.0,
+        "closing_book_l": None,
+        "closing_measured_l": None,
+        "variance_l": None,
+        "variance_pct": None,
+        "days": 0,
+        "complete": False,
+    }
 
 
 def finish(row: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ class Outputs:
 
     def to_dict(self) -> dict[str, Any]:
         return {"divergence": self.divergence, "deliveries": self.deliveries, "alerts": self.alerts,
-                "states": self.states, "rejected": self.rejected, "events": self.events, "records": self.records}
+                "states": self.states, "rejected": self.rejected, "events": self.events,
+                "records": self.records}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Outputs:

@@ -73,21 +73,35 @@ class StationRegulator:
 
     # ---- hooks called by the station actor ------------------------------------------------------
 
-    def reading(self, tank: Any, ts: float, alerts: AlertBook, out: Outputs) -> None:
-        """A trusted reading of ``tank`` (a TankActor); closes the tank's day on the first one after midnight."""
+    def reading(self, tank: Any, ts: float, alerts: AlertBook, out: Outputs, idle: bool = True) -> None:
+        """A trusted reading of ``tank`` (a TankActor); closes the tank's day on the first one after midnight
+        with no drop under way and none of its nozzles fuelling (``idle``): a truck's fill half done at the
+        measurement would otherwise sit in one day's variance and, reversed, in the next."""
         tid = tank.id
-        closed = self.ledgers[tid].observe(ts, tank.book.observed_l, not tank.deliveries.active)
+        closed = self.ledgers[tid].observe(ts, tank.book.observed_l, idle and not tank.deliveries.active)
         if closed is not None:
             self._day_closed(tid, closed, ts, alerts, out)
         declared = self.declared_l[tid]
         if tank.book.gross_l > declared * (1 + self.s.capacity_over_pct / 100.0):
             self.over[tid] += 1
             if self.over[tid] == self.s.capacity_over_readings:
-                self._raise(alerts, tid, ts, Finding(
-                    "CAPACITY_MISREPORT", "alarm",
-                    {"measured_l": tank.book.gross_l, "declared_l": declared},
-                    {"rule": "measured volume above the declared capacity", "gross_l": round(tank.book.gross_l, 1),
-                     "declared_capacity_l": declared, "chart_capacity_l": round(self.chart_l[tid], 1)}), out)
+                self._raise(
+                    alerts,
+                    tid,
+                    ts,
+                    Finding(
+                        "CAPACITY_MISREPORT",
+                        "alarm",
+                        {"measured_l": tank.book.gross_l, "declared_l": declared},
+                        {
+                            "rule": "measured volume above the declared capacity",
+                            "gross_l": round(tank.book.gross_l, 1),
+                            "declared_capacity_l": declared,
+                            "chart_capacity_l": round(self.chart_l[tid], 1),
+                        },
+                    ),
+                    out,
+                )
         else:
             self.over[tid] = 0
 
@@ -101,10 +115,17 @@ class StationRegulator:
         self.lot_day[lot] = found["ledger_day"]
         if net < self.s.undocumented_min_l:  # a rise too small for a tanker: product the books did not expect
             self.small_rx[tid] += net
-        self._apply(self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net), found["end_ts"],
-                    alerts, out, found)
+        self._apply(
+            self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net),
+            found["end_ts"],
+            alerts,
+            out,
+            found,
+        )
 
-    def sale(self, tank_id: str, nozzle: str, ev: Any, sale_20c: float, alerts: AlertBook, out: Outputs) -> None:
+    def sale(
+        self, tank_id: str, nozzle: str, ev: Any, sale_20c: float, alerts: AlertBook, out: Outputs
+    ) -> None:
         end = ev.end_ts
         self.ledgers[tank_id].add(end, "sales_metered_l", ev.volume_l)
         self.ledgers[tank_id].add(end, "sales_metered_l_20c", sale_20c)
@@ -113,9 +134,13 @@ class StationRegulator:
         day = self.nozzle_day[tank_id]
         day[nozzle] = day.get(nozzle, 0.0) + sale_20c
         epoch = self.lots.draw(tank_id, end, sale_20c)
-        self.records.append({"hash": f"trace:txn:{self.station}", "field": f"{nozzle}:{ev.txn_no}",
-                             "value": [tank_id, end, ev.volume_l, round(sale_20c, 3), epoch, ev.unit_price,
-                                       ev.amount_cny]})
+        self.records.append(
+            {
+                "hash": f"trace:txn:{self.station}",
+                "field": f"{nozzle}:{ev.txn_no}",
+                "value": [tank_id, end, ev.volume_l, round(sale_20c, 3), epoch, ev.unit_price, ev.amount_cny],
+            }
+        )
         self.sales.add(end, ev.grade, ev.volume_l, ev.amount_cny)
         self.trail.metered_sale(ev.grade, end, ev.volume_l, ev.amount_cny)
         if self.trail.costs or self.trail.reference:
@@ -140,8 +165,11 @@ class StationRegulator:
                 doc["invoice"] = old["invoice"]
             inv = self.trail.invoices.get(ev.invoice_no) if ev.invoice_no else None
             if inv is not None and doc["invoice"] is None:
-                doc["invoice"] = {"invoice_no": inv["invoice_no"], "volume_l": inv["volume_l"],
-                                  "amount_cny": inv["amount_cny"]}
+                doc["invoice"] = {
+                    "invoice_no": inv["invoice_no"],
+                    "volume_l": inv["volume_l"],
+                    "amount_cny": inv["amount_cny"],
+                }
             self.po_docs[ev.po_no] = doc
             self._po_dirty.add(ev.po_no)
             self._apply(self.trail.purchase(ev), ev.ts, alerts, out)
@@ -149,8 +177,12 @@ class StationRegulator:
             if ev.direction == "purchase":
                 for doc in self.po_docs.values():
                     if doc["invoice_no"] == ev.invoice_no:
-                        doc["invoice"] = {"invoice_no": ev.invoice_no, "volume_l": ev.volume_l,
-                                          "amount_cny": ev.amount_cny, "day": ev.day}
+                        doc["invoice"] = {
+                            "invoice_no": ev.invoice_no,
+                            "volume_l": ev.volume_l,
+                            "amount_cny": ev.amount_cny,
+                            "day": ev.day,
+                        }
                         self._po_dirty.add(doc["po_no"])
             self._apply(self.trail.invoice(ev), ev.ts, alerts, out)
         elif kind == "doc.declaration":
@@ -186,12 +218,25 @@ class StationRegulator:
         if tot_sold >= s.chart_min_sales_l and abs(tot_var) <= tot_sold * s.chart_agreement_pct / 100.0:
             chart, declared = self.chart_l[tid], self.declared_l[tid]
             if abs(declared / chart - 1.0) * 100.0 > s.capacity_tolerance_pct:
-                self._raise(alerts, tid, ts, Finding(
-                    "CAPACITY_MISREPORT", "alarm", {"measured_l": chart, "declared_l": declared},
-                    {"rule": "chart confirmed by metered sales disagrees with the declared capacity",
-                     "chart_capacity_l": round(chart, 1), "declared_capacity_l": declared,
-                     "days": len(hist), "sales_l_20c": round(tot_sold, 1), "variance_l": round(tot_var, 1)}),
-                    out)
+                self._raise(
+                    alerts,
+                    tid,
+                    ts,
+                    Finding(
+                        "CAPACITY_MISREPORT",
+                        "alarm",
+                        {"measured_l": chart, "declared_l": declared},
+                        {
+                            "rule": "chart confirmed by metered sales disagrees with the declared capacity",
+                            "chart_capacity_l": round(chart, 1),
+                            "declared_capacity_l": declared,
+                            "days": len(hist),
+                            "sales_l_20c": round(tot_sold, 1),
+                            "variance_l": round(tot_var, 1),
+                        },
+                    ),
+                    out,
+                )
         var += small
         if var > max(s.hidden_min_l, sold * s.hidden_min_pct / 100.0) and by_nozzle:
             ratios = sorted(((abs(var / v - 1.0), n, v) for n, v in by_nozzle.items() if v > 0))
@@ -199,22 +244,48 @@ class StationRegulator:
                 best = ratios[0]
                 lone = len(ratios) == 1 or best[0] < 0.5 * ratios[1][0]
                 if var / best[2] >= 0.6 and var / best[2] <= 1.3 and lone:
-                    self._raise(alerts, best[1], ts, Finding(
-                        "HIDDEN_TANK", "alarm", {"unexplained_l": var, "nozzle_sales_l": best[2]},
-                        {"tank": tid, "day": row["key"], "variance_l": round(var, 1),
-                         "nozzle_sales_l_20c": round(best[2], 1), "tank_sales_l_20c": round(sold, 1)}), out)
+                    self._raise(
+                        alerts,
+                        best[1],
+                        ts,
+                        Finding(
+                            "HIDDEN_TANK",
+                            "alarm",
+                            {"unexplained_l": var, "nozzle_sales_l": best[2]},
+                            {
+                                "tank": tid,
+                                "day": row["key"],
+                                "variance_l": round(var, 1),
+                                "nozzle_sales_l_20c": round(best[2], 1),
+                                "tank_sales_l_20c": round(sold, 1),
+                            },
+                        ),
+                        out,
+                    )
 
     # ---- plumbing -----------------------------------------------------------------------------------
 
     def _raise(self, alerts: AlertBook, entity: str, ts: float, f: Finding, out: Outputs) -> None:
         metrics = {k: v for k, v in f.metrics.items() if not (isinstance(v, float) and math.isnan(v))}
-        alert = alerts.raise_(f.code, f.severity, entity, ts, evidence=f.evidence,  # type: ignore[arg-type]
-                              metrics=metrics)
+        alert = alerts.raise_(
+            f.code,
+            f.severity,
+            entity,
+            ts,
+            evidence=f.evidence,  # type: ignore[arg-type]
+            metrics=metrics,
+        )
         if alert is not None:
             out.alerts.append(alert.to_dict())
 
-    def _apply(self, actions: list[tuple[Any, ...]], ts: float, alerts: AlertBook, out: Outputs,
-               found: dict[str, Any] | None = None) -> None:
+    def _apply(
+        self,
+        actions: list[tuple[Any, ...]],
+        ts: float,
+        alerts: AlertBook,
+        out: Outputs,
+        found: dict[str, Any] | None = None,
+    ) -> None:
         for act in actions:
             if act[0] == "raise":
                 self._raise(alerts, act[1], ts, act[2], out)
@@ -240,8 +311,9 @@ class StationRegulator:
         sid = self.station
         for tid, ledger in self.ledgers.items():
             for row in ledger.take_changed():
-                recs.append({"hash": f"ledger:{sid}", "field": f"{row['period']}|{row['key']}|{tid}",
-                             "value": row})
+                recs.append(
+                    {"hash": f"ledger:{sid}", "field": f"{row['period']}|{row['key']}|{tid}", "value": row}
+                )
         for lot in self.lots.take_dirty():
             recs.append({"hash": "trace:lot", "field": lot["lot"], "value": lot})
         for ep in self.lots.take_epochs():
@@ -258,7 +330,7 @@ class StationRegulator:
         """Small: today's ledger rows and the running sales totals (the store mirrors ``stats``)."""
         from twin.ledger import rounded
 
-        rows = {tid: rounded(r) for tid, l in self.ledgers.items() if (r := l.open_row()) is not None}
+        rows = {tid: rounded(r) for tid, led in self.ledgers.items() if (r := led.open_row()) is not None}
         stats = self.sales.record()
         stats["prices"] = dict(self.prices)
         return {"ledger_today": rows, "stats": stats}

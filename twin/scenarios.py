@@ -77,7 +77,8 @@ FAULT_ALERT: dict[str, str] = {
     "processor_off": "VAPOR_PROCESSOR", "voc_leak": "VAPOR_VOC",
     "delivery_without_po": "DELIVERY_UNDOCUMENTED", "po_without_delivery": "PO_UNDELIVERED",
     "underdeclared_sales": "SALES_UNDERDECLARED", "invoice_inflation": "INVOICE_MISMATCH",
-    "price_dumping": "PRICE_DUMPING", "capacity_misreport": "CAPACITY_MISREPORT", "hidden_tank": "HIDDEN_TANK",
+    "price_dumping": "PRICE_DUMPING", "capacity_misreport": "CAPACITY_MISREPORT",
+    "hidden_tank": "HIDDEN_TANK",
 }
 #: Further codes a fault type is detected by (an expectation of one of these is timed from that fault too):
 #: a blocked nozzle's A/L is a warning at the day's close and, below 0.6, an alarm within a day.

@@ -49,9 +49,13 @@ class SalesTotals:
         self.changed = True
 
     def record(self) -> dict[str, Any]:
-        return {"keys": dict(self.keys),
-                "sales": {p: {g: [round(v[0], 2), round(v[1], 2), int(v[2])] for g, v in self.totals[p].items()}
-                          for p in PERIODS}}
+        return {
+            "keys": dict(self.keys),
+            "sales": {
+                p: {g: [round(v[0], 2), round(v[1], 2), int(v[2])] for g, v in self.totals[p].items()}
+                for p in PERIODS
+            },
+        }
 
 
 def station_sales(rec: Mapping[str, Any], period: str, key: str) -> dict[str, list[float]]:
@@ -70,15 +74,29 @@ def _add(into: dict[str, dict[str, float]], sales: Mapping[str, list[float]]) ->
 
 
 def _rounded(by_grade: dict[str, dict[str, float]]) -> dict[str, Any]:
-    grades = {g: {"volume_l": round(v["volume_l"], 2), "amount_cny": round(v["amount_cny"], 2),
-                  "count": int(v["count"])} for g, v in sorted(by_grade.items())}
-    return {"by_grade": grades, "volume_l": round(sum(v["volume_l"] for v in by_grade.values()), 2),
-            "amount_cny": round(sum(v["amount_cny"] for v in by_grade.values()), 2),
-            "count": int(sum(v["count"] for v in by_grade.values()))}
+    grades = {
+        g: {
+            "volume_l": round(v["volume_l"], 2),
+            "amount_cny": round(v["amount_cny"], 2),
+            "count": int(v["count"]),
+        }
+        for g, v in sorted(by_grade.items())
+    }
+    return {
+        "by_grade": grades,
+        "volume_l": round(sum(v["volume_l"] for v in by_grade.values()), 2),
+        "amount_cny": round(sum(v["amount_cny"] for v in by_grade.values()), 2),
+        "count": int(sum(v["count"] for v in by_grade.values())),
+    }
 
 
-def aggregate(records: Mapping[str, Mapping[str, Any]], regions: Mapping[str, str], period: str, key: str,
-              stations: Iterable[str] | None = None) -> dict[str, Any]:
+def aggregate(
+    records: Mapping[str, Mapping[str, Any]],
+    regions: Mapping[str, str],
+    period: str,
+    key: str,
+    stations: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """District, region and (optionally listed) station totals by grade for one period."""
     district: dict[str, dict[str, float]] = {}
     by_region: dict[str, dict[str, dict[str, float]]] = {r: {} for r in sorted(set(regions.values()))}
@@ -92,9 +110,13 @@ def aggregate(records: Mapping[str, Mapping[str, Any]], regions: Mapping[str, st
             _add(by_region.setdefault(region, {}), sales)
         if wanted is None or sid in wanted:
             _add(by_station.setdefault(sid, {}), sales)
-    return {"period": period, "key": key, "district": _rounded(district),
-            "regions": {r: _rounded(v) for r, v in by_region.items()},
-            "stations": {s: _rounded(v) for s, v in sorted(by_station.items())}}
+    return {
+        "period": period,
+        "key": key,
+        "district": _rounded(district),
+        "regions": {r: _rounded(v) for r, v in by_region.items()},
+        "stations": {s: _rounded(v) for s, v in sorted(by_station.items())},
+    }
 
 
 def market(records: Mapping[str, Mapping[str, Any]], far_pct: float = 3.0) -> dict[str, Any]:
@@ -107,10 +129,21 @@ def market(records: Mapping[str, Mapping[str, Any]], far_pct: float = 3.0) -> di
     for grade, by_station in sorted(prices.items()):
         values = list(by_station.values())
         ref = statistics.median(values)
-        far = sorted(({"station": s, "price": p, "off_pct": round(100.0 * (p / ref - 1.0), 2)}
-                      for s, p in by_station.items() if abs(p / ref - 1.0) * 100.0 > far_pct),
-                     key=lambda x: -abs(x["off_pct"]))
-        out[grade] = {"reference": round(ref, 3), "min": min(values), "max": max(values),
-                      "mean": round(statistics.fmean(values), 3), "spread": round(max(values) - min(values), 3),
-                      "stations": len(values), "far": far}
+        far = sorted(
+            (
+                {"station": s, "price": p, "off_pct": round(100.0 * (p / ref - 1.0), 2)}
+                for s, p in by_station.items()
+                if abs(p / ref - 1.0) * 100.0 > far_pct
+            ),
+            key=lambda x: -abs(x["off_pct"]),
+        )
+        out[grade] = {
+            "reference": round(ref, 3),
+            "min": min(values),
+            "max": max(values),
+            "mean": round(statistics.fmean(values), 3),
+            "spread": round(max(values) - min(values), 3),
+            "stations": len(values),
+            "far": far,
+        }
     return {"far_pct": far_pct, "grades": out}

@@ -180,7 +180,8 @@ class Store:
     async def hmget_json(self, name: str, fields: Sequence[str]) -> list[Any]:
         if not fields:
             return []
-        return [None if b is None else json.loads(b) for b in await self.r.hmget(self.key(name), list(fields))]
+        blobs = await self.r.hmget(self.key(name), list(fields))
+        return [None if b is None else json.loads(b) for b in blobs]
 
     async def hgetall_json(self, name: str) -> dict[str, Any]:
         raw = await self.r.hgetall(self.key(name))

@@ -49,8 +49,12 @@ class TankLots:
         return self.epoch_record()
 
     def epoch_record(self) -> dict[str, Any]:
-        return {"tank": self.tank, "epoch": self.epoch, "from_ts": self.epoch_ts,
-                "composition": {k: round(v, 6) for k, v in self.comp.items()}}
+        return {
+            "tank": self.tank,
+            "epoch": self.epoch,
+            "from_ts": self.epoch_ts,
+            "composition": {k: round(v, 6) for k, v in self.comp.items()},
+        }
 
 
 class LotBook:
@@ -66,11 +70,29 @@ class LotBook:
         self.dirty: set[str] = set()
         self.epochs: list[dict[str, Any]] = [tl.epoch_record() for tl in self.tanks.values()]
 
-    def _lot(self, lot: str, tank: str, start_ts: float | None, end_ts: float | None, net_l: float,
-             kind: str = "delivery") -> dict[str, Any]:
-        return {"lot": lot, "kind": kind, "station": self.station, "tank": tank, "start_ts": start_ts,
-                "end_ts": end_ts, "net_l_20c": net_l, "po_no": None, "drawn_l_20c": 0.0, "txns": 0,
-                "drawn_by_day": {}, "share_now": 1.0 if kind == "opening" else 0.0}
+    def _lot(
+        self,
+        lot: str,
+        tank: str,
+        start_ts: float | None,
+        end_ts: float | None,
+        net_l: float,
+        kind: str = "delivery",
+    ) -> dict[str, Any]:
+        return {
+            "lot": lot,
+            "kind": kind,
+            "station": self.station,
+            "tank": tank,
+            "start_ts": start_ts,
+            "end_ts": end_ts,
+            "net_l_20c": net_l,
+            "po_no": None,
+            "drawn_l_20c": 0.0,
+            "txns": 0,
+            "drawn_by_day": {},
+            "share_now": 1.0 if kind == "opening" else 0.0,
+        }
 
     def receive(self, tank: str, start_ts: float, end_ts: float, net_l: float, before_l: float) -> str:
         lot = f"{self.station}/{tank}/{int(start_ts)}"

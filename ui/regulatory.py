@@ -54,8 +54,11 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             try:
                 doc = normalise(raw, source)
             except ValueError as exc:
-                bad.append(Rejection(raw, str(exc), str(raw.get("station", "")) if isinstance(raw, dict) else "",
-                                     source))
+                bad.append(
+                    Rejection(
+                        raw, str(exc), str(raw.get("station", "")) if isinstance(raw, dict) else "", source
+                    )
+                )
                 results.append({**where, "accepted": False, "reason": str(exc)})
                 continue
             if "seq" not in doc:
@@ -67,8 +70,16 @@ def register(app: FastAPI, ctx: AppContext) -> None:
                 results.append({**where, "accepted": False, "reason": reason, "document": identity(doc)})
                 continue
             good.append(doc)
-            results.append({**where, "accepted": True, "document": identity(doc), "station": doc["station"],
-                            "source": doc["source"], "seq": doc["seq"]})
+            results.append(
+                {
+                    **where,
+                    "accepted": True,
+                    "document": identity(doc),
+                    "station": doc["station"],
+                    "source": doc["source"],
+                    "seq": doc["seq"],
+                }
+            )
         if bad:
             await store.write({}, bad)
             service.counts.rejected += len(bad)
@@ -78,7 +89,9 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         return {"accepted": len(good), "rejected": len(bad), "results": results}
 
     @app.post(f"{API}/documents", tags=["documents"])
-    async def post_documents(body: Annotated[Any, Body(description="one document or a list")]) -> dict[str, Any]:
+    async def post_documents(
+        body: Annotated[Any, Body(description="one document or a list")],
+    ) -> dict[str, Any]:
         """Purchase orders / waybills, invoices, daily sales declarations, posted prices (JSON).
 
         Each document is taken or rejected whole, with its reason; the good ones of a list are taken
@@ -104,15 +117,23 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             raise HTTPException(413, f"at most {MAX_DOCUMENTS} rows a file")
         out = await take([r.raw for r in rows], "csv:documents", [r.line for r in rows])
         if problems:
-            await store.write({}, [Rejection({"line": p.line, "text": p.text}, f"line {p.line}: {p.reason}",
-                                             "", "csv:documents") for p in problems])
+            await store.write(
+                {},
+                [
+                    Rejection(
+                        {"line": p.line, "text": p.text}, f"line {p.line}: {p.reason}", "", "csv:documents"
+                    )
+                    for p in problems
+                ],
+            )
             if ctx.service is not None:
                 ctx.service.counts.rejected += len(problems)
         for r in out["results"]:
             if not r["accepted"]:
                 r["reason"] = f"line {r['line']}: {r['reason']}"
-        out["results"].extend({"line": p.line, "accepted": False, "reason": f"line {p.line}: {p.reason}"}
-                              for p in problems)
+        out["results"].extend(
+            {"line": p.line, "accepted": False, "reason": f"line {p.line}: {p.reason}"} for p in problems
+        )
         out["results"].sort(key=lambda r: r["line"])
         out["rejected"] += len(problems)
         return out
@@ -120,10 +141,13 @@ def register(app: FastAPI, ctx: AppContext) -> None:
     # ---- ledger ---------------------------------------------------------------------------------
 
     @app.get(f"{API}/stations/{{station_id}}/ledger", tags=["regulatory"])
-    async def ledger(station_id: str, period: Literal["day", "month", "year"] = "day",
-                     since: Annotated[str | None, Query(alias="from", description="first key, e.g. 2026-06-01")] = None,
-                     until: Annotated[str | None, Query(alias="to", description="last key")] = None,
-                     tank: str | None = None) -> dict[str, Any]:
+    async def ledger(
+        station_id: str,
+        period: Literal["day", "month", "year"] = "day",
+        since: Annotated[str | None, Query(alias="from", description="first key, e.g. 2026-06-01")] = None,
+        until: Annotated[str | None, Query(alias="to", description="last key")] = None,
+        tank: str | None = None,
+    ) -> dict[str, Any]:
         """进销存台账 per tank, per grade and for the station: opening measured, receipts (documented and
         detected), metered sales, closing book, closing measured, variance (L at 20 °C) and % of throughput.
         Today's (or this month's, year's) row includes the day so far (``complete`` false)."""
@@ -141,9 +165,13 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         for tid, today in ((state.get("regulatory") or {}).get("ledger_today") or {}).items():
             key = {"day": today["key"], "month": today["key"][:7], "year": today["key"][:4]}[period]
             rows[(key, tid)] = today if period == "day" else roll(rows.get((key, tid)), today, period, key)
-        keep = [r for (key, tid), r in sorted(rows.items())
-                if (tank is None or tid == tank) and (since is None or key >= since)
-                and (until is None or key <= until)]
+        keep = [
+            r
+            for (key, tid), r in sorted(rows.items())
+            if (tank is None or tid == tank)
+            and (since is None or key >= since)
+            and (until is None or key <= until)
+        ]
         grades: list[dict[str, Any]] = []
         totals: list[dict[str, Any]] = []
         for key in sorted({r["key"] for r in keep}):
@@ -155,8 +183,14 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             t = combine(same, "*", "*")
             if t is not None:
                 totals.append(t)
-        return {"station": station_id, "period": period, "unit": "L at 20 °C (sales_metered_l: displayed L)",
-                "tanks": keep, "grades": grades, "station_total": totals}
+        return {
+            "station": station_id,
+            "period": period,
+            "unit": "L at 20 °C (sales_metered_l: displayed L)",
+            "tanks": keep,
+            "grades": grades,
+            "station_total": totals,
+        }
 
     # ---- trace ----------------------------------------------------------------------------------
 
@@ -176,21 +210,43 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             for day, v in lot["drawn_by_day"].items():
                 by_day[day] = by_day.get(day, 0.0) + v
             now = observed.get(lot["tank"])
-            deliveries.append({"lot": lot["lot"], "tank": lot["tank"], "start_ts": lot["start_ts"],
-                               "end_ts": lot["end_ts"], "detected_net_l_20c": lot["net_l_20c"],
-                               "drawn_l_20c": lot["drawn_l_20c"], "transactions": lot["txns"],
-                               "share_of_tank_now": lot["share_now"],
-                               "remaining_l_20c": None if now is None else round(now * lot["share_now"], 1)})
+            deliveries.append(
+                {
+                    "lot": lot["lot"],
+                    "tank": lot["tank"],
+                    "start_ts": lot["start_ts"],
+                    "end_ts": lot["end_ts"],
+                    "detected_net_l_20c": lot["net_l_20c"],
+                    "drawn_l_20c": lot["drawn_l_20c"],
+                    "transactions": lot["txns"],
+                    "share_of_tank_now": lot["share_now"],
+                    "remaining_l_20c": None if now is None else round(now * lot["share_now"], 1),
+                }
+            )
         return {
-            "po_no": po_no, "station": po["station"], "matched": bool(lots),
-            "source": {k: po.get(k) for k in ("supplier", "depot", "grade", "volume_l_20c", "density_20c",
-                                               "invoice_no", "invoice")},
+            "po_no": po_no,
+            "station": po["station"],
+            "matched": bool(lots),
+            "source": {
+                k: po.get(k)
+                for k in (
+                    "supplier",
+                    "depot",
+                    "grade",
+                    "volume_l_20c",
+                    "density_20c",
+                    "invoice_no",
+                    "invoice",
+                )
+            },
             "transport": {k: po.get(k) for k in ("vehicle", "seals", "depart_ts", "arrive_ts", "route")},
             "deliveries": deliveries,
             "detected_l_20c": round(sum(d["detected_net_l_20c"] for d in deliveries), 1),
-            "sales": {"drawn_l_20c": round(sum(by_day.values()), 2),
-                      "by_day": {d: round(v, 2) for d, v in sorted(by_day.items())},
-                      "model": "well-mixed tank: a sale draws each lot in proportion to its share of the tank"},
+            "sales": {
+                "drawn_l_20c": round(sum(by_day.values()), 2),
+                "by_day": {d: round(v, 2) for d, v in sorted(by_day.items())},
+                "model": "well-mixed tank: a sale draws each lot in proportion to its share of the tank",
+            },
         }
 
     @app.get(f"{API}/trace/txn/{{station_id}}/{{txn_no}}", tags=["regulatory"])
@@ -198,26 +254,55 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         """Which lots (deliveries, purchase orders) a transaction's litres came from, in proportion."""
         spec = station_or_404(station_id)
         nozzles = [n.id for n in spec.nozzles if nozzle is None or n.id == nozzle]
-        found = [(n, v) for n, v in zip(nozzles, await store.hmget_json(
-            f"trace:txn:{station_id}", [f"{n}:{txn_no}" for n in nozzles]), strict=True) if v is not None]
+        found = [
+            (n, v)
+            for n, v in zip(
+                nozzles,
+                await store.hmget_json(f"trace:txn:{station_id}", [f"{n}:{txn_no}" for n in nozzles]),
+                strict=True,
+            )
+            if v is not None
+        ]
         if not found:
-            raise HTTPException(404, f"no transaction {txn_no} at {station_id}" + (f" nozzle {nozzle}" if nozzle else ""))
+            raise HTTPException(
+                404, f"no transaction {txn_no} at {station_id}" + (f" nozzle {nozzle}" if nozzle else "")
+            )
         if len(found) > 1:
-            raise HTTPException(409, f"transaction number {txn_no} exists on nozzles "
-                                     f"{', '.join(n for n, _ in found)}: give ?nozzle=")
+            raise HTTPException(
+                409,
+                f"transaction number {txn_no} exists on nozzles "
+                f"{', '.join(n for n, _ in found)}: give ?nozzle=",
+            )
         nz, (tank, end_ts, volume_l, volume_20c, epoch, unit_price, amount) = found[0]
         ep = await store.hget_json(f"trace:epoch:{station_id}", f"{tank}|{epoch}") or {"composition": {}}
         comp = ep["composition"]
         infos = await store.hmget_json("trace:lot", list(comp))
         lots = []
         for (lot, share), info in sorted(zip(comp.items(), infos, strict=True), key=lambda x: -x[0][1]):
-            lots.append({"lot": lot, "share": share, "litres_20c": round(volume_20c * share, 3),
-                         "po_no": None if info is None else info.get("po_no"),
-                         "kind": "earlier lots" if info is None else info.get("kind"),
-                         "delivered_ts": None if info is None else info.get("end_ts")})
-        return {"station": station_id, "txn_no": txn_no, "nozzle": nz, "tank": tank, "end_ts": end_ts,
-                "volume_l": volume_l, "volume_l_20c": volume_20c, "unit_price": unit_price, "amount_cny": amount,
-                "epoch": epoch, "epoch_from_ts": ep.get("from_ts"), "lots": lots}
+            lots.append(
+                {
+                    "lot": lot,
+                    "share": share,
+                    "litres_20c": round(volume_20c * share, 3),
+                    "po_no": None if info is None else info.get("po_no"),
+                    "kind": "earlier lots" if info is None else info.get("kind"),
+                    "delivered_ts": None if info is None else info.get("end_ts"),
+                }
+            )
+        return {
+            "station": station_id,
+            "txn_no": txn_no,
+            "nozzle": nz,
+            "tank": tank,
+            "end_ts": end_ts,
+            "volume_l": volume_l,
+            "volume_l_20c": volume_20c,
+            "unit_price": unit_price,
+            "amount_cny": amount,
+            "epoch": epoch,
+            "epoch_from_ts": ep.get("from_ts"),
+            "lots": lots,
+        }
 
     # ---- statistics -----------------------------------------------------------------------------
 
@@ -229,10 +314,13 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         return stats_cache["records"]
 
     @app.get(f"{API}/stats", tags=["regulatory"])
-    async def stats(period: Literal["day", "month", "year"] = "day",
-                    key: Annotated[str | None, Query(description="2026-06-01, 2026-06 or 2026; default: current")] = None,
-                    region: str | None = None, station: str | None = None,
-                    far_pct: Annotated[float, Query(gt=0, le=100)] = 3.0) -> dict[str, Any]:
+    async def stats(
+        period: Literal["day", "month", "year"] = "day",
+        key: Annotated[str | None, Query(description="2026-06-01, 2026-06 or 2026; default: current")] = None,
+        region: str | None = None,
+        station: str | None = None,
+        far_pct: Annotated[float, Query(gt=0, le=100)] = 3.0,
+    ) -> dict[str, Any]:
         """Sales volume and revenue by grade for the district, each region and station (day, month, year),
         and market monitoring: posted prices by grade, their spread, stations far from the reference."""
         recs = await records()
@@ -248,8 +336,9 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         out = aggregate(recs, regions, period, key or "", wanted)
         if region is not None:
             out["regions"] = {region: out["regions"][region]}
-        out["market"] = market({s: r for s, r in recs.items() if region is None or regions.get(s) == region},
-                               far_pct)
+        out["market"] = market(
+            {s: r for s, r in recs.items() if region is None or regions.get(s) == region}, far_pct
+        )
         out["stations_reporting"] = len(recs)
         out["periods"] = list(PERIODS)
         return out

@@ -5,13 +5,16 @@ Every check is a function of event time only and keeps bounded state (documents 
 once matched or judged; per-day figures are kept for ``keep_days``). Each returns *actions* the station
 actor applies: raise or close an alert, or link a delivery (lot) to its purchase order.
 
-| code | judged when | rule |
-|---|---|---|
-| DELIVERY_UNDOCUMENTED | ``undocumented_window_s`` after a recognised delivery ended | no purchase order of the grade matched it (volume within ``match_tolerance_pct``, alone or with a drop into a second tank) |
-| PO_UNDELIVERED | ``undelivered_window_s`` after the order's planned arrival (else its issue) | no delivery matched it; a purchase invoice with no order is judged the same way |
-| INVOICE_MISMATCH | when both sides are known | a purchase invoice above the litres its order delivered, or a day's sales invoices above its metered sales, by more than the tolerance |
-| SALES_UNDERDECLARED | when a declaration arrives for a complete day | declared litres below metered litres by more than ``declaration_tolerance_pct`` and ``declaration_tolerance_l`` |
-| PRICE_DUMPING | each posted price and each transaction | below the weighted purchase cost of the grade (``dumping_cost_margin_pct``) or below a published reference price by more than ``dumping_reference_margin_pct`` |
+- DELIVERY_UNDOCUMENTED, ``undocumented_window_s`` after a recognised delivery ended: no purchase
+  order of the grade matched it (volume within ``match_tolerance_pct``, alone or with a second tank's drop).
+- PO_UNDELIVERED, ``undelivered_window_s`` after the order's planned arrival (else its issue): no delivery
+  matched it; a purchase invoice with no order is judged the same way.
+- INVOICE_MISMATCH, when both sides are known: a purchase invoice above the litres its order delivered,
+  or a day's sales invoices above its metered sales, by more than the tolerance.
+- SALES_UNDERDECLARED, when a declaration arrives for a complete day: declared litres below metered ones
+  by more than ``declaration_tolerance_pct`` and ``declaration_tolerance_l``.
+- PRICE_DUMPING, at each posted price and transaction: below the weighted purchase cost of the grade
+  (``dumping_cost_margin_pct``) or below a published reference by ``dumping_reference_margin_pct``.
 """
 
 from __future__ import annotations
@@ -102,9 +105,19 @@ class PaperTrail:
     def purchase(self, ev: Any) -> list[Action]:
         ref = ev.arrive_ts if ev.arrive_ts is not None else ev.ts
         old = self.pos.get(ev.po_no)
-        po = {"po_no": ev.po_no, "grade": ev.grade, "volume_l": float(ev.volume_l_20c), "ts": ev.ts,
-              "ref_ts": ref, "invoice_no": ev.invoice_no, "tank": getattr(ev, "tank", "") or "",
-              "lots": [], "delivered_l": 0.0, "status": "open", "due_ts": ref + self.s.undelivered_window_s}
+        po = {
+            "po_no": ev.po_no,
+            "grade": ev.grade,
+            "volume_l": float(ev.volume_l_20c),
+            "ts": ev.ts,
+            "ref_ts": ref,
+            "invoice_no": ev.invoice_no,
+            "tank": getattr(ev, "tank", "") or "",
+            "lots": [],
+            "delivered_l": 0.0,
+            "status": "open",
+            "due_ts": ref + self.s.undelivered_window_s,
+        }
         if old is not None and old["status"] != "open":
             return []  # a repeat of an order already matched or judged: the first one stands
         self.pos[ev.po_no] = po
@@ -119,9 +132,16 @@ class PaperTrail:
             key = (ev.grade, ev.day)
             self.sales_invoiced[key] = self.sales_invoiced.get(key, 0.0) + float(ev.volume_l)
             return self._sales_invoices(key)
-        inv = {"invoice_no": ev.invoice_no, "grade": ev.grade, "volume_l": float(ev.volume_l),
-               "amount_cny": float(ev.amount_cny), "ts": ev.ts, "po_no": None, "status": "open",
-               "due_ts": ev.ts + self.s.undelivered_window_s}
+        inv = {
+            "invoice_no": ev.invoice_no,
+            "grade": ev.grade,
+            "volume_l": float(ev.volume_l),
+            "amount_cny": float(ev.amount_cny),
+            "ts": ev.ts,
+            "po_no": None,
+            "status": "open",
+            "due_ts": ev.ts + self.s.undelivered_window_s,
+        }
         if ev.invoice_no in self.invoices:
             return []
         self.invoices[ev.invoice_no] = inv
@@ -135,8 +155,12 @@ class PaperTrail:
 
     def declaration(self, ev: Any) -> list[Action]:
         key = (ev.grade, ev.day)
-        self.declarations[key] = {"volume_l": float(ev.volume_l), "revenue_cny": float(ev.revenue_cny),
-                                  "ts": ev.ts, "judged": False}
+        self.declarations[key] = {
+            "volume_l": float(ev.volume_l),
+            "revenue_cny": float(ev.revenue_cny),
+            "ts": ev.ts,
+            "judged": False,
+        }
         return self._declarations()
 
     def metered_sale(self, grade: str, end_ts: float, litres: float, amount: float) -> None:
@@ -147,9 +171,19 @@ class PaperTrail:
     # ---- deliveries ---------------------------------------------------------------------------------
 
     def delivery(self, lot: str, tank: str, start_ts: float, end_ts: float, net_l: float) -> list[Action]:
-        self.deliveries.append({"lot": lot, "tank": tank, "grade": self.tank_grades[tank], "start_ts": start_ts,
-                                "end_ts": end_ts, "net_l": net_l, "po_no": None, "status": "open",
-                                "due_ts": end_ts + self.s.undocumented_window_s})
+        self.deliveries.append(
+            {
+                "lot": lot,
+                "tank": tank,
+                "grade": self.tank_grades[tank],
+                "start_ts": start_ts,
+                "end_ts": end_ts,
+                "net_l": net_l,
+                "po_no": None,
+                "status": "open",
+                "due_ts": end_ts + self.s.undocumented_window_s,
+            }
+        )
         return self._match()
 
     def _fits(self, po: dict[str, Any], litres: float) -> bool:
@@ -160,16 +194,21 @@ class PaperTrail:
         for po in sorted(self.pos.values(), key=lambda p: p["ref_ts"]):
             if po["status"] != "open" and not (po["status"] == "alerted" and not po["lots"]):
                 continue
-            cands = [d for d in self.deliveries if d["po_no"] is None and d["grade"] == po["grade"]
-                     and po["ref_ts"] - self.s.early_s <= d["start_ts"]
-                     and d["start_ts"] <= po["ref_ts"] + self.s.undelivered_window_s + self.s.undocumented_window_s]
+            cands = [
+                d
+                for d in self.deliveries
+                if d["po_no"] is None
+                and d["grade"] == po["grade"]
+                and po["ref_ts"] - self.s.early_s <= d["start_ts"]
+                and d["start_ts"] <= po["ref_ts"] + self.s.undelivered_window_s + self.s.undocumented_window_s
+            ]
             chosen: list[dict[str, Any]] | None = None
             singles = [d for d in cands if self._fits(po, d["net_l"])]
             if singles:
                 chosen = [min(singles, key=lambda d: abs(d["start_ts"] - po["ref_ts"]))]
             else:
                 for i, a in enumerate(cands):
-                    for b in cands[i + 1:]:
+                    for b in cands[i + 1 :]:
                         if a["tank"] != b["tank"] and self._fits(po, a["net_l"] + b["net_l"]):
                             chosen = [a, b]
                             break
@@ -210,13 +249,31 @@ class PaperTrail:
         if inv["volume_l"] <= limit:
             return []
         excess = inv["volume_l"] - delivered
-        return [("raise", inv["invoice_no"], Finding(
-            "INVOICE_MISMATCH", "alarm",
-            {"direction": "进项", "direction_en": "purchase", "excess_l": excess,
-             "excess_pct": 100.0 * excess / delivered if delivered else 0.0},
-            {"invoice_no": inv["invoice_no"], "po_no": po["po_no"], "grade": inv["grade"],
-             "invoiced_l": inv["volume_l"], "po_volume_l": po["volume_l"], "delivered_l_20c": round(delivered, 1),
-             "lots": list(po["lots"])}))]
+        return [
+            (
+                "raise",
+                inv["invoice_no"],
+                Finding(
+                    "INVOICE_MISMATCH",
+                    "alarm",
+                    {
+                        "direction": "进项",
+                        "direction_en": "purchase",
+                        "excess_l": excess,
+                        "excess_pct": 100.0 * excess / delivered if delivered else 0.0,
+                    },
+                    {
+                        "invoice_no": inv["invoice_no"],
+                        "po_no": po["po_no"],
+                        "grade": inv["grade"],
+                        "invoiced_l": inv["volume_l"],
+                        "po_volume_l": po["volume_l"],
+                        "delivered_l_20c": round(delivered, 1),
+                        "lots": list(po["lots"]),
+                    },
+                ),
+            )
+        ]
 
     # ---- sales against paper ------------------------------------------------------------------------
 
@@ -232,11 +289,28 @@ class PaperTrail:
         limit = metered * (1 + self.s.invoice_tolerance_pct / 100.0) + self.s.invoice_tolerance_l
         if invoiced <= limit:
             return []
-        return [("raise", f"{grade}@{day}", Finding(
-            "INVOICE_MISMATCH", "alarm",
-            {"direction": "销项", "direction_en": "sales", "excess_l": invoiced - metered,
-             "excess_pct": 100.0 * (invoiced - metered) / metered if metered else 100.0},
-            {"grade": grade, "day": day, "invoiced_l": round(invoiced, 2), "metered_l": round(metered, 2)}))]
+        return [
+            (
+                "raise",
+                f"{grade}@{day}",
+                Finding(
+                    "INVOICE_MISMATCH",
+                    "alarm",
+                    {
+                        "direction": "销项",
+                        "direction_en": "sales",
+                        "excess_l": invoiced - metered,
+                        "excess_pct": 100.0 * (invoiced - metered) / metered if metered else 100.0,
+                    },
+                    {
+                        "grade": grade,
+                        "day": day,
+                        "invoiced_l": round(invoiced, 2),
+                        "metered_l": round(metered, 2),
+                    },
+                ),
+            )
+        ]
 
     def _declarations(self) -> list[Action]:
         acts: list[Action] = []
@@ -249,11 +323,29 @@ class PaperTrail:
             missing = metered - dec["volume_l"]
             if missing <= max(metered * s.declaration_tolerance_pct / 100.0, s.declaration_tolerance_l):
                 continue
-            acts.append(("raise", grade, Finding(
-                "SALES_UNDERDECLARED", "alarm",
-                {"missing_l": missing, "missing_pct": 100.0 * missing / metered if metered else 0.0, "day": day},
-                {"grade": grade, "day": day, "declared_l": dec["volume_l"], "metered_l": round(metered, 2),
-                 "declared_cny": dec["revenue_cny"], "metered_cny": round(metered_cny, 2)})))
+            acts.append(
+                (
+                    "raise",
+                    grade,
+                    Finding(
+                        "SALES_UNDERDECLARED",
+                        "alarm",
+                        {
+                            "missing_l": missing,
+                            "missing_pct": 100.0 * missing / metered if metered else 0.0,
+                            "day": day,
+                        },
+                        {
+                            "grade": grade,
+                            "day": day,
+                            "declared_l": dec["volume_l"],
+                            "metered_l": round(metered, 2),
+                            "declared_cny": dec["revenue_cny"],
+                            "metered_cny": round(metered_cny, 2),
+                        },
+                    ),
+                )
+            )
         return acts
 
     # ---- prices -------------------------------------------------------------------------------------
@@ -275,13 +367,29 @@ class PaperTrail:
         below_ref = ref is not None and unit_price < ref * (1 - s.dumping_reference_margin_pct / 100.0)
         if not (below_cost or below_ref):
             return [("close", "PRICE_DUMPING", grade)] if what == "posted" else []
-        return [("raise", grade, Finding(
-            "PRICE_DUMPING", "alarm",
-            {"unit_price": unit_price, "cost": cost if cost is not None else float("nan"),
-             "reference": ref if ref is not None else float("nan")},
-            {"grade": grade, "price": unit_price, "source": what,
-             "weighted_cost": None if cost is None else round(cost, 3), "reference_price": ref,
-             "below": "cost" if below_cost else "reference"}))]
+        return [
+            (
+                "raise",
+                grade,
+                Finding(
+                    "PRICE_DUMPING",
+                    "alarm",
+                    {
+                        "unit_price": unit_price,
+                        "cost": cost if cost is not None else float("nan"),
+                        "reference": ref if ref is not None else float("nan"),
+                    },
+                    {
+                        "grade": grade,
+                        "price": unit_price,
+                        "source": what,
+                        "weighted_cost": None if cost is None else round(cost, 3),
+                        "reference_price": ref,
+                        "below": "cost" if below_cost else "reference",
+                    },
+                ),
+            )
+        ]
 
     # ---- time ---------------------------------------------------------------------------------------
 
@@ -306,28 +414,74 @@ class PaperTrail:
         for d in self.deliveries:
             if d["status"] == "open" and ts >= d["due_ts"] and d["net_l"] >= s.undocumented_min_l:
                 d["status"] = "alerted"
-                acts.append(("raise", d["tank"], Finding(
-                    "DELIVERY_UNDOCUMENTED", "alarm", {"net_l": d["net_l"]},
-                    {"tank": d["tank"], "grade": d["grade"], "start_ts": d["start_ts"], "end_ts": d["end_ts"],
-                     "net_l_20c": round(d["net_l"], 1), "lot": d["lot"],
-                     "window_h": s.undocumented_window_s / 3600.0})))
+                acts.append(
+                    (
+                        "raise",
+                        d["tank"],
+                        Finding(
+                            "DELIVERY_UNDOCUMENTED",
+                            "alarm",
+                            {"net_l": d["net_l"]},
+                            {
+                                "tank": d["tank"],
+                                "grade": d["grade"],
+                                "start_ts": d["start_ts"],
+                                "end_ts": d["end_ts"],
+                                "net_l_20c": round(d["net_l"], 1),
+                                "lot": d["lot"],
+                                "window_h": s.undocumented_window_s / 3600.0,
+                            },
+                        ),
+                    )
+                )
         for po in self.pos.values():
             if po["status"] == "open" and ts >= po["due_ts"]:
                 po["status"] = "alerted"
-                acts.append(("raise", po["po_no"], Finding(
-                    "PO_UNDELIVERED", "alarm", {"volume_l": po["volume_l"], "doc": "采购订单", "doc_en": "order"},
-                    {"po_no": po["po_no"], "grade": po["grade"], "volume_l_20c": po["volume_l"],
-                     "planned_arrival_ts": po["ref_ts"], "invoice_no": po["invoice_no"],
-                     "window_h": s.undelivered_window_s / 3600.0})))
+                acts.append(
+                    (
+                        "raise",
+                        po["po_no"],
+                        Finding(
+                            "PO_UNDELIVERED",
+                            "alarm",
+                            {"volume_l": po["volume_l"], "doc": "采购订单", "doc_en": "order"},
+                            {
+                                "po_no": po["po_no"],
+                                "grade": po["grade"],
+                                "volume_l_20c": po["volume_l"],
+                                "planned_arrival_ts": po["ref_ts"],
+                                "invoice_no": po["invoice_no"],
+                                "window_h": s.undelivered_window_s / 3600.0,
+                            },
+                        ),
+                    )
+                )
         known = {p["invoice_no"] for p in self.pos.values() if p["invoice_no"]}
         for inv in self.invoices.values():
-            if inv["status"] == "open" and inv["po_no"] is None and ts >= inv["due_ts"] \
-                    and inv["invoice_no"] not in known:
+            if (
+                inv["status"] == "open"
+                and inv["po_no"] is None
+                and ts >= inv["due_ts"]
+                and inv["invoice_no"] not in known
+            ):
                 inv["status"] = "alerted"
-                acts.append(("raise", inv["invoice_no"], Finding(
-                    "PO_UNDELIVERED", "alarm", {"volume_l": inv["volume_l"], "doc": "进项发票", "doc_en": "invoice"},
-                    {"invoice_no": inv["invoice_no"], "grade": inv["grade"], "volume_l": inv["volume_l"],
-                     "amount_cny": inv["amount_cny"]})))
+                acts.append(
+                    (
+                        "raise",
+                        inv["invoice_no"],
+                        Finding(
+                            "PO_UNDELIVERED",
+                            "alarm",
+                            {"volume_l": inv["volume_l"], "doc": "进项发票", "doc_en": "invoice"},
+                            {
+                                "invoice_no": inv["invoice_no"],
+                                "grade": inv["grade"],
+                                "volume_l": inv["volume_l"],
+                                "amount_cny": inv["amount_cny"],
+                            },
+                        ),
+                    )
+                )
         return acts
 
     def _forget(self, ts: float) -> None:
