@@ -140,7 +140,8 @@ class PaperTrail:
             "ts": ev.ts,
             "po_no": None,
             "status": "open",
-            "due_ts": ev.ts + self.s.undelivered_window_s,
+            # its order may itself reach the platform up to a paperwork window after the drop
+            "due_ts": ev.ts + self.s.undelivered_window_s + self.s.undocumented_window_s,
         }
         if ev.invoice_no in self.invoices:
             return []
