@@ -145,6 +145,7 @@ class StationSim:
         seed_seq = rng.bit_generator.seed_seq  # type: ignore[attr-defined]
         self.doc_rng = np.random.default_rng(np.random.SeedSequence(
             seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, 99)))
+        self.doc_release_seq = 0
         #: What the station's own POS recorded, per (local day, grade): [litres, CNY] (for declarations).
         self.reported: dict[tuple[str, str], list[float]] = {}
         self._next_reading = 0
@@ -177,6 +178,13 @@ class StationSim:
         cut = bisect_left(pending, until_ts, key=_TS)
         ready = pending[:cut]
         del pending[:cut]
+        # Documents are numbered as they reach the platform (issue 5: a late order is generated with its
+        # delivery but arrives hours after later paperwork), so the source's seqs follow event time.
+        src = self.src_docs
+        for ev in ready:
+            if ev["source"] == src:
+                ev["seq"] = self.doc_release_seq
+                self.doc_release_seq += 1
         return ready
 
     def _step(self) -> None:
