@@ -62,6 +62,9 @@ class TankActor:
         self.wetstock = WetstockModel(nozzles, settings.wetstock())
         self.wetstock_settings = settings.wetstock()
         self.last_fit: WetstockFit | None = None
+        #: issue 5: set when a regulatory finding (HIDDEN_TANK) already explains the tank's trend, so the
+        #: wetstock judgement does not blame the gauge or a leak for it (as HIDDEN_SALES does for LEAK).
+        self.trend_explained: str | None = None
         self.stuck = StuckCheck(settings.gauge_stuck_after_s)
         self.water = LimitCheck(spec.water_limit_mm, hysteresis=5.0)
         self.overfill = LimitCheck(spec.declared_capacity_l * spec.safe_fill_pct / 100.0,
@@ -164,6 +167,8 @@ class TankActor:
         s = self.wetstock_settings
         fits = [f for f in fits if f.days >= s.min_days]
         if not fits:
+            return
+        if self.trend_explained is not None:
             return
         self.last_fit = fit = fits[-1]
         trending = False

@@ -79,8 +79,8 @@ class StationRegulator:
         measurement would otherwise sit in one day's variance and, reversed, in the next."""
         tid = tank.id
         closed = self.ledgers[tid].observe(ts, tank.book.observed_l, idle and not tank.deliveries.active)
-        if closed is not None:
-            self._day_closed(tid, closed, ts, alerts, out)
+        if closed is not None and self._day_closed(tid, closed, ts, alerts, out):
+            tank.trend_explained = "HIDDEN_TANK"
         declared = self.declared_l[tid]
         if tank.book.gross_l > declared * (1 + self.s.capacity_over_pct / 100.0):
             self.over[tid] += 1
@@ -204,14 +204,15 @@ class StationRegulator:
 
     # ---- day close checks -------------------------------------------------------------------------
 
-    def _day_closed(self, tid: str, row: dict[str, Any], ts: float, alerts: AlertBook, out: Outputs) -> None:
+    def _day_closed(self, tid: str, row: dict[str, Any], ts: float, alerts: AlertBook, out: Outputs) -> bool:
+        """Day-close checks; True when a nozzle of the tank draws from a hidden tank."""
         s = self.s
         sold = row["sales_metered_l_20c"]
         var = row["variance_l"]
         by_nozzle, self.nozzle_day[tid] = self.nozzle_day[tid], {}
         small, self.small_rx[tid] = self.small_rx[tid], 0.0
         if var is None:
-            return
+            return False
         hist = self.history[tid]
         hist.append((var, sold))
         tot_var, tot_sold = sum(h[0] for h in hist), sum(h[1] for h in hist)
@@ -262,6 +263,8 @@ class StationRegulator:
                         ),
                         out,
                     )
+                    return True
+        return False
 
     # ---- plumbing -----------------------------------------------------------------------------------
 
