@@ -67,6 +67,8 @@ P_LATE_INVOICE = 0.3
 LATE_INVOICE_S = 36 * 3600.0
 P_SPLIT = 0.7
 SPLIT_SHARE = 0.65
+#: A split load comes on a semi-trailer (30 m³), larger than the 20 m³ rigid tanker of a single drop.
+SPLIT_MAX_L = 30_000.0
 
 
 def _rounder(resolution: float) -> float:
@@ -286,7 +288,7 @@ class StationSim:
             if gross >= SPLIT_SHARE * nominal or self.doc_rng.random() >= P_SPLIT:
                 continue
             room = (FILL_TO_SHARE * nominal - gross) / THERMAL_MARGIN
-            extra = min(ORDER_MAX_L - volume, math.floor(room / 1000.0) * 1000.0)
+            extra = min(SPLIT_MAX_L - volume, math.floor(room / 1000.0) * 1000.0)
             if extra >= 2000.0:
                 return j, extra
         return None
