@@ -41,8 +41,11 @@ class RegulatorySettings:
     undocumented_min_l: float = 1000.0
     #: An order not delivered this long after its planned arrival is undelivered (虚开 / 虚增成本).
     undelivered_window_s: float = 12 * 3600.0
-    #: A delivery may start this long before the order's planned arrival and still be its delivery.
-    early_s: float = 6 * 3600.0
+    #: A delivery may start this long before the order's planned arrival and still be its delivery (a
+    #: tanker comes early by an hour at most); with no planned arrival, this long before the order's time
+    #: (an order filed after the drop).
+    early_s: float = 3600.0
+    early_no_arrival_s: float = 12 * 3600.0
     #: Invoices above the physical flow by more than this share and these litres are a mismatch.
     invoice_tolerance_pct: float = 0.5
     invoice_tolerance_l: float = 2.0
@@ -111,6 +114,7 @@ class PaperTrail:
             "volume_l": float(ev.volume_l_20c),
             "ts": ev.ts,
             "ref_ts": ref,
+            "early_s": self.s.early_s if ev.arrive_ts is not None else self.s.early_no_arrival_s,
             "invoice_no": ev.invoice_no,
             "tank": getattr(ev, "tank", "") or "",
             "lots": [],
@@ -200,8 +204,8 @@ class PaperTrail:
                 for d in self.deliveries
                 if d["po_no"] is None
                 and d["grade"] == po["grade"]
-                and po["ref_ts"] - self.s.early_s <= d["start_ts"]
-                and d["start_ts"] <= po["ref_ts"] + self.s.undelivered_window_s + self.s.undocumented_window_s
+                and po["ref_ts"] - po["early_s"] <= d["start_ts"]
+                and d["start_ts"] <= po["ref_ts"] + self.s.undelivered_window_s
             ]
             chosen: list[dict[str, Any]] | None = None
             singles = [d for d in cands if self._fits(po, d["net_l"])]
