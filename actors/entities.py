@@ -22,6 +22,7 @@ from twin.outputs import Outputs
 from twin.physics import vcf
 from twin.reconcile import TankBook
 from twin.registry import NozzleSpec, StationSpec, TankSpec
+from twin.regulatory import DOC_KINDS, StationRegulator
 from twin.safety import SafetyMonitor
 from twin.settings import TwinSettings
 from twin.timeutil import local_day
@@ -61,6 +62,9 @@ class TankActor:
         self.wetstock = WetstockModel(nozzles, settings.wetstock())
         self.wetstock_settings = settings.wetstock()
         self.last_fit: WetstockFit | None = None
+        #: issue 5: set when a regulatory finding (HIDDEN_TANK) already explains the tank's trend, so the
+        #: wetstock judgement does not blame the gauge or a leak for it (as HIDDEN_SALES does for LEAK).
+        self.trend_explained: str | None = None
         self.stuck = StuckCheck(settings.gauge_stuck_after_s)
         self.water = LimitCheck(spec.water_limit_mm, hysteresis=5.0)
         self.overfill = LimitCheck(spec.declared_capacity_l * spec.safe_fill_pct / 100.0,
@@ -163,6 +167,8 @@ class TankActor:
         s = self.wetstock_settings
         fits = [f for f in fits if f.days >= s.min_days]
         if not fits:
+            return
+        if self.trend_explained is not None:
             return
         self.last_fit = fit = fits[-1]
         trending = False
@@ -386,13 +392,17 @@ class StationActor:
         self.vapor = VaporMonitor(spec.id, [n.id for n in spec.nozzles if n.grade in GASOLINE_GRADES],
                                   settings.vapor)
         self.safety = SafetyMonitor(settings.safety)  # issue 6: safety devices and inspections
+        # Issue 5: ledger, lots, statistics and the tax and market checks (twin/regulatory.py).
+        self.reg = StationRegulator(spec, settings.regulatory(),
+                                    {t.id: float(t.geometry().capacity_l) for t in spec.tanks})
 
     #: Handler method per event kind, by name so that the actor pickles (snapshots) as plain data.
     HANDLERS = {"tank.reading": "_reading", "nozzle.state": "_nozzle_state", "nozzle.txn": "_txn",
                 "device.info": "_device", "price.posted": "_price", "doc.purchase": "_purchase",
                 "alert.action": "_alert_action", "clock.tick": "_tick",
                 "vapor.fill": "_vapor_fill", "vapor.env": "_vapor_env",
-                "safety.reading": "_safety", "inspection.report": "_inspection"}
+                "safety.reading": "_safety", "inspection.report": "_inspection",
+                "doc.invoice": "_document", "doc.declaration": "_document"}
 
     def handle(self, ev: EventBase, out: Outputs) -> None:
         self.events += 1
@@ -405,6 +415,7 @@ class StationActor:
     def flush(self, out: Outputs, with_state: bool = True) -> None:
         for tank in self.tanks.values():
             tank.flush(out)
+        self.reg.flush(out)
         if with_state:
             out.states[self.id] = self.state()
 
@@ -414,7 +425,13 @@ class StationActor:
         tank = self.tanks[ev.entity]
         if tank.stale:
             self.link_restored_ts = ev.ts
+        seen = len(out.deliveries)
         tank.reading(ev, self.alerts, out)
+        if tank.last_ts == ev.ts and not tank.stuck.stuck and tank.stuck.repeats < 2:  # issue 5 hook
+            for found in out.deliveries[seen:]:
+                self.reg.delivery(tank, found, self.alerts, out)
+            idle = all(self.nozzles[n].state_name != "fuelling" for n in tank.nozzles)
+            self.reg.reading(tank, ev.ts, self.alerts, out, idle)
 
     def _nozzle_state(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]
@@ -433,10 +450,13 @@ class StationActor:
         tank = self.tanks[nozzle.tank]
         book = tank.book
         if unseen > 0:
-            tank.sale(nozzle.id, book.book_unseen(unseen))
+            unseen_20c = book.book_unseen(unseen)
+            tank.sale(nozzle.id, unseen_20c)
             tank.wetstock.brk()
+            self.reg.unseen(tank.id, ev.end_ts, unseen, unseen_20c)
         sale_20c = book.book_sale(nozzle.id, ev.volume_l)
         tank.sale(nozzle.id, sale_20c)
+        self.reg.sale(tank.id, nozzle.id, ev, sale_20c, self.alerts, out)
         day = local_day(ev.end_ts)
         if day != self.day:
             self.day = day
@@ -455,11 +475,18 @@ class StationActor:
             self.nozzles[ev.entity].device(ev, self.alerts, out)
 
     def _price(self, ev: Any, out: Outputs) -> None:
-        self.prices[ev.grade] = ev.unit_price
+        if ev.entity != "reference":
+            self.prices[ev.grade] = ev.unit_price
+        self.reg.price(ev, self.alerts, out)
 
     def _purchase(self, ev: Any, out: Outputs) -> None:
         self.purchase_orders[ev.po_no] = {"po_no": ev.po_no, "grade": ev.grade, "ts": ev.ts,
                                           "volume_l_20c": ev.volume_l_20c, "supplier": ev.supplier}
+        self.reg.document(ev, self.alerts, out)
+
+    def _document(self, ev: Any, out: Outputs) -> None:
+        if ev.kind in DOC_KINDS:
+            self.reg.document(ev, self.alerts, out)
 
     def _alert_action(self, ev: Any, out: Outputs) -> None:
         """A person's decision on one of this station's alerts (the store already shows it)."""
@@ -500,6 +527,7 @@ class StationActor:
         self.watermark = ev.ts
         if self.safety.behaviour_last:
             self._vapor_apply(self.safety.tick(ev.ts), ev.ts, out)
+        self.reg.tick(ev.ts, self.alerts, out)
         for tank in self.tanks.values():
             tank.tick(ev.ts, self.alerts, out)
         for nozzle in self.nozzles.values():
@@ -522,4 +550,5 @@ class StationActor:
             "events": self.events,
             "vapor": self.vapor.state() if self.vapor.active else None,
             "safety": self.safety.state() if self.safety.last_readings or self.safety.reports else None,
+            "regulatory": self.reg.state(),
         }

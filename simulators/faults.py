@@ -861,6 +861,17 @@ def _register_vapor_faults() -> None:
 
 _register_vapor_faults()
 
+
+def _register_regulatory_faults() -> None:
+    """issue 5: delivery_without_po, po_without_delivery, underdeclared_sales, invoice_inflation,
+    price_dumping, capacity_misreport, hidden_tank (simulators/regulatory_faults.py)."""
+    from simulators.regulatory_faults import FAULT_TYPES as regulatory
+
+    FAULT_TYPES.update(regulatory)
+
+
+_register_regulatory_faults()
+
 _COMMON = ("type", "station", "tank", "nozzle", "at")
 
 

@@ -57,6 +57,18 @@ TRANSIT = (-0.002, 0.0005)
 DRY_SHARE = 0.05
 #: Wholesale price as a share of the posted price, for purchase invoices.
 WHOLESALE_SHARE = 0.88
+#: Paperwork noise (issue 5), drawn from the station's own document generator so that the physics of a
+#: station without a split drop is unchanged: a purchase order that reaches the platform only after the
+#: drop (up to LATE_DOC_S after it ends), invoices up to LATE_INVOICE_S late, a daily declaration and a
+#: daily sales invoice the next day, and a drop split over two tanks of one grade when the second has room.
+P_LATE_PO = 0.25
+LATE_DOC_S = 8 * 3600.0
+P_LATE_INVOICE = 0.3
+LATE_INVOICE_S = 36 * 3600.0
+P_SPLIT = 0.7
+SPLIT_SHARE = 0.65
+#: A split load comes on a semi-trailer (30 m³), larger than the 20 m³ rigid tanker of a single drop.
+SPLIT_MAX_L = 30_000.0
 
 
 def _rounder(resolution: float) -> float:
@@ -132,6 +144,12 @@ class StationSim:
         self.src_pos = f"sim:{sid}:pos"
         self.src_docs = f"sim:{sid}:docs"
         self.seq_atg = self.seq_clock = self.seq_pos = self.seq_docs = 0
+        seed_seq = rng.bit_generator.seed_seq  # type: ignore[attr-defined]
+        self.doc_rng = np.random.default_rng(np.random.SeedSequence(
+            seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, 99)))
+        self.doc_release_seq = 0
+        #: What the station's own POS recorded, per (local day, grade): [litres, CNY] (for declarations).
+        self.reported: dict[tuple[str, str], list[float]] = {}
         self._next_reading = 0
         self._next_tick = 0
         self._reading_no = 0
@@ -162,6 +180,13 @@ class StationSim:
         cut = bisect_left(pending, until_ts, key=_TS)
         ready = pending[:cut]
         del pending[:cut]
+        # Documents are numbered as they reach the platform (issue 5: a late order is generated with its
+        # delivery but arrives hours after later paperwork), so the source's seqs follow event time.
+        src = self.src_docs
+        for ev in ready:
+            if ev["source"] == src:
+                ev["seq"] = self.doc_release_seq
+                self.doc_release_seq += 1
         return ready
 
     def _step(self) -> None:
@@ -171,8 +196,10 @@ class StationSim:
         mark = len(self.pending)
         day = local_day(b0)
         if day != self._day:
-            self._day = day
+            previous, self._day = self._day, day
             self.day_factor = float(np.clip(self.rng.normal(1.0, 0.06), 0.8, 1.2))
+            if previous:
+                self._paperwork(previous, b0)
         for fault in self.faults:  # fault hook 1: extra true flows, water
             self.flows.extend(fault.on_block(self, b0, b1))
         vcf_now = [vcf(float(self.temp[i]), self.density[i], self.product[i]) for i in range(len(self.tanks))]
@@ -246,9 +273,28 @@ class StationSim:
             volume = min(ORDER_MAX_L, math.floor(room / 1000.0) * 1000.0)
             if volume < ORDER_MIN_L:
                 continue
-            self._order(i, tank, volume, round(b0 + float(rng.uniform(0.0, b1 - b0)), 3))
+            po_ts = round(b0 + float(rng.uniform(0.0, b1 - b0)), 3)
+            self._order(i, tank, volume, po_ts, self._split(i, b0, volume))
 
-    def _order(self, i: int, tank: TrueTank, volume: float, po_ts: float) -> None:
+    def _split(self, i: int, b0: float, volume: float) -> tuple[int, float] | None:
+        """A second tank of the grade that takes the rest of the tanker, if it has room (paperwork noise:
+        one order, two drops)."""
+        grade = self.tanks[i].grade
+        for j, other in enumerate(self.tanks):
+            if j == i or other.grade != grade or b0 < self.order_until[j]:
+                continue
+            nominal = float(self.nominal_l[j])
+            gross = float(self.net[j]) / vcf(float(self.temp[j]), self.density[j], self.product[j])
+            if gross >= SPLIT_SHARE * nominal or self.doc_rng.random() >= P_SPLIT:
+                continue
+            room = (FILL_TO_SHARE * nominal - gross) / THERMAL_MARGIN
+            extra = min(SPLIT_MAX_L - volume, math.floor(room / 1000.0) * 1000.0)
+            if extra >= 2000.0:
+                return j, extra
+        return None
+
+    def _order(self, i: int, tank: TrueTank, volume: float, po_ts: float,
+               split: tuple[int, float] | None = None) -> None:
         rng = self.rng
         spec = self.spec
         trip = plan_trip(rng, self.profile.brand, spec.lon, spec.lat, volume)
@@ -268,17 +314,59 @@ class StationSim:
         self.order_until[i] = end
         self.truth.deliveries.append(TrueDelivery(self.id, tank.tank_id, tank.grade, po_no, po_ts, start, end,
                                                   true_l, volume, temp_in))
-        ev = self._base(po_ts, "", "doc.purchase", self.src_docs, self.seq_docs)
+        last_end = end
+        total = volume
+        if split is not None:  # the rest of the tanker into a second tank of the grade, after the first
+            j, extra = split
+            d = self.doc_rng
+            start_j = round(end + float(d.uniform(300.0, 900.0)), 3)
+            true_j = extra * (1.0 + float(d.uniform(*TRANSIT)))
+            end_j = round(start_j + true_j / (float(d.uniform(*DROP_LPM)) / 60.0), 3)
+            self.flows.append(Flow(j, start_j, end_j, true_j, RECEIVED, temp_in))
+            self.order_until[j] = end_j
+            other = self.tanks[j]
+            self.truth.deliveries.append(TrueDelivery(self.id, other.tank_id, other.grade, po_no, po_ts,
+                                                      start_j,
+                                                      end_j, true_j, extra, temp_in))
+            last_end = end_j
+            total = volume + extra
+            trip = plan_trip(d, self.profile.brand, spec.lon, spec.lat, total) if total > 20_000 else trip
+        d = self.doc_rng
+        doc_ts = round(last_end + float(d.uniform(600.0, LATE_DOC_S)), 3) if d.random() < P_LATE_PO else po_ts
+        late_invoice = d.random() < P_LATE_INVOICE
+        inv_ts = round(po_ts + float(d.uniform(0.0, LATE_INVOICE_S)), 3) if late_invoice else doc_ts
+        ev = self._base(doc_ts, "", "doc.purchase", self.src_docs, self.seq_docs)
         ev.update(po_no=po_no, supplier=trip.supplier, depot=trip.depot, grade=tank.grade,
-                  volume_l_20c=volume, density_20c=density, invoice_no=invoice, vehicle=trip.vehicle,
+                  volume_l_20c=total, density_20c=density, invoice_no=invoice, vehicle=trip.vehicle,
                   seals=trip.seals, depart_ts=depart, arrive_ts=arrive, route=trip.route)
-        inv = self._base(po_ts, "", "doc.invoice", self.src_docs, self.seq_docs + 1)
+        inv = self._base(inv_ts, "", "doc.invoice", self.src_docs, self.seq_docs + 1)
         unit = round(self.prices.price(tank.grade, po_ts) * WHOLESALE_SHARE, 2)
-        inv.update(invoice_no=invoice, direction="purchase", grade=tank.grade, volume_l=volume,
-                   amount_cny=round(volume * unit, 2), day=day)
+        inv.update(invoice_no=invoice, direction="purchase", grade=tank.grade, volume_l=total,
+                   amount_cny=round(total * unit, 2), day=day)
         self.seq_docs += 2
         self.pending.append(ev)
         self.pending.append(inv)
+
+    def _paperwork(self, day: str, b0: float) -> None:
+        """The previous day's sales declaration per grade (whole litres and yuan, as declared) and its
+        sales invoices (a share of the sales, to the fen), filed during the next day."""
+        d = self.doc_rng
+        for grade in sorted({t.grade for t in self.tanks}):
+            litres, cny = self.reported.pop((day, grade), (0.0, 0.0))
+            dec = self._base(round(b0 + float(d.uniform(3600.0, 10 * 3600.0)), 3), "", "doc.declaration",
+                             self.src_docs, self.seq_docs)
+            dec.update(day=day, grade=grade, volume_l=float(round(litres)), revenue_cny=float(round(cny)))
+            self.seq_docs += 1
+            self.pending.append(dec)
+            if litres <= 0:
+                continue
+            share = float(d.uniform(0.3, 0.9))
+            inv = self._base(round(b0 + float(d.uniform(3600.0, 20 * 3600.0)), 3), "", "doc.invoice",
+                             self.src_docs, self.seq_docs)
+            inv.update(invoice_no=invoice_number(d, int(day[2:4])), direction="sales", grade=grade,
+                       volume_l=round(litres * share, 2), amount_cny=round(cny * share, 2), day=day)
+            self.seq_docs += 1
+            self.pending.append(inv)
 
     # ----------------------------------------------------------------------------------------------
     # Customers and nozzles
@@ -399,6 +487,10 @@ class StationSim:
         entry = self.truth.day(sid, self.tank_ids[plan.tank], name)
         entry.displayed_l += vol
         entry.fills += 1
+        if plan.emit_txn:
+            rep = self.reported.setdefault((name, plan.grade), [0.0, 0.0])
+            rep[0] += vol
+            rep[1] += amount
 
     # ----------------------------------------------------------------------------------------------
     # Tanks and gauge

@@ -150,6 +150,13 @@ _ISSUE_FAULTS = """
 - {type: meter_bias, station: BH-0003, nozzle: N4, at: 1d, factor: 1.01, schedule: {hours: "18-22"}}
 - {type: hidden_sales, station: BH-0004, nozzle: N2, at: 1d, fraction: 0.05, schedule: {on: 2h, off: 6h}}
 - {type: comm_loss, station: BH-0004, nozzle: N3, at: 6d, for: 30m}
+- {type: delivery_without_po, station: BH-0002, tank: T1, at: 30h, volume_l: 6000}
+- {type: po_without_delivery, station: BH-0003, tank: T2, at: 1d, volume_l: 10000}
+- {type: underdeclared_sales, station: BH-0001, at: 1d, fraction: 0.05}
+- {type: invoice_inflation, station: BH-0004, at: 12h, fraction: 0.1}
+- {type: price_dumping, station: BH-0002, at: 3d, factor: 0.8}
+- {type: capacity_misreport, station: BH-0003, tank: T1, at: 0s, declared_factor: 1.25}
+- {type: hidden_tank, station: BH-0001, nozzle: N2, at: 1d, volume_l: 20000}
 """
 
 
@@ -157,9 +164,11 @@ def test_every_fault_type_of_the_issue_builds_and_checks() -> None:
     specs = yaml.safe_load(_ISSUE_FAULTS)
     issue3 = {"leak", "theft", "meter_bias", "hidden_sales", "totalizer_jump", "txn_gap", "mainboard_swap",
               "sensor_stuck", "sensor_drift", "comm_loss", "water_ingress"}
+    issue5 = {"delivery_without_po", "po_without_delivery", "underdeclared_sales", "invoice_inflation",
+              "price_dumping", "capacity_misreport", "hidden_tank"}  # simulators/regulatory_faults.py
     issue6 = {"vapor_blockage", "vapor_unsealed", "processor_off", "voc_leak"}  # tests/test_vapor_sim.py
-    assert set(FAULT_TYPES) == issue3 | issue6
-    assert {s["type"] for s in specs} == issue3
+    assert set(FAULT_TYPES) == issue3 | issue5 | issue6
+    assert {s["type"] for s in specs} == issue3 | issue5
     district = synthetic_district(4, 7)
     for spec in specs:
         check_fault(spec, district)

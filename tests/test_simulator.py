@@ -247,17 +247,24 @@ def test_deliveries_happen_match_their_po_and_never_overfill(run) -> None:
     assert done, "at least one delivery in two station-days"
     pos = {e["po_no"]: e for e in _kind(events, "doc.purchase")}
     invoices = {e["invoice_no"]: e for e in _kind(events, "doc.invoice")}
+    parts: dict[str, list[Any]] = {}
+    for d in sim.truth.deliveries:
+        parts.setdefault(d.po_no, []).append(d)
     for d in sim.truth.deliveries:
         po = pos[d.po_no]
-        assert po["volume_l_20c"] == d.po_volume_l_20c
-        assert 8_000 <= d.po_volume_l_20c <= 20_000
+        # issue 5's paperwork noise: an order may be split over two tanks of its grade (one order, two
+        # drops), and may reach the platform only after the drop (then its ts is after the drops end).
+        assert po["volume_l_20c"] == sum(x.po_volume_l_20c for x in parts[d.po_no])
+        assert 2_000 <= d.po_volume_l_20c <= 20_000 and 8_000 <= po["volume_l_20c"] <= 30_000
         assert -0.002 <= d.volume_l_20c / d.po_volume_l_20c - 1 <= 0.0005
-        assert po["ts"] < po["depart_ts"] < po["arrive_ts"] <= d.start_ts < d.end_ts
+        assert po["depart_ts"] < po["arrive_ts"] <= d.start_ts < d.end_ts
+        assert po["ts"] < po["depart_ts"] or po["ts"] > max(x.end_ts for x in parts[d.po_no])
         assert 600 / 60 * 0.99 <= d.volume_l_20c / (d.end_ts - d.start_ts) <= 1000 / 60 * 1.01
         assert 3 <= len(po["route"]) <= 5 and tuple(po["route"][-1]) == (
             sim.district.station(d.station).lon, sim.district.station(d.station).lat)
         assert po["vehicle"].startswith("津") and po["seals"]
-        assert invoices[po["invoice_no"]]["volume_l"] == d.po_volume_l_20c
+        if po["invoice_no"] in invoices:  # an invoice may come up to 36 h late, after the run
+            assert invoices[po["invoice_no"]]["volume_l"] == po["volume_l_20c"]
     for station in sim.district.stations:
         for tank in station.tanks:
             true = sim.sim_district.truth_tanks[(station.id, tank.id)]

@@ -57,6 +57,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          "{entity} unsafe behaviour: {behaviour_en} ({count}×)"),
     "INSPECTION_FINDING": ("现场检查发现问题 {findings} 项：{first}",
                            "inspection found {findings} issue(s): {first}"),
+    # Regulatory loop (issue 5).
+    "DELIVERY_UNDOCUMENTED": ("{entity} 收油 {net_l:.0f} L 无对应采购订单/发票（疑似无票油）",
+                              "{entity} received {net_l:.0f} L with no purchase order or invoice"),
+    "PO_UNDELIVERED": ("{doc} {entity}（{volume_l:.0f} L）无对应到货（疑似虚增成本/虚开发票）",
+                       "{doc_en} {entity} ({volume_l:.0f} L) never reached a tank"),
+    "SALES_UNDERDECLARED": ("{entity} {day} 申报销量比计量少 {missing_l:.0f} L（{missing_pct:.1f}%）",
+                            "{entity} {day}: declared sales {missing_l:.0f} L ({missing_pct:.1f} %) "
+                            "below metered"),
+    "INVOICE_MISMATCH": ("{direction}发票 {entity} 超出实物流量 {excess_l:.0f} L（{excess_pct:.1f}%）",
+                         "{direction_en} invoice {entity} exceeds the physical flow by {excess_l:.0f} L "
+                         "({excess_pct:.1f} %)"),
+    "PRICE_DUMPING": ("{entity} 价格 {unit_price:.2f} 元/L 低于成本或参考价（疑似低价倾销）",
+                      "{entity} priced {unit_price:.2f} CNY/L below cost or reference (dumping)"),
+    "CAPACITY_MISREPORT": ("{entity} 申报罐容 {declared_l:.0f} L 与实测 {measured_l:.0f} L 不符"
+                           "（疑似虚报罐容）",
+                           "{entity} declared capacity {declared_l:.0f} L disagrees with "
+                           "{measured_l:.0f} L measured"),
+    "HIDDEN_TANK": ("{entity} 销售 {nozzle_sales_l:.0f} L，其中约 {unexplained_l:.0f} L "
+                    "未从申报油罐流出（疑似暗罐）",
+                    "{entity} sold {nozzle_sales_l:.0f} L; {unexplained_l:.0f} L left no declared tank "
+                    "(hidden tank)"),
 }
 
 

@@ -212,6 +212,42 @@ def simulate(serve_: bool, stations: int, scenario_file: str | None, speed: floa
                                hj212_port=hj212_port))
 
 
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="FUELTWIN_URL",
+              help="The running twin (fueltwin demo / a live twin) taking the documents [env FUELTWIN_URL].")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1))
+def import_documents(file: str, url: str, timeout: float) -> None:
+    """Import documents from a CSV FILE (purchase orders, invoices, declarations, prices).
+
+    The twin validates each row: a bad row is rejected with its line number and reason (and kept in the
+    dead letters); the good rows are taken. Exit status 0 if every row was taken, 1 if some were
+    rejected, 2 if the twin could not be reached. Columns: see bridges/documents.py.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = Path(file).read_bytes()
+    request = urllib.request.Request(url.rstrip("/") + "/api/v1/documents/csv", data=data, method="POST",
+                                     headers={"Content-Type": "text/csv; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the user's own twin
+            result = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        click.echo(f"{file}: the twin refused the file: {exc.code} {exc.read().decode(errors='replace')}",
+                   err=True)
+        sys.exit(2)
+    except (urllib.error.URLError, OSError) as exc:
+        click.echo(f"{file}: cannot reach the twin at {url}: {exc}", err=True)
+        sys.exit(2)
+    for r in result["results"]:
+        if not r["accepted"]:
+            click.echo(f"{file}: {r['reason']}", err=True)
+    click.echo(f"{file}: {result['accepted']} document(s) taken, {result['rejected']} rejected")
+    sys.exit(0 if result["rejected"] == 0 else 1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Scenarios
 

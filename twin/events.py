@@ -153,6 +153,8 @@ class DocPurchase(EventBase):
     depart_ts: float | None = None
     arrive_ts: float | None = None
     route: list[tuple[float, float]] = Field(default_factory=list, description="(lon, lat) points")
+    #: The tank(s) it is meant for, when the order says (issue 5; a split drop names several, "T1,T2").
+    tank: str = Field(default="", max_length=64)
 
     _check_grade = field_validator("grade")(_grade)
 

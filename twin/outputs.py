@@ -19,6 +19,9 @@ class Outputs:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    #: Keyed values for the store's hashes: ``{"hash", "field", "value"}`` (issue 5: ledger rows, lots,
+    #: trace records), so the API reads them by key.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: Outputs) -> None:
         self.divergence.extend(other.divergence)
@@ -27,11 +30,14 @@ class Outputs:
         self.states.update(other.states)
         self.rejected.extend(other.rejected)
         self.events += other.events
+        self.records.extend(other.records)
 
     def to_dict(self) -> dict[str, Any]:
         return {"divergence": self.divergence, "deliveries": self.deliveries, "alerts": self.alerts,
-                "states": self.states, "rejected": self.rejected, "events": self.events}
+                "states": self.states, "rejected": self.rejected, "events": self.events,
+                "records": self.records}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Outputs:
-        return cls(d["divergence"], d["deliveries"], d["alerts"], d["states"], d["rejected"], d["events"])
+        return cls(d["divergence"], d["deliveries"], d["alerts"], d["states"], d["rejected"], d["events"],
+                   d.get("records", []))

@@ -207,6 +207,8 @@ def build_simulator(scn: Scenario, seed: int, sim_district: SimDistrict) -> Dist
     for spec in scn.faults:
         sid, fault = build_fault(spec, scn.start, seed)
         faults.setdefault(sid, []).append(fault)
+        if hasattr(fault, "declare"):  # issue 5: a fault in what the station declared (capacity_misreport)
+            sim_district.district = fault.declare(sim_district.district)
     interval = scn.noise.reading_interval_s or READING_INTERVAL_S
     return DistrictSimulator(sim_district, seed=seed, start_ts=scn.start, reading_interval_s=interval,
                              noise=NoiseSettings(**scn.noise.noise_settings()), truth_every=TRUTH_EVERY,

@@ -59,7 +59,10 @@ ALERT_CODES = ("LEAK", "SUDDEN_LOSS", "DELIVERY_DETECTED", "METER_BIAS", "HIDDEN
                "VAPOR_AL_WARNING", "VAPOR_AL_ALARM", "VAPOR_PRESSURE", "VAPOR_PROCESSOR", "VAPOR_VOC",
                # issue 6: safety devices and inspections (twin/safety.py)
                "GAS_LEL", "INTERSTITIAL_LEAK", "UNLOADING_UNGROUNDED", "UNSAFE_BEHAVIOUR",
-               "INSPECTION_FINDING")
+               "INSPECTION_FINDING",
+               # issue 5: the regulatory loop
+               "DELIVERY_UNDOCUMENTED", "PO_UNDELIVERED", "SALES_UNDERDECLARED", "INVOICE_MISMATCH",
+               "PRICE_DUMPING", "CAPACITY_MISREPORT", "HIDDEN_TANK")
 #: Informational events, not alarms: never a false alarm (a delivery recognised is not a fault).
 INFO_CODES = frozenset({"DELIVERY_DETECTED"})
 #: Which alert detects which fault type: an expectation is timed from the first onset of a fault of the
@@ -72,6 +75,10 @@ FAULT_ALERT: dict[str, str] = {
     # issue 6: vapor recovery
     "vapor_blockage": "VAPOR_AL_WARNING", "vapor_unsealed": "VAPOR_PRESSURE",
     "processor_off": "VAPOR_PROCESSOR", "voc_leak": "VAPOR_VOC",
+    "delivery_without_po": "DELIVERY_UNDOCUMENTED", "po_without_delivery": "PO_UNDELIVERED",
+    "underdeclared_sales": "SALES_UNDERDECLARED", "invoice_inflation": "INVOICE_MISMATCH",
+    "price_dumping": "PRICE_DUMPING", "capacity_misreport": "CAPACITY_MISREPORT",
+    "hidden_tank": "HIDDEN_TANK",
 }
 #: Further codes a fault type is detected by (an expectation of one of these is timed from that fault too):
 #: a blocked nozzle's A/L is a warning at the day's close and, below 0.6, an alarm within a day.

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twin.deliveries import DeliverySettings
 from twin.detectors.losses import LossSettings
+from twin.detectors.regulatory import RegulatorySettings
 from twin.detectors.wetstock import WetstockSettings
 from twin.safety import SafetySettings
 from twin.vapor import VaporSettings
@@ -43,6 +44,31 @@ class TwinSettings(BaseModel):
     vapor: VaporSettings = Field(default_factory=VaporSettings)
     #: Safety devices (GAS_LEL levels after GB/T 50493-2019, …): twin/safety.py SafetySettings.
     safety: SafetySettings = Field(default_factory=SafetySettings)
+
+    #: Regulatory checks (issue 5): documents against the physical flow; see twin/detectors/regulatory.py
+    #: and twin/regulatory.py for what each threshold means.
+    match_tolerance_pct: float = Field(default=0.5, gt=0)
+    undocumented_window_s: float = Field(default=12 * 3600.0, gt=0)
+    undocumented_min_l: float = Field(default=1000.0, ge=0)
+    undelivered_window_s: float = Field(default=12 * 3600.0, gt=0)
+    invoice_tolerance_pct: float = Field(default=0.5, ge=0)
+    declaration_tolerance_pct: float = Field(default=0.5, ge=0)
+    dumping_cost_margin_pct: float = Field(default=0.0, ge=0)
+    dumping_reference_margin_pct: float = Field(default=10.0, ge=0)
+    capacity_tolerance_pct: float = Field(default=10.0, gt=0)
+    hidden_min_l: float = Field(default=100.0, gt=0)
+    hidden_min_pct: float = Field(default=10.0, gt=0)
+
+    def regulatory(self) -> RegulatorySettings:
+        return RegulatorySettings(
+            match_tolerance_pct=self.match_tolerance_pct, undocumented_window_s=self.undocumented_window_s,
+            undocumented_min_l=self.undocumented_min_l, undelivered_window_s=self.undelivered_window_s,
+            invoice_tolerance_pct=self.invoice_tolerance_pct,
+            declaration_tolerance_pct=self.declaration_tolerance_pct,
+            dumping_cost_margin_pct=self.dumping_cost_margin_pct,
+            dumping_reference_margin_pct=self.dumping_reference_margin_pct,
+            capacity_tolerance_pct=self.capacity_tolerance_pct, hidden_min_l=self.hidden_min_l,
+            hidden_min_pct=self.hidden_min_pct)
 
     def wetstock(self) -> WetstockSettings:
         return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,

@@ -169,6 +169,24 @@ class Store:
     def k_alerts(self) -> str:
         return f"{self.p}:alerts"
 
+    def key(self, name: str) -> str:
+        """A hash of the regulatory records (issue 5): ``ledger:{station}``, ``trace:po``, ``stats``…"""
+        return f"{self.p}:reg:{name}"
+
+    async def hget_json(self, name: str, field: str) -> Any:
+        blob = await self.r.hget(self.key(name), field)
+        return None if blob is None else json.loads(blob)
+
+    async def hmget_json(self, name: str, fields: Sequence[str]) -> list[Any]:
+        if not fields:
+            return []
+        blobs = await self.r.hmget(self.key(name), list(fields))
+        return [None if b is None else json.loads(b) for b in blobs]
+
+    async def hgetall_json(self, name: str) -> dict[str, Any]:
+        raw = await self.r.hgetall(self.key(name))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
     # ---- writes ----------------------------------------------------------------------------------
 
     async def write(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
@@ -231,6 +249,17 @@ class Store:
             pipe.hincrby(self.k_counters, "actor_crashes", len(out.rejected))
         if out.states:
             pipe.hset(self.k_state, mapping={sid: _json(st) for sid, st in out.states.items()})
+            # Issue 5: each station's compact sales and prices, mirrored so statistics read only these.
+            stats = {sid: _json(st["regulatory"]["stats"]) for sid, st in out.states.items()
+                     if "regulatory" in st}
+            if stats:
+                pipe.hset(self.key("stats"), mapping=stats)
+        if out.records:
+            by_hash: dict[str, dict[str, bytes]] = {}
+            for rec in out.records:
+                by_hash.setdefault(rec["hash"], {})[rec["field"]] = _json(rec["value"])
+            for name, mapping in by_hash.items():
+                pipe.hset(self.key(name), mapping=mapping)
 
     async def wipe(self) -> int:
         """Delete every key of this twin (its prefix only): a replay starts from an empty twin."""

@@ -464,6 +464,9 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     add_vapor_routes(app, ctx, API)  # issue 6: vapor-recovery compliance (ui/vapor_api.py)
     add_risk_routes(app, ctx, API)  # issue 6: inspections in, station risk out (ui/risk_api.py)
+    from ui.regulatory import register as register_regulatory  # issue 5: documents, ledger, trace, stats
+
+    register_regulatory(app, ctx)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
