@@ -9,6 +9,7 @@ pace polling, to time reconnects, and to stamp an event when the device has no c
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,28 @@ async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
     return result
+
+
+class ProfileMismatch(RuntimeError):
+    """The device does not serve the points its profile names (wrong profile, unit, namespace, address
+    map or channels): a configuration problem, not a device fault."""
+
+
+#: A device that does not match its profile is retried this rarely (someone may fix the configuration).
+MISMATCH_RETRY_S = 30.0
+
+
+def failure_delay(health: BridgeHealth, exc: Exception, backoff: Backoff, log: logging.Logger) -> float:
+    """Record why a bridge's connection ended and say how long to wait before the next attempt: the
+    same for every protocol, so a device fault never escapes ``run()`` and is always counted."""
+    health.errors += 1
+    if isinstance(exc, ProfileMismatch):
+        health.last_error = str(exc)
+        log.error("%s", exc)
+        return MISMATCH_RETRY_S
+    health.last_error = f"{type(exc).__name__}: {exc}"[:300]
+    log.debug("%s: %s", health.source, health.last_error)
+    return backoff.next_delay()
 
 
 #: Receives a batch of raw event dicts (the ``twin/events.py`` language, not yet validated).

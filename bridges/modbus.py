@@ -26,7 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
+from bridges.base import (
+    Backoff,
+    BridgeHealth,
+    EventSink,
+    ProfileMismatch,
+    SourceSequence,
+    failure_delay,
+    wait_for,
+)
 from bridges.config import DeviceConfig
 from bridges.modbus_codec import BadValue, Value, decode
 from bridges.modbus_profile import BIT_FUNCTIONS, ModbusPoint, ModbusProfile, ModbusRing
@@ -42,8 +50,6 @@ EXCEPTION_NAMES = {1: "ILLEGAL FUNCTION", 2: "ILLEGAL DATA ADDRESS", 3: "ILLEGAL
 MAX_BITS = 2000
 
 
-class ProfileMismatch(RuntimeError):
-    """The device does not serve the points its profile names (wrong profile, unit or address map)."""
 
 
 class DeviceError(RuntimeError):
@@ -214,16 +220,8 @@ class ModbusBridge:
             except asyncio.CancelledError:
                 self._close()
                 raise
-            except ProfileMismatch as exc:
-                h.errors += 1
-                h.last_error = str(exc)
-                log.error("%s", exc)
-                delay = 30.0  # a configuration problem: retry rarely, the device may be fixed
             except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                h.errors += 1
-                h.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.debug("%s: %s", self.source, h.last_error)
-                delay = self.backoff.next_delay()
+                delay = failure_delay(h, exc, self.backoff, log)
             h.connected = False
             self._close()
             await asyncio.sleep(delay)

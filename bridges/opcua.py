@@ -46,7 +46,15 @@ from typing import Any
 
 from asyncua import Client, ua
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
+from bridges.base import (
+    Backoff,
+    BridgeHealth,
+    EventSink,
+    ProfileMismatch,
+    SourceSequence,
+    failure_delay,
+    wait_for,
+)
 from bridges.opcua_profile import BadValue, OpcUaProfile, UaPoint
 from twin.events import Rejection
 
@@ -56,8 +64,6 @@ _WAITING = ua.StatusCodes.BadWaitingForInitialData
 _GROUP_KIND = {"tank": "tank.reading", "nozzle": "nozzle.state", "device": "device.info"}
 
 
-class ProfileMismatch(RuntimeError):
-    """The device does not serve the points its profile names (wrong profile, namespace or channels)."""
 
 
 @dataclass(slots=True)
@@ -207,16 +213,8 @@ class OpcUaBridge:
             except asyncio.CancelledError:
                 await asyncio.shield(self._close())
                 raise
-            except ProfileMismatch as exc:
-                h.errors += 1
-                h.last_error = str(exc)
-                log.error("%s", exc)
-                delay = 30.0  # a configuration problem: retry rarely, the device may be fixed
             except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                h.errors += 1
-                h.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.debug("%s: %s", self.source, h.last_error)
-                delay = self.backoff.next_delay()
+                delay = failure_delay(h, exc, self.backoff, log)
             h.connected = False
             await self._close()
             await asyncio.sleep(delay)

@@ -40,8 +40,15 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from bridges.base import Backoff, BridgeHealth, EventSink, SourceSequence, wait_for
-from bridges.opcua import ProfileMismatch
+from bridges.base import (
+    Backoff,
+    BridgeHealth,
+    EventSink,
+    ProfileMismatch,
+    SourceSequence,
+    failure_delay,
+    wait_for,
+)
 from bridges.tls_codec import (
     ETX,
     Delivery,
@@ -134,16 +141,8 @@ class Tls350Bridge:
             except asyncio.CancelledError:
                 await self._close()
                 raise
-            except ProfileMismatch as exc:
-                h.errors += 1
-                h.last_error = str(exc)
-                log.error("%s", exc)
-                delay = 30.0  # a configuration problem: retry rarely, the console may be fixed
             except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                h.errors += 1
-                h.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.debug("%s: %s", self.source, h.last_error)
-                delay = self.backoff.next_delay()
+                delay = failure_delay(h, exc, self.backoff, log)
             h.connected = False
             await self._close()
             await asyncio.sleep(delay)
