@@ -8,6 +8,7 @@ daylight saving since 1991, so a fixed offset is exact for every timestamp the t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 _OFFSET_S = 8 * 3600
@@ -19,8 +20,14 @@ def local_day_number(ts: float) -> int:
 
 
 def local_day(ts: float) -> str:
-    """'YYYY-MM-DD' of the local day that contains ``ts``."""
-    return datetime.fromtimestamp(local_day_number(ts) * _DAY_S, UTC).strftime("%Y-%m-%d")
+    """'YYYY-MM-DD' of the local day that contains ``ts``. Called per reading (the ledger's day), so the
+    formatting is cached per day number (profiled: 0.3 s of 2.9 s in the station actors)."""
+    return _day_name(local_day_number(ts))
+
+
+@lru_cache(maxsize=8192)
+def _day_name(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * _DAY_S, UTC).strftime("%Y-%m-%d")
 
 
 def local_hour(ts: float) -> float:
