@@ -52,6 +52,32 @@ def failure_delay(health: BridgeHealth, exc: Exception, backoff: Backoff, log: l
     return backoff.next_delay()
 
 
+class PollingLoop:
+    """The pacing of a polled bridge (Modbus, TLS-350): one ``poll_once`` per interval, counted, with a
+    good poll marking the link up and resetting the reconnect backoff. The bridge provides the
+    attributes named in the annotations."""
+
+    _health: BridgeHealth
+    backoff: Backoff
+    clock: Callable[[], float]
+    poll_interval_s: float
+    polls: int
+
+    async def poll_once(self) -> None:
+        raise NotImplementedError
+
+    async def _poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await self.poll_once()
+            self._health.connected = True
+            self._health.last_ok_ts = self.clock()
+            self.backoff.reset()
+            self.polls += 1
+            await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - t0)))
+
+
 #: Receives a batch of raw event dicts (the ``twin/events.py`` language, not yet validated).
 EventSink = Callable[[list[dict[str, Any]]], Awaitable[Any]]
 

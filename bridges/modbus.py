@@ -30,6 +30,7 @@ from bridges.base import (
     Backoff,
     BridgeHealth,
     EventSink,
+    PollingLoop,
     ProfileMismatch,
     SourceSequence,
     failure_delay,
@@ -121,7 +122,7 @@ def merge_requests(needs: list[tuple[str, int, int]], max_regs: int, gap: int = 
     return out
 
 
-class ModbusBridge:
+class ModbusBridge(PollingLoop):
     """One Modbus TCP device, polled per its profile, until cancelled."""
 
     def __init__(self, device: DeviceConfig, profile: ModbusProfile, station: StationSpec | str,
@@ -275,17 +276,6 @@ class ModbusBridge:
                     f"({self.unit}) and the channels of the station configuration.") from None
 
     # ---- polling ---------------------------------------------------------------------------------
-
-    async def _poll_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            t0 = loop.time()
-            await self.poll_once()
-            self._health.connected = True
-            self._health.last_ok_ts = self.clock()
-            self.backoff.reset()
-            self.polls += 1
-            await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - t0)))
 
     async def poll_once(self) -> None:
         regs: dict[str, dict[int, int]] = {"holding": {}, "input": {}, "coil": {}, "discrete": {}}

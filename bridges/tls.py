@@ -44,6 +44,7 @@ from bridges.base import (
     Backoff,
     BridgeHealth,
     EventSink,
+    PollingLoop,
     ProfileMismatch,
     SourceSequence,
     failure_delay,
@@ -79,7 +80,7 @@ def host_port(endpoint: str, default_port: int = 10001) -> tuple[str, int]:
     return parts.hostname, parts.port or default_port
 
 
-class Tls350Bridge:
+class Tls350Bridge(PollingLoop):
     """One TLS-350 console, polled until cancelled."""
 
     def __init__(self, device: Any, profile: Tls350Profile, station: Any, sink: EventSink, *,
@@ -201,17 +202,6 @@ class Tls350Bridge:
                         f"{sorted(t.tank for t in tanks)}")
 
     # ---- polling ---------------------------------------------------------------------------------
-
-    async def _poll_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            t0 = loop.time()
-            await self.poll_once()
-            self._health.connected = True
-            self._health.last_ok_ts = self.clock()
-            self.backoff.reset()
-            self.polls += 1
-            await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - t0)))
 
     async def poll_once(self) -> None:
         out, self._pending = self._pending, []
