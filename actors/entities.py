@@ -324,10 +324,18 @@ class NozzleActor:
                 out.alerts.append(closed.to_dict())
 
     def state_event(self, ev: Any) -> float:
-        """Track the live state; return the litres dispensed so far in this fill."""
+        """Track the live state; return the litres dispensed so far in this fill.
+
+        A fill's last state and its transaction carry the same device time, and a controller may publish
+        them in either order (over OPC UA the transaction record often arrives first). A state no later
+        than the last booked transaction's end belongs to that booked fill, so it counts as nothing
+        running: counting it would take the fill from the tank twice until the next state, and the
+        readings in between would look like a small delivery."""
         self.state_name = ev.state
-        self.running_l = ev.volume_l if ev.state in ("fuelling", "finished") else 0.0
-        self.running_cny = ev.amount_cny if ev.state in ("fuelling", "finished") else 0.0
+        last_end = self.ledger.last_end_ts
+        running = ev.state in ("fuelling", "finished") and (last_end is None or ev.ts > last_end)
+        self.running_l = ev.volume_l if running else 0.0
+        self.running_cny = ev.amount_cny if running else 0.0
         return self.running_l
 
     def txn(self, ev: Any, link_lost: bool, alerts: AlertBook, out: Outputs) -> float:

@@ -6,14 +6,17 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from conftest import station_spec
 
 from actors.base import make_runtime
+from actors.entities import StationActor
 from simulators.district import synthetic_district
 from simulators.feed import DistrictSimulator
 from twin.events import EventBase, Validator, parse
 from twin.outputs import Outputs
-from twin.registry import District
+from twin.registry import District, StationSpec
 from twin.service import TwinService
+from twin.settings import TwinSettings
 from twin.store import Store
 
 START = 1_780_243_200.0  # 2026-06-01 00:00 Beijing
@@ -127,3 +130,32 @@ async def test_local_and_ray_runtimes_give_identical_outputs() -> None:
     assert len(local_out[2]) >= 1  # a day has deliveries, so alerts and deliveries are compared too
     assert local_out == ray_out
     assert local_states == ray_states
+
+
+def test_a_fills_last_state_and_its_transaction_count_once_in_either_order() -> None:
+    """A controller may publish a fill's final state and its transaction record with the same device time
+    in either order (OPC UA often sends the record first); the tank's book must come out the same, or the
+    fill is taken from the tank twice until the next state and the readings look like a small delivery."""
+    def run(order: tuple[str, ...]) -> tuple[float, float]:
+        actor = StationActor(StationSpec.model_validate(station_spec("BH-0001")), TwinSettings())
+        t = START + 3600.0
+        base = {"station": "BH-0001", "entity": "N1"}
+        events = {
+            "fuelling": {"kind": "nozzle.state", "ts": t, "state": "fuelling", "volume_l": 12.0,
+                         "amount_cny": 90.0, "source": "fcc", "seq": 1},
+            "finished": {"kind": "nozzle.state", "ts": t + 40.0, "state": "finished", "volume_l": 35.0,
+                         "amount_cny": 262.5, "source": "fcc", "seq": 2},
+            "txn": {"kind": "nozzle.txn", "ts": t + 40.0, "txn_no": 7, "grade": "92#", "volume_l": 35.0,
+                    "amount_cny": 262.5, "unit_price": 7.5, "start_ts": t - 20.0, "end_ts": t + 40.0,
+                    "totalizer_l": 1035.0, "totalizer_cny": 7762.5, "source": "fcc", "seq": 3},
+        }
+        out = Outputs()
+        for name in order:
+            actor.handle(parse({**base, **events[name]}), out)
+        book = actor.tanks["T1"].book
+        return book.in_progress_l, book.expected_l
+
+    state_first = run(("fuelling", "finished", "txn"))
+    txn_first = run(("fuelling", "txn", "finished"))
+    assert state_first[0] == txn_first[0] == 0.0
+    assert txn_first[1] == pytest.approx(state_first[1])
