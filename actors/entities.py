@@ -174,23 +174,30 @@ class TankActor:
         trending = False
         for f in fits:
             trend_t = abs(f.leak_lph) / f.leak_se_lph if f.leak_se_lph > 0 else 0.0
-            # The divergence itself must move the same way: where a busy nozzle sells as steadily as
-            # time passes, the joint fit can trade the two off, and a model-only trend is no evidence.
+            # What the divergence itself does (no sales columns): a drifting gauge moves it visibly.
             plain_t = f.trend_lph / f.trend_se_lph if f.trend_se_lph > 0 else 0.0
             trending |= trend_t >= 3.0 or f.drift_preferred
             evidence = {"rows": f.rows, "days_of_data": round(f.days, 2),
                         "divergence_trend_lph": round(f.trend_lph, 3)}
             plain_significant = abs(plain_t) >= s.leak_t and abs(f.trend_lph) >= s.leak_min_lph
             # A closed tank cannot gain product steadily: a significant gain not explained by sales or
-            # deliveries is the gauge (level or temperature probe) drifting, whatever its shape.
-            gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0
+            # deliveries is the gauge (level or temperature probe) drifting, whatever its shape. The gain
+            # must show with one factor for all sales too: a single nozzle that gives short makes its tank
+            # "gain" in step with that nozzle's sales, which a steady seller makes look like time in the
+            # per-nozzle fit (measured: 7 SENSOR_DRIFT false alarms in meter-bias scenarios over 20 seeds).
+            common_t = f.common_lph / f.common_se_lph if f.common_se_lph > 0 else 0.0
+            gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0 and common_t >= 3.0
             if plain_significant and (f.drift_preferred or gaining) and f.drift_mm_per_day is not None:
                 report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
                                                     {"mm_per_day": f.drift_mm_per_day},
                                                     {**evidence, "mm_per_day": round(f.drift_mm_per_day, 2)}),
                        out)
                 return
-            if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and plain_t <= -3.0:
+            # The loss must also show with one factor for all the tank's sales (a tank-wide meter or
+            # chart error taken out, no per-nozzle columns to trade off against time). The divergence
+            # itself (plain) need not fall: measured, a tank whose meters all read ~0.5 % high rises by
+            # +0.5 L/h while leaking 0.38 L/h, and requiring a falling divergence missed 2 of 20 leaks.
+            if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and common_t <= -3.0:
                 if self.losses.unrecorded:
                     return  # the loss is the unrecorded fills HIDDEN_SALES already reports
                 self._report_leak(f, evidence, ts, alerts, out)

@@ -73,6 +73,11 @@ class WetstockFit:
     meter: dict[str, tuple[float, float, float]]  # nozzle -> (β, se, litres sold in window)
     #: The window this fit covers (days; ``WetstockModel.onset_rate`` refits it with an onset).
     window_days: float = 0.0
+    #: The trend fitted with one factor for all the tank's sales instead of one per nozzle (L/h,
+    #: negative = loss): the tank-wide meter and chart error taken out, without the per-nozzle columns
+    #: that a steady seller makes nearly collinear with time.
+    common_lph: float = 0.0
+    common_se_lph: float = 0.0
 
 
 class _Segment:
@@ -242,6 +247,14 @@ class WetstockModel:
                  for j, i in enumerate(active)}
         plain = _solve(cxx, cxy, cyy, [0], rows - len(segments) - 1)
         trend, trend_se = (float(plain[0][0]), float(plain[1][0])) if plain is not None else (0.0, 0.0)
+        common_lph = common_se = 0.0
+        if active:
+            m = np.zeros((k, 2))  # columns: time, all active nozzles' sales together
+            m[0, 0] = 1.0
+            m[active, 1] = 1.0
+            common = _solve(m.T @ cxx @ m, m.T @ cxy, cyy, [0, 1], rows - len(segments) - 2)
+            if common is not None:
+                common_lph, common_se = float(common[0][0]), float(common[1][0])
         drift = _solve(cxx, cxy, cyy, [1, *active], dof)
         drift_coef, drift_ok = None, False
         if drift is not None:
@@ -249,7 +262,7 @@ class WetstockModel:
             drift_ok = drift[2] < rss * (1.0 - s.drift_rss_gain)
         span_days = (segments[-1].last_ts - segments[0].first_ts) / 86_400.0
         return WetstockFit(rows, span_days, -float(coef[0]), float(se[0]), trend, trend_se, drift_coef,
-                           drift_ok, meter, window_days)
+                           drift_ok, meter, window_days, common_lph, common_se)
 
     def onset_rate(self, window_days: float) -> tuple[float, float, float] | None:
         """(onset_ts, loss rate L/h, its SE) for a loss that began at the most likely chunk boundary.
