@@ -90,6 +90,15 @@ class RegionSummary(BaseModel):
     sales_today_cny: float
 
 
+class MeterFactor(BaseModel):
+    factor: float = Field(description="delivered / displayed: 1 − (β − the tank's common β), latest fit")
+    se: float
+    ci95: list[float]
+    sold_l: float = Field(description="litres (20 °C) the nozzle sold in the fit's window")
+    judged: bool = Field(description="False: not the meter's own error (see reason); do not read it as one")
+    reason: Literal["few_nozzles", "low_sales", "trend"] | None = None
+
+
 class TankView(_Open):
     id: str
     grade: str
@@ -99,6 +108,8 @@ class TankView(_Open):
     divergence_l: float | None = None
     leak_rate_lph: float | None = None
     leak_rate_se_lph: float | None = None
+    meter_factors: dict[str, MeterFactor] | None = Field(
+        default=None, description="per nozzle of the tank; null before the first wetstock fit (~2 days)")
     stale: bool = False
     last_ts: float | None = None
 
