@@ -47,6 +47,22 @@ def clear(alerts: AlertBook, code: str, entity: str, ts: float, out: Outputs) ->
         out.alerts.append(closed.to_dict())
 
 
+#: A tank's common β (its chart's share of every nozzle's β) needs at least this many nozzles that sold
+#: enough: with fewer, the median is not a robust reference and a nozzle cannot be told from the chart.
+MIN_METER_NOZZLES = 3
+
+
+def meter_reference(fit: WetstockFit, min_sales_l: float) -> tuple[list[float], float | None]:
+    """The β of the tank's nozzles that sold at least ``min_sales_l`` in the fit's window (sorted) and
+    their median, the tank's common β, or None with fewer than MIN_METER_NOZZLES of them.
+
+    The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
+    follows the tank's sales), so a nozzle's own meter error is its β against this common one: what
+    METER_BIAS judges and what the station twin shows as the nozzle's meter factor."""
+    betas = sorted(b for b, _, sold in fit.meter.values() if sold >= min_sales_l)
+    return betas, (betas[len(betas) // 2] if len(betas) >= MIN_METER_NOZZLES else None)
+
+
 class TankActor:
     def __init__(self, station: str, spec: TankSpec, settings: TwinSettings, nozzles: tuple[str, ...] = ()):
         self.station = station
@@ -212,10 +228,10 @@ class TankActor:
         plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
         if trending:
             return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
-        # The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
-        # follows the tank's sales), so a nozzle is judged against the median of its tank's nozzles.
-        betas = sorted(b for b, _, sold in fit.meter.values() if sold >= s.meter_min_sales_l)
-        common = betas[len(betas) // 2] if len(betas) >= 3 else 0.0
+        # A nozzle is judged against the median β of its tank's nozzles (meter_reference), or against 0
+        # where the tank has too few nozzles for a median.
+        betas, median = meter_reference(fit, s.meter_min_sales_l)
+        common = 0.0 if median is None else median
         # One cheating nozzle stands out alone; several far out in opposite directions is the fit trading
         # collinear nozzles off against each other (a trend it cannot place), not evidence.
         if sum(abs(b - common) >= s.meter_min for b in betas) > 1:
@@ -291,6 +307,32 @@ class TankActor:
         })
         self._ts, self._obs, self._exp, self._div = [], [], [], []
 
+    def meter_factors(self) -> dict[str, dict[str, Any]] | None:
+        """Each nozzle's delivered / displayed factor from the latest wetstock fit (None before the first,
+        ~2 days in): 1 − (β − the tank's common β), with its 95 % interval and the litres it sold in the
+        fit's window. ``judged`` is False where the number cannot be read as the meter's own error:
+        ``reason`` "few_nozzles" (fewer than MIN_METER_NOZZLES nozzles of the tank sold enough, so the
+        chart's share is not separable: the factor is then 1 − β, chart error included), "low_sales" (this
+        nozzle sold too little) or "trend" (the tank's divergence trends, which the β would absorb).
+        Built from the cached fit only: the state is asked for after every batch."""
+        fit = self.last_fit
+        if fit is None:
+            return None
+        s = self.wetstock_settings
+        _, median = meter_reference(fit, s.meter_min_sales_l)
+        common = 0.0 if median is None else float(median)
+        trending = fit.drift_preferred or (fit.leak_se_lph > 0 and abs(fit.leak_lph) / fit.leak_se_lph >= 3.0)
+        out = {}
+        for nozzle, (beta, se, sold) in fit.meter.items():
+            factor = 1.0 - (float(beta) - common)
+            se = float(se)
+            reason = ("trend" if trending else "few_nozzles" if median is None
+                      else "low_sales" if sold < s.meter_min_sales_l or se <= 0 else None)
+            out[nozzle] = {"factor": round(factor, 5), "se": round(se, 5),
+                           "ci95": [round(factor - 1.96 * se, 5), round(factor + 1.96 * se, 5)],
+                           "sold_l": round(float(sold), 1), "judged": reason is None, "reason": reason}
+        return out
+
     def state(self) -> dict[str, Any]:
         book = self.book
         rate = self._trend()
@@ -300,6 +342,7 @@ class TankActor:
                 "expected_l": _r(book.expected_l, 1), "divergence_l": _r(book.divergence_l, 1),
                 "leak_rate_lph": None if rate is None else round(rate[0], 3),
                 "leak_rate_se_lph": None if rate is None else round(rate[1], 3),
+                "meter_factors": self.meter_factors(),
                 "delivering": self.deliveries.active, "stale": self.stale, "last_ts": self.last_ts}
 
 

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
 import socket
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from actors.base import make_runtime
 from simulators.district import synthetic_district
@@ -44,16 +53,18 @@ class Twin:
     """A simulated district's live twin behind a uvicorn server that can be stopped and started again on
     the same port (the websocket-reconnection test)."""
 
-    def __init__(self, redis_url: str):
+    def __init__(self, redis_url: str, stations: int = STATIONS, start_ts: float = T0,
+                 reading_interval_s: float = 10.0):
         self.client = connect(redis_url)
-        self.sim_district = synthetic_district(STATIONS, 7)
+        self.sim_district = synthetic_district(stations, 7)
         district = self.sim_district.district
         self.store = Store(self.client, prefix=f"test-br-{uuid.uuid4().hex[:8]}")
         self.service = TwinService(district, self.store, make_runtime("local", district))
         self.hub = LiveHub(self.store, district)
         self.app = create_app(AppContext(store=self.store, district=district, hub=self.hub,
                                          service=self.service, mode="demo"))
-        self.sim = DistrictSimulator(self.sim_district, seed=7, start_ts=T0)
+        self.sim = DistrictSimulator(self.sim_district, seed=7, start_ts=start_ts,
+                                     reading_interval_s=reading_interval_s)
         self.port = 0
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
@@ -90,9 +101,10 @@ class Twin:
         async with asyncio.timeout(15):
             await self.task
 
-    async def warm_up(self, seconds: float) -> None:
+    async def warm_up(self, seconds: float, step_s: float = 300.0) -> None:
         """Feed ``seconds`` of simulated time as fast as possible (sales, deliveries, states)."""
-        await run_live(self.sim, self._ingest, speed=None, step_s=300.0, until_ts=self.sim.now + seconds)
+        await run_live(self.sim, self._ingest, speed=None, step_s=step_s, until_ts=self.sim.now + seconds)
+        await self.service.drain()
 
     async def _ingest(self, events: list[dict[str, Any]], now: float) -> None:
         await self.service.ingest(events, now=now)
@@ -306,3 +318,256 @@ async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browse
         server.should_exit = True
         async with asyncio.timeout(15):
             await task
+
+
+# ---- a tile server on loopback (issue 7: Leaflet when a deployment names one) ---------------------------
+
+
+def solid_png(size: int = 256, rgb: tuple[int, int, int] = (18, 36, 64)) -> bytes:
+    """A valid one-colour PNG (what a tile server returns), built here: no image library needed."""
+    raw = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+class TileServer:
+    """``/{z}/{x}/{y}.png`` on 127.0.0.1, recording every tile asked for."""
+
+    def __init__(self) -> None:
+        self.requested: list[tuple[int, int, int]] = []
+        self.png = solid_png()
+
+        async def tile(request: Request) -> Response:
+            p = request.path_params
+            self.requested.append((p["z"], p["x"], p["y"]))
+            return Response(self.png, media_type="image/png")
+
+        self.app = Starlette(routes=[Route("/{z:int}/{x:int}/{y:int}.png", tile)])
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self.task: asyncio.Task[None] | None = None
+        self.base = ""
+
+    async def __aenter__(self) -> TileServer:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        async with asyncio.timeout(10):
+            while not self.server.started:
+                await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        assert self.task is not None
+        async with asyncio.timeout(15):
+            await self.task
+
+
+def slippy_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The Web-Mercator tile (x, y) holding a point at zoom z (the scheme Leaflet's {x}/{y} follow)."""
+    n = 2**z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return x, y
+
+
+async def test_wall_draws_tiles_when_a_tile_server_is_set(twin: Twin, browser: Browser,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """FUELTWIN_TILE_URL set: the map is Leaflet on those tiles (asked of the loopback tile server only),
+    the district's outline, every station a marker coloured like the ECharts map, hover and click alike."""
+    async with TileServer() as tiles:
+        monkeypatch.setenv("FUELTWIN_TILE_URL", tiles.base + "/{z}/{x}/{y}.png")
+        offsite: list[str] = []
+        page = await open_page(browser, offsite)
+        await page.goto(twin.base + "/")
+        await page.wait_for_function("window.__wall && window.__wall.mapKind() === 'tiles' && "
+                                     f"window.__wall.mapPoints().length === {STATIONS}", timeout=15_000)
+        district = twin.sim_district.district
+        points = await page.evaluate("window.__wall.mapPoints()")
+        assert sorted(p["id"] for p in points) == sorted(s.id for s in district.stations)
+        assert all(p["inside"] and p["onLand"] for p in points), points
+        assert await page.locator(".leaflet-overlay-pane path").count() >= 1  # the district's outline
+        await page.wait_for_function("window.__wall.tilesLoaded() > 0", timeout=10_000)
+        # The tiles came from the loopback server, at one zoom, and cover every station.
+        zooms = {z for z, _, _ in tiles.requested}
+        assert len(zooms) == 1, zooms
+        z = zooms.pop()
+        assert 8 <= z <= 14, z  # a district of ~2,300 km² on a 1920-px wall
+        got = {(x, y) for _, x, y in tiles.requested}
+        assert {slippy_tile(s.lon, s.lat, z) for s in district.stations} <= got
+        await page.wait_for_function("document.getElementById('k-volume').textContent.includes('升')")
+
+        # Colour follows the station's worst open alert, as on the ECharts map.
+        victim = sorted(s.id for s in district.stations)[3]
+        assert {p["id"]: p["color"] for p in points}[victim] != WARNING
+        twin.go_live()
+        twin.inject_water(victim)
+        async with asyncio.timeout(60):
+            while (victim, "WATER_HIGH") not in twin.published:
+                await asyncio.sleep(0.05)
+        await page.wait_for_function(
+            f"window.__wall.mapPoints().some(p => p.id === '{victim}' && p.color === '{WARNING}')",
+            timeout=5000)
+        await page.screenshot(path=str(SHOTS / "wall-tiles.png"))
+
+        # Hover shows the station's figures; a click opens its twin.
+        point = next(p for p in await page.evaluate("window.__wall.mapPoints()") if p["id"] == victim)
+        box = await page.locator("#chart-map").bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+        tip = page.locator(".leaflet-tooltip")
+        await tip.wait_for(timeout=5000)
+        text = await tip.text_content()
+        assert district.station(victim).name in text and victim in text
+        await page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+        await page.wait_for_url(f"**/station/{victim}")
+        assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+
+
+# ---- the station twin on three simulated days: meter factors, the ledger, deliveries and their trace ----
+
+REG_T0 = 1_780_243_200.0  # 2026-06-01 00:00 Beijing: whole local days
+LEDGER_NUMBERS = ("opening_measured_l", "receipts_documented_l", "receipts_detected_l", "sales_metered_l",
+                  "closing_book_l", "closing_measured_l", "variance_l")
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "").replace("%", "").strip())
+
+
+async def _ledger_matches(page: Page, http: httpx.AsyncClient, station: str,
+                          period: str) -> list[dict[str, Any]]:
+    """The ledger table of ``period`` against GET /stations/{id}/ledger: the same rows (newest first), every
+    figure the API's rounded as shown."""
+    resp = await http.get(f"/api/v1/stations/{station}/ledger", params={"period": period})
+    api = resp.json()["station_total"]
+    await page.wait_for_function(f"document.getElementById('ledger').dataset.period === '{period}'")
+    shown = await page.evaluate(
+        "[...document.querySelectorAll('#ledger tr[data-key]')].map(r => ({row: r.dataset.key, "
+        "...Object.fromEntries([...r.cells].map(c => [c.dataset.field, c.textContent]))}))")
+    assert [r["row"] for r in shown] == [r["key"] for r in reversed(api)]
+    for row, want in zip(shown, reversed(api), strict=True):
+        for field in LEDGER_NUMBERS:
+            if want[field] is None:
+                assert row[field] == "—", (field, row)
+            else:
+                assert abs(_number(row[field]) - want[field]) <= 0.5 + 1e-6, (field, row, want)
+        if want["variance_pct"] is not None:
+            assert abs(_number(row["variance_pct"]) - want["variance_pct"]) <= 0.005 + 1e-9, (row, want)
+        assert row["key"].startswith(want["key"]) and ("(" in row["key"]) == (not want["complete"])
+    return api
+
+
+async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url: str,
+                                                                      browser: Browser) -> None:
+    """One simulated station for three days (its paperwork included: purchase orders, one of them only
+    matched after its drop) through the twin, then its page against the REST API and the simulator."""
+    tw = Twin(redis_url, stations=1, start_ts=REG_T0, reading_interval_s=60.0)
+    try:
+        await tw.warm_up(3 * 86_400, step_s=3600.0)
+        await tw.start_server()
+        sid = tw.sim_district.district.stations[0].id
+        offsite: list[str] = []
+        page = await open_page(browser, offsite)
+        async with httpx.AsyncClient(base_url=tw.base, timeout=30) as http:
+            state = (await http.get(f"/api/v1/stations/{sid}")).json()
+            await page.goto(f"{tw.base}/station/{sid}")
+
+            # Meter factors on the nozzle cards: the state's figure where it is judged, "not separable"
+            # on the tank with two nozzles.
+            await page.wait_for_function("document.querySelectorAll('.nozzle [data-role=meter]').length > 0")
+            reasons = set()
+            for tank in state["tanks"]:
+                assert tank["meter_factors"], tank["id"]
+                for nozzle, mf in tank["meter_factors"].items():
+                    line = page.locator(f".nozzle[data-nozzle='{nozzle}'] [data-role=meter]")
+                    text = await line.text_content()
+                    if mf["judged"]:
+                        half = (mf["ci95"][1] - mf["ci95"][0]) / 2
+                        assert text == f"计量系数 {mf['factor']:.4f} ±{half:.4f}", (nozzle, text, mf)
+                    else:
+                        assert await line.get_attribute("data-reason") == mf["reason"]
+                        assert not re.search(r"\d\.\d", text), text  # no misleading number
+                    reasons.add(mf["reason"])
+            assert None in reasons and "few_nozzles" in reasons, reasons
+            assert "不可分离" in await page.locator(".nozzle [data-reason=few_nozzles]").first.text_content()
+
+            # The 进销存 ledger: day rows (three days, the last one open), then month and year.
+            await page.wait_for_selector("#ledger tr[data-key]")
+            days = await _ledger_matches(page, http, sid, "day")
+            assert len(days) >= 3 and sum(r["complete"] for r in days) >= 2
+            assert all(r["sales_metered_l"] > 0 for r in days)
+            for period in ("month", "year"):
+                await page.click(f"#ledger-switch button[data-p={period}]")
+                assert len(await _ledger_matches(page, http, sid, period)) == 1
+
+            # Deliveries with their purchase orders, as the simulator ordered them. One order only matched
+            # after its drop had been recognised: the stored delivery has no PO, the page must show it.
+            stored = await tw.store.deliveries(sid, 50)
+            late = [d for d in stored if d["po_no"] is None]
+            assert late and len(stored) >= 2
+            await page.wait_for_selector("#deliveries tr[data-lot]")
+            rows = await page.evaluate(
+                "[...document.querySelectorAll('#deliveries tr[data-lot]')].map(r => ({lot: r.dataset.lot, "
+                "po: r.dataset.po, tank: r.cells[0].textContent, "
+                "poText: r.querySelector('[data-field=po]').textContent}))")
+            truth = [d for d in tw.sim.truth.deliveries if d.station == sid]
+            assert len(rows) == len(stored)
+            for row in rows:
+                start = next(d["start_ts"] for d in stored if d["lot"] == row["lot"])
+                true = next(d for d in truth if d.tank == row["tank"] and abs(d.start_ts - start) < 900)
+                assert row["po"] == true.po_no and row["poText"] == true.po_no, (row, true)
+
+            # The late order's trace: its documents and the lot it was matched to, as GET /trace/po says.
+            po = next(r["po"] for r in rows if r["lot"] == late[0]["lot"])
+            await page.click(f"#deliveries tr[data-po='{po}'] [data-field=po] a")
+            await page.wait_for_selector(f"#trace[data-kind=po][data-key='{po}']")
+            trace = (await http.get(f"/api/v1/trace/po/{po}")).json()
+            box = page.locator("#trace")
+            assert await box.locator("[data-field=po_no]").text_content() == po
+            assert await box.locator("dd[data-field=supplier]").text_content() == trace["source"]["supplier"]
+            assert await box.locator("dd[data-field=vehicle]").text_content() == trace["transport"]["vehicle"]
+            assert await box.locator("td[data-field=lot]").all_text_contents() == [
+                d["lot"] for d in trace["deliveries"]]
+            assert late[0]["lot"] in [d["lot"] for d in trace["deliveries"]]
+            detected = await box.locator("td[data-field=detected]").all_text_contents()
+            assert len(detected) == len(trace["deliveries"])
+            for shown, d in zip(detected, trace["deliveries"], strict=True):
+                assert abs(_number(shown) - d["detected_net_l_20c"]) <= 0.5 + 1e-6
+            # A lot's own trace, and a transaction's lots.
+            lot = rows[0]["lot"]
+            await page.click(f"#deliveries tr[data-lot='{lot}'] [data-field=lot] a")
+            await page.wait_for_selector(f"#trace[data-kind=lot][data-key='{lot}']")
+            assert await box.locator("dd[data-field=po_no]").text_content() == rows[0]["po"]
+            lot_api = (await http.get(f"/api/v1/trace/lot/{lot}")).json()
+            drawn = _number(await box.locator("td[data-field=drawn]").first.text_content())
+            assert lot_api["drawn_l_20c"] > 0 and abs(drawn - lot_api["drawn_l_20c"]) <= 0.5 + 1e-6
+            await page.locator("#txns a").first.click()
+            await page.wait_for_selector("#trace[data-kind=txn]")
+            shares = await box.locator("td[data-field=share]").all_text_contents()
+            assert shares and abs(sum(_number(x) for x in shares) - 100.0) <= 0.1 * len(shares)
+
+            # For the screenshot: the day ledger and the late order's trace.
+            await page.click("#ledger-switch button[data-p=day]")
+            await page.wait_for_function("document.getElementById('ledger').dataset.period === 'day'")
+            await page.click(f"#deliveries tr[data-po='{po}'] [data-field=po] a")
+            await page.wait_for_selector(f"#trace[data-kind=po][data-key='{po}']")
+            await page.evaluate("window.scrollTo(0, 0)")
+            await page.screenshot(path=str(SHOTS / "station-ledger.png"), full_page=True)
+            # English: the same figures, English words.
+            await page.click("#lang")
+            await page.wait_for_function(
+                "document.querySelector('.nozzle [data-role=meter][data-judged=true]').textContent"
+                ".startsWith('Meter factor ')")
+            few = page.locator(".nozzle [data-reason=few_nozzles]").first
+            assert "not separable" in await few.text_content()
+            assert await page.locator("#ledger th").first.text_content() == "Period"
+        assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+    finally:
+        await tw.close()

@@ -90,6 +90,15 @@ class RegionSummary(BaseModel):
     sales_today_cny: float
 
 
+class MeterFactor(BaseModel):
+    factor: float = Field(description="delivered / displayed: 1 − (β − the tank's common β), latest fit")
+    se: float
+    ci95: list[float]
+    sold_l: float = Field(description="litres (20 °C) the nozzle sold in the fit's window")
+    judged: bool = Field(description="False: not the meter's own error (see reason); do not read it as one")
+    reason: Literal["few_nozzles", "low_sales", "trend"] | None = None
+
+
 class TankView(_Open):
     id: str
     grade: str
@@ -99,6 +108,8 @@ class TankView(_Open):
     divergence_l: float | None = None
     leak_rate_lph: float | None = None
     leak_rate_se_lph: float | None = None
+    meter_factors: dict[str, MeterFactor] | None = Field(
+        default=None, description="per nozzle of the tank; null before the first wetstock fit (~2 days)")
     stale: bool = False
     last_ts: float | None = None
 
@@ -173,6 +184,9 @@ class DeliveryOut(_Open):
     start_ts: float
     end_ts: float
     net_l_20c: float
+    lot: str | None = Field(default=None, description="the lot the drop started in its tank (lot trace)")
+    po_no: str | None = Field(default=None, description="the purchase order matched to the lot, also when "
+                              "the order came or matched after the drop was recognised")
 
 
 class DeadLetter(BaseModel):
@@ -446,10 +460,18 @@ def create_app(ctx: AppContext) -> FastAPI:
     @app.get(f"{API}/deliveries", response_model=list[DeliveryOut], tags=["deliveries"])
     async def deliveries(station: str | None = None,
                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[DeliveryOut]:
-        """Deliveries the twin recognised from tank levels, newest first."""
+        """Deliveries the twin recognised from tank levels, newest first, each with its purchase order."""
         if station is not None:
             _station_or_404(district, station)
-        return [DeliveryOut(**d) for d in await store.deliveries(station, limit)]
+        found = await store.deliveries(station, limit)
+        # A drop is written when it is recognised; its order may match later (paper after the drop, or
+        # the second drop of a split tanker completes the order): the lot's trace record has the link.
+        unlinked = [d for d in found if d.get("lot") and not d.get("po_no")]
+        lots = await store.hmget_json("trace:lot", [d["lot"] for d in unlinked])
+        for d, lot in zip(unlinked, lots, strict=True):
+            if lot is not None and lot.get("po_no"):
+                d["po_no"] = lot["po_no"]
+        return [DeliveryOut(**d) for d in found]
 
     @app.get(f"{API}/deadletters", response_model=list[DeadLetter], tags=["system"])
     async def deadletters(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[DeadLetter]:

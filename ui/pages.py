@@ -43,9 +43,12 @@ def register(app: FastAPI, ctx: AppContext) -> SalesTrend:
 
     @app.get(f"{API}/ui/settings", tags=["system"])
     async def ui_settings() -> dict[str, Any]:
-        """Display settings: a map tile server for deployments that have one (FUELTWIN_TILE_URL); the
-        default draws the district from the shipped boundary with no tiles."""
-        return {"tile_url": os.environ.get("FUELTWIN_TILE_URL") or None, "mode": ctx.mode,
+        """Display settings: a map tile server for deployments that have one (FUELTWIN_TILE_URL, a Leaflet
+        URL template such as ``http://tiles.local/{z}/{x}/{y}.png``; its tiles must be in GCJ-02 like the
+        stations, and FUELTWIN_TILE_ATTRIBUTION is the credit its provider asks for); the default draws
+        the district from the shipped boundary with no tiles."""
+        return {"tile_url": os.environ.get("FUELTWIN_TILE_URL") or None,
+                "tile_attribution": os.environ.get("FUELTWIN_TILE_ATTRIBUTION") or None, "mode": ctx.mode,
                 "district": ctx.district.name, "timezone": ctx.district.timezone}
 
     @app.get("/", include_in_schema=False)

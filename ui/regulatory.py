@@ -249,6 +249,31 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             },
         }
 
+    @app.get(f"{API}/trace/lot/{{lot:path}}", tags=["regulatory"])
+    async def trace_lot(lot: str) -> dict[str, Any]:
+        """One lot (a recognised delivery, or a tank's opening stock): its order if one matched, and the
+        sales that drew from it — the trace of an undocumented drop, which no purchase order leads to."""
+        info = await store.hget_json("trace:lot", lot)
+        if info is None:
+            raise HTTPException(404, f"unknown lot {lot!r}")
+        state = await store.state(info["station"]) or {}
+        now = {t["id"]: t.get("observed_l") for t in state.get("tanks", [])}.get(info["tank"])
+        return {
+            "lot": info["lot"],
+            "kind": info["kind"],
+            "station": info["station"],
+            "tank": info["tank"],
+            "start_ts": info["start_ts"],
+            "end_ts": info["end_ts"],
+            "detected_net_l_20c": info["net_l_20c"],
+            "po_no": info["po_no"],
+            "drawn_l_20c": info["drawn_l_20c"],
+            "transactions": info["txns"],
+            "share_of_tank_now": info["share_now"],
+            "remaining_l_20c": None if now is None else round(now * info["share_now"], 1),
+            "sales": {"by_day": dict(sorted(info["drawn_by_day"].items()))},
+        }
+
     @app.get(f"{API}/trace/txn/{{station_id}}/{{txn_no}}", tags=["regulatory"])
     async def trace_txn(station_id: str, txn_no: int, nozzle: str | None = None) -> dict[str, Any]:
         """Which lots (deliveries, purchase orders) a transaction's litres came from, in proportion."""

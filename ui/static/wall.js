@@ -27,6 +27,11 @@
 
   FT.header("wall");
   const charts = {};
+  // The map: ECharts on the shipped boundary (default, no tiles), or Leaflet on the deployment's tile
+  // server when FUELTWIN_TILE_URL is set (tilemap.js).
+  let tileMap = null;
+  let mapStarted = false;
+  const settings = getJSON("/api/v1/ui/settings");
   const base = () => parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
 
   // ---- data in ---------------------------------------------------------------------------------
@@ -105,7 +110,7 @@
             model.stations.set(s.id, {spec: s, online: false, lastTs: null, watermark: null, day: null,
                                       byGrade: {}, prices: {}, receipts: null});
           }
-          initMap();
+          settings.then(initMap);
         }
         loadFromServer();
         break;
@@ -142,11 +147,27 @@
 
   // ---- rendering -------------------------------------------------------------------------------
 
-  function initMap() {
-    if (charts.map) return;
+  function district() {
+    return fetch("/static/vendor/maps/tianjin.geojson").then((r) => r.json())
+      .then((geo) => ({...geo, features: geo.features.filter((f) => f.properties.name === "滨海新区")}));
+  }
+
+  function initMap(conf) {
+    if (mapStarted) return;
+    mapStarted = true;
+    if (conf && conf.tile_url) {
+      Promise.all([FTTileMap.load(), district()]).then(([, binhai]) => {
+        document.querySelector(".panel.map").classList.add("tiles");
+        tileMap = new FTTileMap.TileMap(document.getElementById("chart-map"), {
+          tileUrl: conf.tile_url, attribution: conf.tile_attribution, boundary: binhai,
+          tooltip: stationTip, onClick: (sid) => { location.href = `/station/${sid}`; }});
+        dirty = true;
+        render();
+      });
+      return;
+    }
     charts.map = echarts.init(document.getElementById("chart-map"), null, {renderer: "canvas"});
-    fetch("/static/vendor/maps/tianjin.geojson").then((r) => r.json()).then((geo) => {
-      const binhai = {...geo, features: geo.features.filter((f) => f.properties.name === "滨海新区")};
+    district().then((binhai) => {
       echarts.registerMap("binhai", binhai);
       charts.map.on("click", (p) => { if (p.seriesId === "stations" && p.name) location.href = `/station/${p.name}`; });
       dirty = true;
@@ -165,8 +186,12 @@
   }
 
   function tooltip(p) {
-    if (p.seriesId !== "stations") return p.name;
-    const st = stationOf(p.name);
+    return p.seriesId === "stations" ? stationTip(p.name) : p.name;
+  }
+
+  // The station's key figures on hover (both maps); every datum escaped.
+  function stationTip(sid) {
+    const st = stationOf(sid);
     if (!st) return "";
     const day = today();
     const sales = st.day === day ? Object.values(st.byGrade) : [];
@@ -181,6 +206,7 @@
   }
 
   function renderMap(worst) {
+    if (tileMap) return renderTileMap(worst);
     if (!charts.map || !echarts.getMap("binhai")) return;
     const b = base();
     const data = [];
@@ -203,6 +229,19 @@
          zlevel: 1, progressive: 0, animation: false, emphasis: {scale: 1.8}},
       ],
     });
+  }
+
+  function renderTileMap(worst) {
+    const b = base();
+    const points = [];
+    for (const st of model.stations.values()) {
+      const w = worst.get(st.spec.id);
+      const rank = w ? SEVERITY_RANK[w] : 0;
+      // the ECharts symbol's diameter, as a circle's radius
+      points.push({id: st.spec.id, lon: st.spec.lon, lat: st.spec.lat, color: stationColor(st, worst), rank,
+                   radius: Math.round(b * (rank ? 0.9 : 0.55) / 2 * 10) / 10});
+    }
+    tileMap.update(points, regionCentres());
   }
 
   function renderKpis(worst) {
@@ -402,7 +441,11 @@
   FT.applyI18n();
   renderLegend();
   FT.onLang(() => { renderLegend(); tickerDirty = dirty = chartsDue = true; render(); });
-  window.addEventListener("resize", () => { for (const c of Object.values(charts)) c.resize(); dirty = chartsDue = true; });
+  window.addEventListener("resize", () => {
+    for (const c of Object.values(charts)) c.resize();
+    if (tileMap) tileMap.resize();
+    dirty = chartsDue = true;
+  });
   setInterval(render, RENDER_MS);
   setInterval(() => { if (tickerDirty) { tickerDirty = false; renderTicker(); } }, 250);
   setInterval(loadPeriodic, 30000);
@@ -412,7 +455,9 @@
   // For the browser tests and the benchmark: what the map shows, read back from ECharts itself.
   window.__wall = {
     live, model,
+    mapKind: () => tileMap ? "tiles" : charts.map ? "echarts" : null,
     mapPoints() {
+      if (tileMap) return tileMap.points();
       if (!charts.map) return [];
       const opt = charts.map.getOption();
       const s = opt && opt.series && opt.series.find((x) => x.id === "stations");
@@ -429,6 +474,7 @@
       }
       return out;
     },
-    renders: () => charts.map ? 1 : 0,
+    renders: () => charts.map || tileMap ? 1 : 0,
+    tilesLoaded: () => tileMap ? tileMap.tilesLoaded : 0,
   };
 })();
