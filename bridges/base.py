@@ -52,19 +52,70 @@ def failure_delay(health: BridgeHealth, exc: Exception, backoff: Backoff, log: l
     return backoff.next_delay()
 
 
-class PollingLoop:
-    """The pacing of a polled bridge (Modbus, TLS-350): one ``poll_once`` per interval, counted, with a
-    good poll marking the link up and resetting the reconnect backoff. The bridge provides the
-    attributes named in the annotations."""
+class ReconnectLoop:
+    """A bridge's life: connect, check the device against its profile, serve until the link fails, then
+    count why, back off and start again — until cancelled. The same for every protocol; each provides
+    the steps (and the attributes named in the annotations). The link is closed however ``run`` ends,
+    shielded on cancellation so that a closing session is not left half-open."""
 
     _health: BridgeHealth
     backoff: Backoff
+    source: str
+
+    async def _connect(self) -> None:
+        raise NotImplementedError
+
+    async def _verify(self) -> None:
+        raise NotImplementedError
+
+    async def _serve(self) -> None:
+        """Read the device until the link fails (raises) or the task is cancelled."""
+        raise NotImplementedError
+
+    async def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def _peer(self) -> str:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Serve until cancelled; device trouble is counted in ``health()``, never raised."""
+        h = self._health
+        log = logging.getLogger(type(self).__module__)
+        first = True
+        while True:
+            try:
+                await self._connect()
+                await self._verify()
+                if not first:
+                    h.reconnects += 1
+                    log.info("%s: reconnected to %s", self.source, self._peer())
+                first = False
+                await self._serve()
+            except asyncio.CancelledError:
+                await asyncio.shield(self._disconnect())
+                raise
+            except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
+                delay = failure_delay(h, exc, self.backoff, log)
+            h.connected = False
+            await self._disconnect()
+            await asyncio.sleep(delay)
+
+
+class PollingLoop(ReconnectLoop):
+    """The pacing of a polled bridge (Modbus, TLS-350): one ``poll_once`` per interval, counted, with a
+    good poll marking the link up and resetting the reconnect backoff."""
+
     clock: Callable[[], float]
     poll_interval_s: float
     polls: int
 
     async def poll_once(self) -> None:
         raise NotImplementedError
+
+    async def _serve(self) -> None:
+        self._health.connected = True  # the device answered every inquiry of its profile
+        await self._poll_forever()
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -33,7 +33,6 @@ from bridges.base import (
     PollingLoop,
     ProfileMismatch,
     SourceSequence,
-    failure_delay,
     wait_for,
 )
 from bridges.config import DeviceConfig
@@ -202,30 +201,16 @@ class ModbusBridge(PollingLoop):
             self._close()
 
     async def run(self) -> None:
-        """Poll until cancelled; device trouble is counted in :meth:`health`, never raised."""
-        h = self._health
-        first = True
         # Spread the polls of many devices over the interval (a stable phase per device) instead of
         # having all of them ask at the same instant.
         await asyncio.sleep(zlib.crc32(self.source.encode()) % 1000 / 1000 * self.poll_interval_s)
-        while True:
-            try:
-                await self._connect()
-                await self._verify()
-                h.connected = True
-                if not first:
-                    h.reconnects += 1
-                    log.info("%s: reconnected to %s:%s", self.source, self.host, self.port)
-                first = False
-                await self._poll_forever()
-            except asyncio.CancelledError:
-                self._close()
-                raise
-            except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                delay = failure_delay(h, exc, self.backoff, log)
-            h.connected = False
-            self._close()
-            await asyncio.sleep(delay)
+        await super().run()
+
+    async def _disconnect(self) -> None:
+        self._close()
+
+    def _peer(self) -> str:
+        return f"{self.host}:{self.port}"
 
     # ---- connection ------------------------------------------------------------------------------
 

@@ -51,8 +51,8 @@ from bridges.base import (
     BridgeHealth,
     EventSink,
     ProfileMismatch,
+    ReconnectLoop,
     SourceSequence,
-    failure_delay,
     wait_for,
 )
 from bridges.opcua_profile import BadValue, OpcUaProfile, UaPoint
@@ -147,7 +147,7 @@ def _status_name(code: int) -> str:
         return f"0x{code:08X}"
 
 
-class OpcUaBridge:
+class OpcUaBridge(ReconnectLoop):
     """One OPC UA device, subscribed per its profile, until cancelled."""
 
     def __init__(self, device: Any, profile: OpcUaProfile, station: Any, sink: EventSink, *,
@@ -197,27 +197,14 @@ class OpcUaBridge:
         finally:
             await self._close()
 
-    async def run(self) -> None:
-        """Subscribe until cancelled; device trouble is counted in :meth:`health`, never raised."""
-        h = self._health
-        first = True
-        while True:
-            try:
-                await self._connect()
-                await self._verify()
-                if not first:
-                    h.reconnects += 1
-                    log.info("%s: reconnected to %s", self.source, self.endpoint)
-                first = False
-                await self._session()
-            except asyncio.CancelledError:
-                await asyncio.shield(self._close())
-                raise
-            except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                delay = failure_delay(h, exc, self.backoff, log)
-            h.connected = False
-            await self._close()
-            await asyncio.sleep(delay)
+    async def _serve(self) -> None:
+        await self._session()
+
+    async def _disconnect(self) -> None:
+        await self._close()
+
+    def _peer(self) -> str:
+        return str(self.endpoint)
 
     # ---- connection --------------------------------------------------------------------------------
 

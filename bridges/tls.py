@@ -47,7 +47,6 @@ from bridges.base import (
     PollingLoop,
     ProfileMismatch,
     SourceSequence,
-    failure_delay,
     wait_for,
 )
 from bridges.tls_codec import (
@@ -125,28 +124,11 @@ class Tls350Bridge(PollingLoop):
         finally:
             await self._close()
 
-    async def run(self) -> None:
-        """Poll until cancelled; device trouble is counted in :meth:`health`, never raised."""
-        h = self._health
-        first = True
-        while True:
-            try:
-                await self._connect()
-                await self._verify()
-                h.connected = True
-                if not first:
-                    h.reconnects += 1
-                    log.info("%s: reconnected to %s:%s", self.source, self.host, self.port)
-                first = False
-                await self._poll_forever()
-            except asyncio.CancelledError:
-                await self._close()
-                raise
-            except Exception as exc:  # noqa: BLE001 - a device fault never escapes run()
-                delay = failure_delay(h, exc, self.backoff, log)
-            h.connected = False
-            await self._close()
-            await asyncio.sleep(delay)
+    async def _disconnect(self) -> None:
+        await self._close()
+
+    def _peer(self) -> str:
+        return f"{self.host}:{self.port}"
 
     # ---- connection ------------------------------------------------------------------------------
 
