@@ -272,7 +272,7 @@ class TankActor:
         delivery = {"station": self.station, "tank": self.id, "grade": self.grade,
                     "start_ts": found.start_ts, "end_ts": found.end_ts,
                     "net_l_20c": round(found.net_l_20c, 1), "gross_l": round(gross, 1),
-                    "settled": found.settled, "po_no": None}
+                    "settled": found.settled, "blind_s": found.blind_s, "po_no": None}
         out.deliveries.append(delivery)
         alert = alerts.event("DELIVERY_DETECTED", self.id, found.end_ts, evidence=delivery,
                              metrics={"net_l": found.net_l_20c})

@@ -140,3 +140,29 @@ def test_an_open_alert_is_refreshed_not_repeated() -> None:
     again = book.raise_("LEAK", "alarm", "T1", T0 + 3600, metrics={"rate_lph": 0.74}, refresh=True)
     assert again is first and again.id == first.id and again.metrics["rate_lph"] == 0.74
     assert book.raise_("LEAK", "alarm", "T1", T0 + 5400, metrics={"rate_lph": 0.8}) is None  # no refresh
+
+
+def test_a_delivery_first_seen_after_a_gap_in_the_readings_is_marked_blind() -> None:
+    """A drop the link hid (readings resume with the tank already fuller) carries how long the twin was
+    blind, so that matching its order allows for the unseen sales; a watched drop carries none."""
+    from twin.deliveries import DeliveryDetector, DetectedDelivery
+
+    def run(gap_s: float) -> DetectedDelivery | None:
+        det, t, found = DeliveryDetector(), 0.0, None
+        for _ in range(20):
+            t += 60.0
+            det.update(t, 0.0)
+        t += gap_s
+        level = 0.0
+        for _ in range(40):
+            if level < 10_000.0:
+                level += 10_000.0 if gap_s > 60 else 1_000.0
+            found = det.update(t, level) or found
+            t += 60.0
+        return found
+
+    watched, hidden = run(60.0), run(1800.0)
+    assert watched is not None and hidden is not None
+    assert watched.blind_s == 0.0
+    assert hidden.blind_s == 1800.0
+    assert hidden.net_l_20c == watched.net_l_20c == 10_000.0

@@ -112,6 +112,28 @@ def test_matching_split_tolerance_and_late_paper() -> None:
     assert ("close", "DELIVERY_UNDOCUMENTED", "T2") in late
 
 
+def _invoice(invoice_no: str, ts: float, volume: float) -> Any:
+    return parse({"kind": "doc.invoice", "ts": ts, "station": "S", "source": "t", "seq": 1,
+                  "invoice_no": invoice_no, "direction": "purchase", "grade": "92#", "volume_l": volume,
+                  "amount_cny": volume * 6.5, "day": "2026-06-01"})
+
+
+def test_a_drop_that_began_while_the_link_was_down_matches_with_the_wider_tolerance() -> None:
+    """The sales of a communication gap are unknown, so a drop first seen after one is short by them: it
+    still matches its order within ``blind_match_tolerance_pct``; a watched drop as far off does not."""
+    trail = PaperTrail(RegulatorySettings(), {"T1": "92#", "T2": "92#"})
+    trail.tick(T0)
+    trail.purchase(_po("P1", T0, 20_000.0, T0 + 3600))
+    acts = trail.delivery("L1", "T1", T0 + 4000, T0 + 5000, 19_676.0, blind_s=1800.0)  # 1.6 % short
+    assert [a[1:3] for a in acts if a[0] == "link"] == [("L1", "P1")]
+    # ...and its order's invoice is judged against the drop with the same allowance.
+    assert not [a for a in trail.invoice(_invoice("IP1", T0 + 5000, 20_000.0)) if a[0] == "raise"]
+    trail.purchase(_po("P2", T0 + 86_400, 20_000.0, T0 + 86_400 + 3600))
+    assert trail.delivery("L2", "T2", T0 + 86_400 + 4000, T0 + 86_400 + 5000, 19_676.0) == []
+    raised = {(a[2].code, a[1]) for a in trail.tick(T0 + 86_400 + 18 * 3600) if a[0] == "raise"}
+    assert raised == {("DELIVERY_UNDOCUMENTED", "T2"), ("PO_UNDELIVERED", "P2")}
+
+
 # ---- a simulated month through the whole path ----------------------------------------------------------
 
 SEED = 24

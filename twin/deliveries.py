@@ -26,6 +26,9 @@ class DeliverySettings:
     baseline_s: float = 900.0
     #: A drop that never settles is closed anyway after this long, and flagged.
     max_duration_s: float = 4 * 3600.0
+    #: A rise first seen after a gap in the readings longer than this began unseen (the link was down):
+    #: the sales of the gap are unknown, so its volume is less certain (``blind_s`` says how long).
+    blind_gap_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,8 @@ class DetectedDelivery:
     net_l_20c: float
     baseline_l: float
     settled: bool
+    #: Seconds with no readings just before the rise was seen (0 when the drop was watched throughout).
+    blind_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -48,6 +53,7 @@ class DeliveryDetector:
     active_since: float | None = None
     baseline_l: float = 0.0
     window: deque[tuple[float, float]] = field(default_factory=deque)
+    blind_s: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -93,11 +99,13 @@ class DeliveryDetector:
         self.active_since = start
         self.baseline_l = baseline
         self.window.clear()
+        gap = ts - self.history[-1][0] if self.history else 0.0
+        self.blind_s = gap if gap > self.settings.blind_gap_s else 0.0
 
     def _finish(self, end_ts: float, settled_l: float, settled: bool) -> DetectedDelivery:
         assert self.active_since is not None
         found = DetectedDelivery(self.active_since, end_ts, settled_l - self.baseline_l, self.baseline_l,
-                                 settled)
+                                 settled, self.blind_s)
         self.active_since = None
         self.history.clear()
         self.history_sum = 0.0

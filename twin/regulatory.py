@@ -116,7 +116,8 @@ class StationRegulator:
         if net < self.s.undocumented_min_l:  # a rise too small for a tanker: product the books did not expect
             self.small_rx[tid] += net
         self._apply(
-            self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net),
+            self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net,
+                                found.get("blind_s", 0.0)),
             found["end_ts"],
             alerts,
             out,
