@@ -55,6 +55,8 @@ class WetstockSettings:
     meter_min_sales_l: float = 500.0
     #: The leak-rate estimate tries onsets that leave at least this much data after them (s).
     onset_min_s: float = 6 * 3600.0
+    #: An open LEAK's rate estimate is refreshed this often (s of event time).
+    leak_refresh_s: float = 6 * 3600.0
     #: SENSOR_DRIFT instead of LEAK when the drift shape fits this much better (residual sum of squares).
     drift_rss_gain: float = 0.1
 
