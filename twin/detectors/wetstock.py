@@ -53,6 +53,9 @@ class WetstockSettings:
     meter_min: float = 0.007
     meter_t: float = 10.0
     meter_min_sales_l: float = 500.0
+    #: ...and, for a nozzle that gives more than it shows (the customers' favour, which looks like a leak),
+    #: only on a fit of at least this many days.
+    meter_favour_min_days: float = 7.0
     #: The leak-rate estimate tries onsets that leave at least this much data after them (s).
     onset_min_s: float = 6 * 3600.0
     #: An open LEAK's rate estimate is refreshed this often (s of event time).
