@@ -37,7 +37,7 @@ duration: 1d
 district: {stations: 2}
 vapor: true
 faults:
-  - {type: theft, station: BH-0001, tank: T1, at: 14h, volume_l: 120, duration: 10m}
+  - {type: theft, station: BH-0001, tank: T1, at: 14h, volume_l: 120, duration: 20m}
   - {type: txn_gap, station: BH-0002, nozzle: N2, at: 10h, count: 3}
   - {type: mainboard_swap, station: BH-0002, nozzle: N1, at: 12h}
   - {type: comm_loss, station: BH-0002, at: 18h, for: 30m}
