@@ -540,6 +540,7 @@ class StationActor:
             unseen_20c = book.book_unseen(unseen)
             tank.sale(nozzle.id, unseen_20c)
             tank.wetstock.brk()
+            tank.deliveries.rebase(unseen_20c)  # measured: else a ~1,200 L "delivery" after a comm loss
             self.reg.unseen(tank.id, ev.end_ts, unseen, unseen_20c)
         sale_20c = book.book_sale(nozzle.id, ev.volume_l)
         tank.sale(nozzle.id, sale_20c)

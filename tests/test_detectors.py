@@ -166,3 +166,26 @@ def test_a_delivery_first_seen_after_a_gap_in_the_readings_is_marked_blind() -> 
     assert watched.blind_s == 0.0
     assert hidden.blind_s == 1800.0
     assert hidden.net_l_20c == watched.net_l_20c == 10_000.0
+
+
+def test_unseen_sales_booked_at_once_are_no_delivery() -> None:
+    """After a communication loss a nozzle's next transaction books the litres its totalizer says were
+    sold unseen: the divergence steps up by them. Rebased by that step, the detector sees no delivery;
+    without it, the step is a 1,200 L rise that settles like one."""
+    from twin.deliveries import DeliveryDetector
+
+    def run(rebase: bool) -> list[object]:
+        det, found, t, level = DeliveryDetector(), [], 0.0, 0.0
+        for i in range(60):
+            t += 60.0
+            if i == 30:
+                level += 1_200.0  # the booking: expected volume down, divergence up
+                if rebase:
+                    det.rebase(1_200.0)
+            got = det.update(t, level)
+            if got is not None:
+                found.append(got)
+        return found
+
+    assert run(rebase=False)  # the step alone would be read as a delivery
+    assert run(rebase=True) == []

@@ -26,9 +26,11 @@ class DeliverySettings:
     baseline_s: float = 900.0
     #: A drop that never settles is closed anyway after this long, and flagged.
     max_duration_s: float = 4 * 3600.0
-    #: A rise first seen after a gap in the readings longer than this began unseen (the link was down):
-    #: the sales of the gap are unknown, so its volume is less certain (``blind_s`` says how long).
+    #: A rise that starts within ``blind_after_s`` of a gap in the readings longer than ``blind_gap_s``
+    #: (the link was down) is measured with the gap's sales not all booked yet (a nozzle's unseen litres
+    #: are booked at its next transaction), so its volume is less certain (``blind_s``: the gap's length).
     blind_gap_s: float = 300.0
+    blind_after_s: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,9 @@ class DeliveryDetector:
     baseline_l: float = 0.0
     window: deque[tuple[float, float]] = field(default_factory=deque)
     blind_s: float = 0.0
+    last_ts: float | None = None
+    #: (end, length) of the last gap in the readings longer than ``blind_gap_s``.
+    last_gap: tuple[float, float] | None = None
 
     @property
     def active(self) -> bool:
@@ -61,6 +66,9 @@ class DeliveryDetector:
 
     def update(self, ts: float, divergence_l: float) -> DetectedDelivery | None:
         s = self.settings
+        if self.last_ts is not None and ts - self.last_ts > s.blind_gap_s:
+            self.last_gap = (ts, ts - self.last_ts)
+        self.last_ts = ts
         if self.active_since is None:
             history = self.history
             if len(history) >= 3:
@@ -89,6 +97,17 @@ class DeliveryDetector:
                 return self._finish(window[0][0], statistics.median(values), not overdue)
         return None
 
+    def rebase(self, step_l: float) -> None:
+        """The books jumped by ``step_l`` (sales the dispenser's totalizer says were made unseen, booked
+        at once): the divergence steps up by them, which is no delivery. The readings already seen are
+        moved by the same step, so the baseline stays continuous (and a drop under way keeps measuring
+        product, not bookkeeping)."""
+        if self.active_since is not None:
+            self.baseline_l += step_l
+            self.window = deque((t, v + step_l) for t, v in self.window)
+        self.history = deque((t, v + step_l) for t, v in self.history)
+        self.history_sum += step_l * len(self.history)
+
     def _start(self, ts: float, baseline: float) -> None:
         # The rise began after the last history point that still sat on the baseline.
         start = ts
@@ -99,8 +118,8 @@ class DeliveryDetector:
         self.active_since = start
         self.baseline_l = baseline
         self.window.clear()
-        gap = ts - self.history[-1][0] if self.history else 0.0
-        self.blind_s = gap if gap > self.settings.blind_gap_s else 0.0
+        gap = self.last_gap
+        self.blind_s = gap[1] if gap is not None and start - gap[0] <= self.settings.blind_after_s else 0.0
 
     def _finish(self, end_ts: float, settled_l: float, settled: bool) -> DetectedDelivery:
         assert self.active_since is not None
