@@ -91,7 +91,7 @@ def add_risk_routes(app: FastAPI, ctx: Any, api: str = "/api/v1") -> None:
     @app.get(f"{api}/risk", response_model=list[StationRisk], tags=["risk"],
              responses={404: {"description": "unknown station"}})
     async def risk(region: Annotated[str | None, Query(description="only this region")] = None,
-                   station: Annotated[str | None, Query(description="only this station (its twin page)")] = None,
+                   station: Annotated[str | None, Query(description="only this station")] = None,
                    limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[StationRisk]:
         """Stations ranked by risk, highest first, each with the reasons (each traces to an alert or a
         record)."""
