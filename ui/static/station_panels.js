@@ -10,7 +10,7 @@ const FTPanels = (() => {
 
   Object.assign(FT.I18N.zh, {
     safetyRisk: "安全检查与风险", vaporNone: "暂无油气回收数据", v_compliant: "合规", v_warning: "预警",
-    v_alarm: "报警", v_no_data: "暂无数据", v_not_judged: "未判定（有效加油不足 5 次）",
+    v_alarm: "报警", v_no_data: "暂无数据", v_not_judged: "未判定（有效加油不足 5 次）", v_pending: "待判定",
     monitorClock: "监测时间", pressure: "系统压力", processor: "后处理装置", p_running: "运行",
     p_stopped: "停止", p_fault: "故障", p_absent: "未安装", outlet: "排放浓度（最大小时均值）",
     limit: "限值", vocLeak: "VOC 泄漏浓度", vocLevels: "预警 {w} / 报警 {a}", today: "今日（进行中）",
@@ -30,7 +30,7 @@ const FTPanels = (() => {
   });
   Object.assign(FT.I18N.en, {
     safetyRisk: "Safety, inspections and risk", vaporNone: "No vapor-recovery data", v_compliant: "compliant",
-    v_warning: "warning", v_alarm: "alarm", v_no_data: "no data", v_not_judged: "not judged (< 5 valid fills)",
+    v_warning: "warning", v_alarm: "alarm", v_no_data: "no data", v_not_judged: "not judged (< 5 valid fills)", v_pending: "pending",
     monitorClock: "Monitor time", pressure: "System pressure", processor: "Processing unit", p_running: "running",
     p_stopped: "stopped", p_fault: "fault", p_absent: "none fitted", outlet: "Outlet (max. 1-hour average)",
     limit: "limit", vocLeak: "VOC leak sensor", vocLevels: "warning {w} / alarm {a}", today: "Today (open)",
@@ -153,13 +153,17 @@ const FTPanels = (() => {
       ["medianAL", (n, r) => al(r && r.median_a_l), "median_a_l"], ["inRange", (n, r) => share(r && r.share_in_range), "share_in_range"],
       ["dayStatus", (n, r) => r ? t(`v_${r.status}`) : "—", "day_status"], ["lastAL", (n) => al(n.last_a_l), "last_a_l"],
       ["warnDays", (n) => fmt.int(n.warning_days), "warning_days"]];
-    const nowStatus = (n) => n.alarm ? "alarm" : n.warning ? "warning" : "compliant";
+    // Now: an open alarm or warning, else compliant once the nozzle has a judged day on record (E.3.3:
+    // fewer than 5 valid fills are carried over, not judged).
+    const judged = new Set((v.history || []).flatMap((d) => (d.nozzles || []).filter((r) => r.judged).map((r) => r.nozzle)));
+    const nowStatus = (n) => n.alarm ? "alarm" : n.warning ? "warning" : judged.has(n.id) ? "compliant" : "pending";
     const table = el("table", {class: "list", id: "vapor-nozzles", "data-day": last ? last.day : ""},
       el("tr", null, ...cols.map(([k]) => el("th", {text: t(k)})), el("th", {text: t("nowStatus")})),
       ...(v.nozzles || []).map((n) => {
         const r = records.get(n.id);
+        const now = nowStatus(n);
         return el("tr", {"data-nozzle": n.id}, ...cols.map(([, f, field]) => el("td", {"data-field": field, text: f(n, r)})),
-          el("td", null, badge("nozzle-status", nowStatus(n), t(`v_${nowStatus(n)}`))));
+          el("td", null, badge("nozzle-status", now, t(`v_${now}`))));
       }));
     const caption = el("div", {class: "small muted sub", text: last ? `${t("judgedDay", {day: last.day})} (GB 20952-2020 E.3.3, §5.3)`
       : t("firstDayOpen")});
