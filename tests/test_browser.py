@@ -567,7 +567,9 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
                 ".startsWith('Meter factor ')")
             few = page.locator(".nozzle [data-reason=few_nozzles]").first
             assert "not separable" in await few.text_content()
-            assert await page.locator("#ledger th").first.text_content() == "Period"
+            # The ledger is redrawn when its re-read returns (a fetch after the switch): wait for it.
+            await page.wait_for_function("document.querySelector('#ledger th').textContent === 'Period'",
+                                         timeout=10_000)
         assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
     finally:
         await tw.close()
