@@ -54,7 +54,7 @@ class Twin:
     the same port (the websocket-reconnection test)."""
 
     def __init__(self, redis_url: str, stations: int = STATIONS, start_ts: float = T0,
-                 reading_interval_s: float = 10.0):
+                 reading_interval_s: float = 10.0, vapor: bool = False):
         self.client = connect(redis_url)
         self.sim_district = synthetic_district(stations, 7)
         district = self.sim_district.district
@@ -64,7 +64,7 @@ class Twin:
         self.app = create_app(AppContext(store=self.store, district=district, hub=self.hub,
                                          service=self.service, mode="demo"))
         self.sim = DistrictSimulator(self.sim_district, seed=7, start_ts=start_ts,
-                                     reading_interval_s=reading_interval_s)
+                                     reading_interval_s=reading_interval_s, vapor=vapor)
         self.port = 0
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
@@ -567,7 +567,9 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
                 ".startsWith('Meter factor ')")
             few = page.locator(".nozzle [data-reason=few_nozzles]").first
             assert "not separable" in await few.text_content()
-            assert await page.locator("#ledger th").first.text_content() == "Period"
+            # The ledger is redrawn when its re-read returns (a fetch after the switch): wait for it.
+            await page.wait_for_function("document.querySelector('#ledger th').textContent === 'Period'",
+                                         timeout=10_000)
         assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
     finally:
         await tw.close()

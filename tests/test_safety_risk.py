@@ -192,3 +192,9 @@ async def test_inspections_and_risk_over_the_api(ui_server: Any) -> None:
                                for c in reasons if "alert" in c["source"])
         assert ranked[0]["score"] == sum(c["points"] for c in reasons)
         assert all(r["score"] == 0 for r in ranked[1:])
+        # One station (its twin page asks so): the same entry as in the district's ranking.
+        mine = (await client.get("/api/v1/risk", params={"station": "BH-0002"})).json()
+        assert mine == [ranked[0]]
+        other = (await client.get("/api/v1/risk", params={"station": "BH-0003"})).json()
+        assert other == [r for r in ranked if r["station"] == "BH-0003"]
+        assert (await client.get("/api/v1/risk", params={"station": "BH-0404"})).status_code == 404

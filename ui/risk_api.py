@@ -88,14 +88,24 @@ def add_risk_routes(app: FastAPI, ctx: Any, api: str = "/api/v1") -> None:
         return InspectionOut(accepted=not duplicate, event=raw, alerts=alerts,
                              reason="duplicate report_id" if duplicate else None)
 
-    @app.get(f"{api}/risk", response_model=list[StationRisk], tags=["risk"])
+    @app.get(f"{api}/risk", response_model=list[StationRisk], tags=["risk"],
+             responses={404: {"description": "unknown station"}})
     async def risk(region: Annotated[str | None, Query(description="only this region")] = None,
+                   station: Annotated[str | None, Query(description="only this station")] = None,
                    limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[StationRisk]:
         """Stations ranked by risk, highest first, each with the reasons (each traces to an alert or a
         record)."""
-        states = await store.states()
-        alerts = await store.alerts(limit=1_000_000)
-        specs = {s.id: s for s in district.stations if region is None or s.region == region}
+        if station is not None and not district.has_station(station):
+            raise HTTPException(status_code=404, detail=f"unknown station {station!r}")
+        if station is not None and ctx.service is not None and ctx.service.sim_now is not None:
+            # One station at the twin's clock: its own state suffices (a station page refreshes this).
+            own = await store.state(station)
+            states = {station: own} if own else {}
+        else:  # the clock may be the newest watermark of all
+            states = await store.states()
+        alerts = await store.alerts(station=station, limit=1_000_000)
+        specs = {s.id: s for s in district.stations
+                 if (region is None or s.region == region) and (station is None or s.id == station)}
         ranked = rank(list(specs), alerts, states, clock(states))
         return [StationRisk(name=specs[r["station"]].name, region=specs[r["station"]].region, **r)
                 for r in ranked[:limit]]

@@ -93,6 +93,15 @@ const FT = (() => {
     SENSOR_DRIFT: ["液位仪漂移", "Gauge drift"], METER_BIAS: ["计量偏差", "Meter bias"],
     TXN_GAP: ["流水跳号", "Txn gap"], TOTALIZER_MISMATCH: ["累计数不符", "Totalizer"],
     MAINBOARD_CHANGED: ["主板更换", "Mainboard"],
+    VAPOR_AL_WARNING: ["气液比预警", "A/L warning"], VAPOR_AL_ALARM: ["气液比报警", "A/L alarm"],
+    VAPOR_PRESSURE: ["油气系统压力异常", "Vapor pressure"], VAPOR_PROCESSOR: ["油气处理装置异常", "Vapor processor"],
+    VAPOR_VOC: ["VOC 泄漏", "VOC leak"], GAS_LEL: ["可燃气体浓度", "Combustible gas"],
+    INTERSTITIAL_LEAK: ["双层罐夹层渗漏", "Interstitial leak"], UNLOADING_UNGROUNDED: ["卸油未接地", "Unloading ungrounded"],
+    UNSAFE_BEHAVIOUR: ["不安全行为", "Unsafe behaviour"], INSPECTION_FINDING: ["检查发现问题", "Inspection finding"],
+    DELIVERY_UNDOCUMENTED: ["无票进油", "Undocumented delivery"], PO_UNDELIVERED: ["采购单未到货", "PO undelivered"],
+    SALES_UNDERDECLARED: ["少报销售", "Sales under-declared"], INVOICE_MISMATCH: ["发票不符", "Invoice mismatch"],
+    PRICE_DUMPING: ["低价倾销", "Price dumping"], CAPACITY_MISREPORT: ["罐容申报不实", "Capacity misreport"],
+    HIDDEN_TANK: ["疑似隐蔽油罐", "Hidden tank"],
   };
   const SEVERITY_RANK = {info: 1, warning: 2, alarm: 3, critical: 4};
   const COLORS = {ok: "#2ecc71", offline: "#6b7a90", info: "#3aa0ff", warning: "#f1c40f", alarm: "#ff8c1a",

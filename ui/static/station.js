@@ -1,14 +1,16 @@
 // The station twin: every tank as a gauge (observed vs book volume, water, temperature) with its
 // divergence over 24 h or 7 d and the leak-rate estimate; nozzles live; transactions; deliveries with their
-// purchase orders and lot trace; the 进销存 ledger; alerts with evidence and acknowledge / close; vapor and
-// risk panels when those APIs exist. Live from the websocket filtered to this station.
+// purchase orders and lot trace; the 进销存 ledger; alerts with evidence and acknowledge / close; the
+// vapor-recovery and safety / inspection / risk panels (station_panels.js) when those APIs exist. Live from
+// the websocket filtered to this station.
 "use strict";
 
 (() => {
   const {t, fmt, el, getJSON, postJSON} = FT;
   const id = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
   const api = `/api/v1/stations/${encodeURIComponent(id)}`;
-  const model = {spec: null, state: null, alerts: new Map(), windowS: 86400, ledger: "day", div: {}};
+  const model = {spec: null, state: null, alerts: new Map(), windowS: 86400, ledger: "day", div: {},
+                 vapor: null, risk: null, findings: [], safety: null};
   const gauges = {};
   const divCharts = {};
   let dirty = true;
@@ -23,8 +25,12 @@
     const twin = await getJSON(api);
     if (!twin) return;
     model.spec = twin;
-    model.state = {tanks: twin.tanks, nozzles: twin.nozzles, recent_transactions: twin.recent_transactions,
-                   watermark: twin.watermark, events: twin.events, online: twin.online};
+    // The websocket's first state may have come meanwhile: it is the fresher one (and it carries the
+    // vapor and safety parts the REST view leaves out).
+    if (!model.live) {
+      model.state = {tanks: twin.tanks, nozzles: twin.nozzles, recent_transactions: twin.recent_transactions,
+                     watermark: twin.watermark, events: twin.events, online: twin.online};
+    }
     model.alerts.clear();
     for (const a of twin.alerts) model.alerts.set(a.id, a);
     dirty = true;
@@ -47,10 +53,16 @@
     if (m.type === "state") {
       const tanks = m.tanks || [];
       model.state = {...m, online: tanks.some((x) => x.last_ts != null) && !tanks.some((x) => x.stale)};
+      model.live = true;
       dirty = true;
     } else if (m.type === "alert") {
       if (m.status === "closed") model.alerts.delete(m.id); else model.alerts.set(m.id, m);
       renderAlerts();
+      if (model.vapor && FTPanels.VAPOR_CODES.has(m.code)) {
+        model.vapor = {...model.vapor, alerts: [...model.alerts.values()].filter((a) => FTPanels.VAPOR_CODES.has(a.code))};
+        renderVapor();
+      }
+      soon(loadSafety);  // the risk score and the inspection findings follow the alerts
     } else if (m.type === "delivery") {
       loadDeliveries();
     } else if (m.type === "divergence") {
@@ -273,21 +285,77 @@
         : [el("tr", null, el("td", {colspan: String(cols.length), class: "muted", text: t("noData")}))]));
   }
 
-  async function loadOptional() {
-    if (await FT.has("/api/v1/stations/{station_id}/vapor")) {
-      const v = await getJSON(`${api}/vapor`);
-      if (v) {
-        document.getElementById("vapor-panel").hidden = false;
-        document.getElementById("vapor").replaceChildren(el("pre", {text: JSON.stringify(v, null, 1).slice(0, 4000)}));
-      }
+  // Vapor recovery (GET /stations/{id}/vapor) and safety / inspections / risk (GET /risk?station=, the
+  // station's INSPECTION_FINDING alerts, the live state's safety devices): read on load and every minute,
+  // the risk again a few seconds after an alert of the station changes; between reads the vapor figures
+  // and the devices follow the live state messages (render). Hidden where this server lacks the API.
+  const hasVapor = FT.has("/api/v1/stations/{station_id}/vapor");
+  const hasRisk = FT.has("/api/v1/risk");
+  let shownVapor = "", shownSafety = "";
+
+  async function loadVapor() {
+    if (!(await hasVapor)) return;
+    const v = await getJSON(`${api}/vapor`);
+    if (!v) return;
+    model.vapor = v;
+    renderVapor();
+  }
+
+  async function loadSafety() {
+    if (!(await hasRisk)) return;
+    const [r, list] = await Promise.all([getJSON(`/api/v1/risk?station=${encodeURIComponent(id)}`),
+      getJSON(`/api/v1/alerts?station=${encodeURIComponent(id)}&limit=500`)]);
+    model.risk = (Array.isArray(r) && r.find((x) => x.station === id)) || null;
+    if (Array.isArray(list)) model.findings = list.filter((a) => a.code === "INSPECTION_FINDING");
+    renderSafety(true);
+  }
+
+  // Run `f` once, a few seconds from the first call: a burst of alerts costs one read.
+  const pending = new Set();
+  function soon(f, ms = 3000) {
+    if (pending.has(f)) return;
+    pending.add(f);
+    setTimeout(() => { pending.delete(f); f(); }, ms);
+  }
+
+  function renderVapor(force) {
+    if (!model.vapor && !force) return;
+    const v = model.vapor;
+    const h = (v && v.history) || [];
+    const sig = JSON.stringify([v && [v.status, v.clock, v.today, v.pressure_pa, v.processor_state, v.voc_umol_mol,
+      v.nozzles, h.length, h.length ? h[0].day : null, (v.alerts || []).map((a) => [a.id, a.status, a.last_ts, a.severity])],
+      FT.lang()]);
+    if (sig === shownVapor && !force) return;
+    shownVapor = sig;
+    document.getElementById("vapor-panel").hidden = false;
+    FTPanels.renderVapor(document.getElementById("vapor"), v);
+  }
+
+  function renderSafety(force) {
+    const sig = JSON.stringify([model.safety, FT.lang()]);
+    if (sig === shownSafety && !force) return;
+    shownSafety = sig;
+    hasRisk.then((yes) => {
+      if (!yes) return;
+      document.getElementById("risk-panel").hidden = false;
+      FTPanels.renderSafety(document.getElementById("risk"), {risk: model.risk, safety: model.safety,
+        findings: model.findings, openAlertIds: new Set(model.alerts.keys())});
+    });
+  }
+
+  // The live state carries the station's vapor view and safety devices (twin/vapor.py, twin/safety.py).
+  function renderPanelsLive() {
+    if ("vapor" in model.state) {
+      hasVapor.then((yes) => {
+        if (!yes) return;
+        model.vapor = FTPanels.vaporFromState(model.state.vapor, model.alerts.values()) || model.vapor
+          || {status: "no_data", clock: null, nozzles: [], history: [], alerts: []};
+        renderVapor();
+      });
     }
-    if (await FT.has("/api/v1/risk")) {
-      const r = await getJSON("/api/v1/risk?limit=10000");
-      const mine = Array.isArray(r) ? r.filter((x) => x.station === id) : null;
-      if (mine && mine.length) {
-        document.getElementById("risk-panel").hidden = false;
-        document.getElementById("risk").replaceChildren(el("pre", {text: JSON.stringify(mine[0], null, 1).slice(0, 4000)}));
-      }
+    if ("safety" in model.state) {
+      model.safety = model.state.safety;
+      renderSafety();
     }
   }
 
@@ -327,7 +395,7 @@
   // ---- page ------------------------------------------------------------------------------------
 
   function render() {
-    if (!dirty || !model.state) return;
+    if (!dirty || !model.state || !model.spec) return;
     dirty = false;
     const s = model.spec;
     document.getElementById("st-name").textContent = s.name;
@@ -341,6 +409,7 @@
     renderTanks();
     renderNozzles();
     renderTxns();
+    renderPanelsLive();
   }
 
   for (const b of document.querySelectorAll("#div-switch button")) {
@@ -360,13 +429,19 @@
   FT.applyI18n();
   FT.onLang(() => {
     dirty = true; render(); renderAlerts(); renderDivergence(); loadDeliveries(); loadLedger();
+    renderVapor(); renderSafety(true);
     if (traceShown) showTrace(...traceShown);
   });
-  window.addEventListener("resize", () => { for (const c of [...Object.values(gauges), ...Object.values(divCharts)]) c.resize(); });
-  traceCheck.then(loadTwin).then(() => { renderAlerts(); loadDeliveries(); loadLedger(); loadOptional(); });
+  window.addEventListener("resize", () => {
+    for (const c of [...Object.values(gauges), ...Object.values(divCharts)]) c.resize();
+    FTPanels.resize();
+  });
+  traceCheck.then(loadTwin).then(() => { renderAlerts(); loadDeliveries(); loadLedger(); loadVapor(); loadSafety(); });
   setInterval(render, 1000);
   setInterval(loadDivergence, 60000);
   setInterval(loadLedger, 60000);
+  setInterval(loadVapor, 60000);
+  setInterval(loadSafety, 60000);
   new FT.Live(onMessage, {stations: [id], statusEl: document.getElementById("conn")});
   window.__station = {model};
 })();
