@@ -27,6 +27,9 @@ from twin.timeutil import local_day
 
 _DAY = 86_400.0
 
+#: How the severities read in a Chinese reason (the alert's own code stays in the evidence).
+SEVERITY_ZH = {"info": "提示", "warning": "预警", "alarm": "报警", "critical": "严重"}
+
 
 @dataclass(frozen=True, slots=True)
 class RiskSettings:
@@ -74,7 +77,8 @@ def station_risk(station: str, alerts: Iterable[Mapping[str, Any]], state: Mappi
         factor = 1.0 + (s.age_factor_max - 1.0) * min(age_h, s.age_full_h) / s.age_full_h
         acked = a.get("status") == "acknowledged"
         points = base * factor * (s.acknowledged_factor if acked else 1.0)
-        note_zh = f"（{a['severity']}，已持续 {age_h:.0f} 小时{'，已确认' if acked else ''}）"
+        severity_zh = SEVERITY_ZH.get(a["severity"], a["severity"])
+        note_zh = f"（{severity_zh}，已持续 {age_h:.0f} 小时{'，已确认' if acked else ''}）"
         note_en = f" ({a['severity']}, open {age_h:.0f} h{', acknowledged' if acked else ''})"
         out.append(_contribution(points, "open_alert", a.get("message_zh", a["code"]) + note_zh,
                                  a.get("message_en", a["code"]) + note_en,
