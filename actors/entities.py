@@ -192,17 +192,12 @@ class TankActor:
         self.last_fit = fit = fits[-1]
         trending = False
         for f in fits:
-            trend_t = abs(f.leak_lph) / f.leak_se_lph if f.leak_se_lph > 0 else 0.0
-            # What the divergence itself does (no sales columns): a drifting gauge moves it visibly.
-            plain_t = f.trend_lph / f.trend_se_lph if f.trend_se_lph > 0 else 0.0
-            # With one factor for all the tank's sales (a tank-wide meter or chart error taken out, no
-            # per-nozzle columns to trade off against time): a trend here is the tank's, not a nozzle's.
-            common_t = f.common_lph / f.common_se_lph if f.common_se_lph > 0 else 0.0
-            # A trend keeps the nozzles unjudged: a steady seller's β absorbs it. A tank-wide one counts
-            # too, either way (measured: METER_BIAS at 1.7 % on a nozzle of a leaking tank in 7 of 20
-            # leak-0.76 runs, in the first days, with the common-factor fit gaining). The price: a nozzle
-            # far out of true makes such a trend itself and waits for it to be placed.
-            trending |= trend_t >= 3.0 or f.drift_preferred or abs(common_t) >= 3.0
+            trend_t, plain_t, common_t = f.leak_t, f.plain_t, f.common_t
+            # A trend keeps the nozzles unjudged: a steady seller's β absorbs it. A tank-wide one (the
+            # common-factor fit) counts too, either way (measured: METER_BIAS at 1.7 % on a nozzle of a
+            # leaking tank in 7 of 20 leak-0.76 runs, in the first days, with the common-factor fit
+            # gaining). The price: a nozzle far out of true makes such a trend itself and waits.
+            trending |= f.trending()
             evidence = {"rows": f.rows, "days_of_data": round(f.days, 2),
                         "divergence_trend_lph": round(f.trend_lph, 3)}
             plain_significant = abs(plain_t) >= s.leak_t and abs(f.trend_lph) >= s.leak_min_lph
@@ -238,7 +233,7 @@ class TankActor:
             return
         evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
                     "divergence_trend_lph": round(fit.trend_lph, 3)}
-        plain_t = fit.trend_lph / fit.trend_se_lph if fit.trend_se_lph > 0 else 0.0
+        plain_t = fit.plain_t
         if trending:
             return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
         # A nozzle is judged against the median β of its tank's nozzles (meter_reference), or against 0
@@ -348,9 +343,7 @@ class TankActor:
         s = self.wetstock_settings
         _, median = meter_reference(fit, s.meter_min_sales_l)
         common = 0.0 if median is None else float(median)
-        trending = (fit.drift_preferred
-                    or (fit.leak_se_lph > 0 and abs(fit.leak_lph) / fit.leak_se_lph >= 3.0)
-                    or (fit.common_se_lph > 0 and abs(fit.common_lph) / fit.common_se_lph >= 3.0))
+        trending = fit.trending()
         out = {}
         for nozzle, (beta, se, sold) in fit.meter.items():
             factor = 1.0 - (float(beta) - common)

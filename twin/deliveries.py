@@ -55,7 +55,6 @@ class DeliveryDetector:
     active_since: float | None = None
     baseline_l: float = 0.0
     window: deque[tuple[float, float]] = field(default_factory=deque)
-    blind_s: float = 0.0
     last_ts: float | None = None
     #: (end, length) of the last gap in the readings longer than ``blind_gap_s``.
     last_gap: tuple[float, float] | None = None
@@ -118,13 +117,14 @@ class DeliveryDetector:
         self.active_since = start
         self.baseline_l = baseline
         self.window.clear()
-        gap = self.last_gap
-        self.blind_s = gap[1] if gap is not None and start - gap[0] <= self.settings.blind_after_s else 0.0
 
     def _finish(self, end_ts: float, settled_l: float, settled: bool) -> DetectedDelivery:
         assert self.active_since is not None
+        gap = self.last_gap  # a gap shortly before the drop, or during it
+        blind = gap is not None and self.active_since - gap[0] <= self.settings.blind_after_s
+        blind_s = gap[1] if gap is not None and blind else 0.0
         found = DetectedDelivery(self.active_since, end_ts, settled_l - self.baseline_l, self.baseline_l,
-                                 settled, self.blind_s)
+                                 settled, blind_s)
         self.active_since = None
         self.history.clear()
         self.history_sum = 0.0

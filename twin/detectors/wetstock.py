@@ -84,6 +84,26 @@ class WetstockFit:
     common_lph: float = 0.0
     common_se_lph: float = 0.0
 
+    @property
+    def leak_t(self) -> float:
+        """|λ| over its SE: how clearly the per-nozzle fit sees a steady gain or loss."""
+        return abs(self.leak_lph) / self.leak_se_lph if self.leak_se_lph > 0 else 0.0
+
+    @property
+    def plain_t(self) -> float:
+        """The divergence's own trend over its SE (signed, negative = loss)."""
+        return self.trend_lph / self.trend_se_lph if self.trend_se_lph > 0 else 0.0
+
+    @property
+    def common_t(self) -> float:
+        """The common-factor fit's trend over its SE (signed, negative = loss)."""
+        return self.common_lph / self.common_se_lph if self.common_se_lph > 0 else 0.0
+
+    def trending(self) -> bool:
+        """A trend the nozzles' β would absorb, so no nozzle is judged on this fit: a steady gain or loss
+        in the per-nozzle or the common-factor fit, or a gauge drift's shape."""
+        return self.leak_t >= 3.0 or self.drift_preferred or abs(self.common_t) >= 3.0
+
 
 class _Segment:
     """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row."""
