@@ -82,6 +82,25 @@ def test_fill_like_drops_are_hidden_sales() -> None:
     assert [(f.code, f.metrics["drops"]) for f in found] == [("HIDDEN_SALES", 2)]
 
 
+def test_small_unrecorded_fill_is_a_step_between_quiet_hours() -> None:
+    """A 20 L fill nobody recorded is half the bins' 40 L threshold; the hour-scale step test finds it,
+    with its volume and time, while a leak, and the same 20 L let out over an hour, are no step."""
+    rng = np.random.default_rng(11)
+    ts, div = _noisy_divergence(rng, 24)
+    at = T0 + 10 * 3600 + 20
+    leak = 0.76 * (ts - T0) / 3600.0
+    fill = np.clip((ts - at) / 40.0, 0.0, 1.0) * 20.0
+    detector = LossDetector()
+    found = [(t, f) for t, d in zip(ts, div - leak - fill, strict=True) if (f := detector.add(t, d)) is not None]
+    assert [f.code for _, f in found] == ["HIDDEN_SALES"]
+    t, f = found[0]
+    assert at < t <= at + 2 * 3600 and 15 <= f.metrics["litres"] <= 25
+    assert abs(f.evidence["start_ts"] - at) <= 180
+    slow = np.clip((ts - at) / 3600.0, 0.0, 1.0) * 20.0
+    detector = LossDetector()
+    assert [f for t, d in zip(ts, div - leak - slow, strict=True) if (f := detector.add(t, d)) is not None] == []
+
+
 def test_wetstock_separates_a_leak_from_meter_errors() -> None:
     """Two nozzles with daily profiles and meter errors +0.2 % / −1.5 %, a 0.76 L/h leak, gauge noise."""
     rng = np.random.default_rng(3)
