@@ -134,6 +134,23 @@ def test_a_drop_that_began_while_the_link_was_down_matches_with_the_wider_tolera
     assert raised == {("DELIVERY_UNDOCUMENTED", "T2"), ("PO_UNDELIVERED", "P2")}
 
 
+def test_a_drop_into_a_tank_with_unrecorded_sales_may_only_be_short() -> None:
+    """Fills nobody records during a drop make it read short of its order, so into a tank with an open
+    HIDDEN_SALES a short drop matches within the wider tolerance (its invoice too); a long one does not:
+    unrecorded sales cannot add product."""
+    trail = PaperTrail(RegulatorySettings(), {"T1": "92#", "T2": "92#"})
+    trail.tick(T0)
+    trail.purchase(_po("P1", T0, 20_000.0, T0 + 3600))
+    acts = trail.delivery("L1", "T1", T0 + 4000, T0 + 5000, 19_860.0, unrecorded_sales=True)  # 0.7 % short
+    assert [a[1:3] for a in acts if a[0] == "link"] == [("L1", "P1")]
+    assert not [a for a in trail.invoice(_invoice("IP1", T0 + 5000, 20_000.0)) if a[0] == "raise"]
+    trail.purchase(_po("P2", T0 + 86_400, 20_000.0, T0 + 86_400 + 3600))
+    assert trail.delivery("L2", "T2", T0 + 86_400 + 4000, T0 + 86_400 + 5000, 20_140.0,
+                          unrecorded_sales=True) == []  # 0.7 % over: no match
+    raised = {(a[2].code, a[1]) for a in trail.tick(T0 + 86_400 + 18 * 3600) if a[0] == "raise"}
+    assert raised == {("DELIVERY_UNDOCUMENTED", "T2"), ("PO_UNDELIVERED", "P2")}
+
+
 # ---- a simulated month through the whole path ----------------------------------------------------------
 
 SEED = 24

@@ -117,7 +117,7 @@ class StationRegulator:
             self.small_rx[tid] += net
         self._apply(
             self.trail.delivery(lot, tid, found["start_ts"], found["end_ts"], net,
-                                found.get("blind_s", 0.0)),
+                                found.get("blind_s", 0.0), (tid, "HIDDEN_SALES") in alerts.open),
             found["end_ts"],
             alerts,
             out,

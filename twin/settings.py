@@ -31,6 +31,10 @@ class TwinSettings(BaseModel):
     loss_threshold_l: float = Field(default=40.0, gt=0)
     loss_bin_s: float = Field(default=180.0, gt=0)
     hidden_confirmations: int = Field(default=1, ge=1)
+    #: Smaller unrecorded fills: a fall of at least this many litres and standard errors between the
+    #: hour before a 2-minute gap and the hour after it (twin/detectors/losses.py StepTest).
+    loss_step_threshold_l: float = Field(default=15.0, gt=0)
+    loss_step_sigmas: float = Field(default=7.0, gt=0)
     #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
     leak_min_lph: float = Field(default=0.3, gt=0)
     leak_t: float = Field(default=6.0, gt=0)
@@ -76,7 +80,8 @@ class TwinSettings(BaseModel):
 
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
-                            hidden_confirmations=self.hidden_confirmations)
+                            hidden_confirmations=self.hidden_confirmations,
+                            step_threshold_l=self.loss_step_threshold_l, step_sigmas=self.loss_step_sigmas)
 
     def delivery(self) -> DeliverySettings:
         return DeliverySettings(rise_threshold_l=self.delivery_rise_threshold_l,
