@@ -208,3 +208,26 @@ def test_unseen_sales_booked_at_once_are_no_delivery() -> None:
 
     assert run(rebase=False)  # the step alone would be read as a delivery
     assert run(rebase=True) == []
+
+
+def test_a_loss_hidden_by_meters_that_all_read_high_is_a_leak_only_if_no_nozzle_stands_apart() -> None:
+    """Both legal meters of a busy tank at +0.25 % lift its divergence more than a 0.38 L/h leak lowers
+    it: the per-nozzle and the one-factor fits see the loss, the raw divergence does not. That is trusted
+    when the nozzles agree; one nozzle 1 % out of true is a meter fault, not a leak, whatever the fits say."""
+    from actors.entities import TankActor
+    from simulators.district import synthetic_district
+    from twin.detectors.wetstock import WetstockFit
+    from twin.settings import TwinSettings
+
+    spec = synthetic_district(1, 3).district.stations[0].tanks[0]
+    tank = TankActor("S", spec, TwinSettings(), ("N1", "N2"))
+
+    def fit(betas: tuple[float, float], common_lph: float, common_se: float) -> WetstockFit:
+        meter = {n: (b, 0.001, 20_000.0) for n, b in zip(("N1", "N2"), betas, strict=True)}
+        return WetstockFit(20_000, 10.0, 0.3, 0.04, 0.5, 0.01, None, False, meter, 14.0, common_lph,
+                           common_se)
+
+    assert tank._common_loss(fit((0.0026, 0.0027), -0.35, 0.03))
+    assert not tank._common_loss(fit((0.0020, 0.0120), -0.35, 0.03))  # one nozzle stands apart
+    assert not tank._common_loss(fit((0.0026, 0.0027), -0.35, 0.10))  # the one-factor loss is not clear
+    assert not tank._common_loss(fit((0.0026, 0.0027), -0.10, 0.01))  # nor large enough
