@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.linalg import _umath_linalg
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,12 +436,15 @@ def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
 
 def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
            dof: int) -> tuple[np.ndarray, np.ndarray, float] | None:
-    a = cxx[np.ix_(cols, cols)]
+    # The gufuncs behind np.linalg.solve / inv, called directly: the same LAPACK calls and the same
+    # results, without the wrappers' checks, which cost more than the solve on these tiny systems (a tank
+    # fits every half hour, several windows, four systems each). A singular system is NaN, not an error.
+    a = cxx[cols][:, cols]
     b = cxy[cols]
-    try:
-        coef = np.linalg.solve(a, b)
-        inv = np.linalg.inv(a)
-    except np.linalg.LinAlgError:
+    with np.errstate(all="ignore"):
+        coef = _umath_linalg.solve1(a, b, signature="dd->d")
+        inv = _umath_linalg.inv(a, signature="d->d")
+    if not (np.isfinite(coef).all() and np.isfinite(inv).all()):
         return None
     rss = max(float(cyy - coef @ b), 0.0)
     se = np.sqrt(np.maximum(np.diag(inv), 0.0) * rss / dof)
