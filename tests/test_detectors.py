@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 
@@ -243,6 +244,7 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
     rows, stamps = [], []
     ts0 = T0 + 2 * 3600 + 1234.0  # not on a chunk boundary
     seg: _Segment | None = None
+    twin: _Segment | None = None  # a pickled copy (a supervisor's snapshot), fed the same rows after
     for i in range(700):
         ts = ts0 + 60.0 * i + float(rng.uniform(0, 5))
         row = [float(v) for v in rng.normal(size=k + 1) * 100 + i]
@@ -250,10 +252,15 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
         if seg is None:
             seg = _Segment(ts, row, sales)
         seg.add(ts, row, sales)
+        if twin is not None:
+            twin.add(ts, row, sales)
         rows.append(row)
         stamps.append(ts)
         if i in (0, 1, 57, 179, 180, 181, 420):  # reads in mid-stream fold what has come so far
             assert seg.n == i + 1 and seg.sxx.shape == (k, k)
+            assert twin is None or twin.sxx.shape == (k, k)  # the copy is read when the original is
+        if i in (300, 430):  # with rows pending, and in the copy's own pending rows
+            twin = pickle.loads(pickle.dumps(seg if i == 300 else twin))
     assert seg is not None
     a = np.array(rows)
     dx, dy = a[:, :k] - a[0, :k], a[:, k] - a[0, k]
@@ -274,6 +281,11 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
         assert math.isclose(cty, dx[sel, 0] @ dy[sel], rel_tol=1e-12, abs_tol=1e-9)
     cxx, cxy, cyy = seg.centred()
     xc, yc = dx - dx.mean(axis=0), dy - dy.mean()
+    assert twin is not None  # the copy restored mid-stream ends with the very same sums
+    assert twin.n == seg.n and np.array_equal(twin.sxx, seg.sxx) and np.array_equal(twin.sx, seg.sx)
+    assert [c[:2] + [c[4], c[5]] for c in twin.chunks] == [c[:2] + [c[4], c[5]] for c in seg.chunks]
+    assert all(np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
+               for a, b in zip(twin.chunks, seg.chunks, strict=True))
     np.testing.assert_allclose(cxx, xc.T @ xc, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(cxy, xc.T @ yc, rtol=1e-9, atol=1e-6)
     assert math.isclose(cyy, yc @ yc, rel_tol=1e-9)

@@ -190,6 +190,24 @@ class _Segment:
         rows.clear()
         starts.clear()
 
+    def __getstate__(self) -> dict:
+        """The chunks' sums as two matrices, not two small arrays per 3-hour chunk: a station actor is
+        pickled every few thousand events (its supervisor's snapshot), and tiny arrays dominated that.
+        Rows not folded in yet stay as they are, so a restored segment folds exactly as this one would."""
+        state = {name: getattr(self, name) for name in self.__slots__ if name not in ("_chunks", "_centred")}
+        chunks = self._chunks
+        state["_chunks"] = ([c[0] for c in chunks], [c[1] for c in chunks], np.array([c[2] for c in chunks]),
+                            np.array([c[3] for c in chunks]), [c[4] for c in chunks], [c[5] for c in chunks])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        starts, ns, cx, ctx, cy, cty = state.pop("_chunks")
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._chunks = [[s, m, x.copy(), tx.copy(), y, ty]
+                        for s, m, x, tx, y, ty in zip(starts, ns, cx, ctx, cy, cty, strict=True)]
+        self._centred = None
+
     @property
     def sx(self) -> np.ndarray:
         self._fold()
@@ -438,14 +456,15 @@ def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
            dof: int) -> tuple[np.ndarray, np.ndarray, float] | None:
     # The gufuncs behind np.linalg.solve / inv, called directly: the same LAPACK calls and the same
     # results, without the wrappers' checks, which cost more than the solve on these tiny systems (a tank
-    # fits every half hour, several windows, four systems each). A singular system is NaN, not an error.
-    a = cxx[cols][:, cols]
-    b = cxy[cols]
+    # fits every half hour, several windows, four systems each). A singular system comes back all NaN
+    # where np.linalg would raise.
+    a = cxx.take(cols, 0).take(cols, 1)
+    b = cxy.take(cols)
     with np.errstate(all="ignore"):
         coef = _umath_linalg.solve1(a, b, signature="dd->d")
         inv = _umath_linalg.inv(a, signature="d->d")
-    if not (np.isfinite(coef).all() and np.isfinite(inv).all()):
+    if coef[0] != coef[0]:
         return None
     rss = max(float(cyy - coef @ b), 0.0)
-    se = np.sqrt(np.maximum(np.diag(inv), 0.0) * rss / dof)
+    se = np.sqrt(np.maximum(inv.diagonal(), 0.0) * rss / dof)
     return coef, se, rss
