@@ -92,14 +92,16 @@ def test_small_unrecorded_fill_is_a_step_between_quiet_hours() -> None:
     leak = 0.76 * (ts - T0) / 3600.0
     fill = np.clip((ts - at) / 40.0, 0.0, 1.0) * 20.0
     detector = LossDetector()
-    found = [(t, f) for t, d in zip(ts, div - leak - fill, strict=True) if (f := detector.add(t, d)) is not None]
+    found = [(t, f) for t, d in zip(ts, div - leak - fill, strict=True)
+             if (f := detector.add(t, d)) is not None]
     assert [f.code for _, f in found] == ["HIDDEN_SALES"]
     t, f = found[0]
     assert at < t <= at + 2 * 3600 and 15 <= f.metrics["litres"] <= 25
     assert abs(f.evidence["start_ts"] - at) <= 180
     slow = np.clip((ts - at) / 3600.0, 0.0, 1.0) * 20.0
     detector = LossDetector()
-    assert [f for t, d in zip(ts, div - leak - slow, strict=True) if (f := detector.add(t, d)) is not None] == []
+    assert [f for t, d in zip(ts, div - leak - slow, strict=True)
+            if (f := detector.add(t, d)) is not None] == []
 
 
 def test_wetstock_separates_a_leak_from_meter_errors() -> None:
