@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 
@@ -91,14 +92,16 @@ def test_small_unrecorded_fill_is_a_step_between_quiet_hours() -> None:
     leak = 0.76 * (ts - T0) / 3600.0
     fill = np.clip((ts - at) / 40.0, 0.0, 1.0) * 20.0
     detector = LossDetector()
-    found = [(t, f) for t, d in zip(ts, div - leak - fill, strict=True) if (f := detector.add(t, d)) is not None]
+    found = [(t, f) for t, d in zip(ts, div - leak - fill, strict=True)
+             if (f := detector.add(t, d)) is not None]
     assert [f.code for _, f in found] == ["HIDDEN_SALES"]
     t, f = found[0]
     assert at < t <= at + 2 * 3600 and 15 <= f.metrics["litres"] <= 25
     assert abs(f.evidence["start_ts"] - at) <= 180
     slow = np.clip((ts - at) / 3600.0, 0.0, 1.0) * 20.0
     detector = LossDetector()
-    assert [f for t, d in zip(ts, div - leak - slow, strict=True) if (f := detector.add(t, d)) is not None] == []
+    assert [f for t, d in zip(ts, div - leak - slow, strict=True)
+            if (f := detector.add(t, d)) is not None] == []
 
 
 def test_wetstock_separates_a_leak_from_meter_errors() -> None:
@@ -231,3 +234,60 @@ def test_a_loss_hidden_by_meters_that_all_read_high_is_a_leak_only_if_no_nozzle_
     assert not tank._common_loss(fit((0.0020, 0.0120), -0.35, 0.03))  # one nozzle stands apart
     assert not tank._common_loss(fit((0.0026, 0.0027), -0.35, 0.10))  # the one-factor loss is not clear
     assert not tank._common_loss(fit((0.0026, 0.0027), -0.10, 0.01))  # nor large enough
+
+
+def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None:
+    """Rows wait and are folded in together when read; the sums, per-chunk sums and centred products
+    must be those of adding each row as it came, however the reads fall against the 3-hour chunks."""
+    from twin.detectors.wetstock import _Segment
+
+    rng = np.random.default_rng(11)
+    k = 5
+    rows, stamps = [], []
+    ts0 = T0 + 2 * 3600 + 1234.0  # not on a chunk boundary
+    seg: _Segment | None = None
+    twin: _Segment | None = None  # a pickled copy (a supervisor's snapshot), fed the same rows after
+    for i in range(700):
+        ts = ts0 + 60.0 * i + float(rng.uniform(0, 5))
+        row = [float(v) for v in rng.normal(size=k + 1) * 100 + i]
+        sales = [float(v) for v in rng.uniform(0, 1000, size=k - 2)]
+        if seg is None:
+            seg = _Segment(ts, row, sales)
+        seg.add(ts, row, sales)
+        if twin is not None:
+            twin.add(ts, row, sales)
+        rows.append(row)
+        stamps.append(ts)
+        if i in (0, 1, 57, 179, 180, 181, 420):  # reads in mid-stream fold what has come so far
+            assert seg.n == i + 1 and seg.sxx.shape == (k, k)
+            assert twin is None or twin.sxx.shape == (k, k)  # the copy is read when the original is
+        if i in (300, 430):  # with rows pending, and in the copy's own pending rows
+            twin = pickle.loads(pickle.dumps(seg if i == 300 else twin))
+    assert seg is not None
+    a = np.array(rows)
+    dx, dy = a[:, :k] - a[0, :k], a[:, k] - a[0, k]
+    assert seg.n == len(rows) and seg.sold1.tolist() == sales
+    np.testing.assert_allclose(seg.sx, dx.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(seg.sxx, np.einsum("ij,ik->jk", dx, dx), rtol=1e-12)
+    np.testing.assert_allclose(seg.sxy, dx.T @ dy, rtol=1e-12)
+    assert math.isclose(seg.sy, dy.sum(), rel_tol=1e-12) and math.isclose(seg.syy, dy @ dy, rel_tol=1e-12)
+    # chunks: one per 3-hour clock block the rows touch, holding exactly that block's rows
+    blocks = [ts - ts % _Segment.CHUNK_S for ts in stamps]
+    assert [c[0] for c in seg.chunks] == sorted(set(blocks))
+    for start, m, cx, ctx, cy, cty in seg.chunks:
+        sel = np.array([b == start for b in blocks])
+        assert m == sel.sum()
+        np.testing.assert_allclose(cx, dx[sel].sum(axis=0), rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(ctx, dx[sel, 0] @ dx[sel], rtol=1e-12, atol=1e-9)
+        assert math.isclose(cy, dy[sel].sum(), rel_tol=1e-12, abs_tol=1e-9)
+        assert math.isclose(cty, dx[sel, 0] @ dy[sel], rel_tol=1e-12, abs_tol=1e-9)
+    cxx, cxy, cyy = seg.centred()
+    xc, yc = dx - dx.mean(axis=0), dy - dy.mean()
+    assert twin is not None  # the copy restored mid-stream ends with the very same sums
+    assert twin.n == seg.n and np.array_equal(twin.sxx, seg.sxx) and np.array_equal(twin.sx, seg.sx)
+    assert [c[:2] + [c[4], c[5]] for c in twin.chunks] == [c[:2] + [c[4], c[5]] for c in seg.chunks]
+    assert all(np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
+               for a, b in zip(twin.chunks, seg.chunks, strict=True))
+    np.testing.assert_allclose(cxx, xc.T @ xc, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(cxy, xc.T @ yc, rtol=1e-9, atol=1e-6)
+    assert math.isclose(cyy, yc @ yc, rel_tol=1e-9)

@@ -31,9 +31,11 @@ settings a researcher can change.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.linalg import _umath_linalg
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,53 +108,153 @@ class WetstockFit:
 
 
 class _Segment:
-    """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row."""
+    """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row.
 
-    __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sx", "sy", "sxx", "sxy", "syy", "sold0", "sold1",
-                 "chunks")
+    A row arrives every bin for every tank, and folding one in costs an outer product and a dozen tiny
+    numpy operations, mostly call overhead; so rows wait as plain lists and are folded in together (one
+    ``X.T @ X``) when a statistic is read, which is at the next fit (every ``fit_every_s``) or never for
+    rows that fall out of the window first. Reading ``sx``, ``sxx``, ``sxy``, ``sy``, ``syy``, ``chunks`` or
+    ``sold1`` folds first, so callers see the same sums as if every row had been added on arrival (up to
+    float rounding: batched sums add in another order). ``n`` counts every row, folded or not.
+    """
+
+    __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sold0", "_sx", "_sy", "_sxx", "_sxy", "_syy",
+                 "_chunks", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred")
 
     #: Length of the chunks a segment also keeps time sums for (s): the resolution of a leak's onset.
     CHUNK_S = 3 * 3600.0
 
-    def __init__(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray):
-        k = len(x)
+    def __init__(self, ts: float, row: list[float], sales: Sequence[float]):
+        """``row``: the regressors then the divergence, as :meth:`add` takes them; it is the origin."""
+        k = len(row) - 1
         self.first_ts = self.last_ts = ts
-        self.x0, self.y0 = x.copy(), y
+        self.x0, self.y0 = np.array(row[:k], dtype=float), row[k]
         self.n = 0
-        self.sx = np.zeros(k)
-        self.sy = 0.0
-        self.sxx = np.zeros((k, k))
-        self.sxy = np.zeros(k)
-        self.syy = 0.0
-        self.sold0 = sales.copy()
-        self.sold1 = sales.copy()
+        self._sx = np.zeros(k)
+        self._sy = 0.0
+        self._sxx = np.zeros((k, k))
+        self._sxy = np.zeros(k)
+        self._syy = 0.0
+        self.sold0 = np.array(sales, dtype=float)
+        self._sales: Sequence[float] = sales
+        self._sold1: np.ndarray | None = self.sold0
         #: [start_ts, n, Σdx, Σdt·dx, Σdy, Σdt·dy] per chunk: what a time column that starts at a
         #: chunk boundary needs (see WetstockModel.onset_rate).
-        self.chunks: list[list] = []
+        self._chunks: list[list] = []
+        self._rows: list[list[float]] = []  # not folded in yet
+        self._starts: list[tuple[int, float]] = []  # (index in _rows, start_ts) of chunks they open
+        self._next_chunk = -np.inf
+        self._centred: tuple[np.ndarray, np.ndarray, float] | None = None
 
-    def add(self, ts: float, x: np.ndarray, y: float, sales: np.ndarray) -> None:
-        dx, dy = x - self.x0, y - self.y0
+    def add(self, ts: float, row: list[float], sales: Sequence[float]) -> None:
+        """One bin: ``row`` = regressors then divergence (absolute; the segment takes them relative)."""
+        if ts >= self._next_chunk:
+            start = ts - ts % self.CHUNK_S
+            self._starts.append((len(self._rows), start))
+            self._next_chunk = start + self.CHUNK_S
+        self._rows.append(row)
         self.n += 1
-        self.sx += dx
-        self.sy += dy
-        self.sxx += np.outer(dx, dx)
-        self.sxy += dx * dy
-        self.syy += dy * dy
         self.last_ts = ts
-        self.sold1 = sales
-        if not self.chunks or ts >= self.chunks[-1][0] + self.CHUNK_S:
-            self.chunks.append([ts - ts % self.CHUNK_S, 0, np.zeros(len(dx)), np.zeros(len(dx)), 0.0, 0.0])
-        c = self.chunks[-1]
-        c[1] += 1
-        c[2] += dx
-        c[3] += dx[0] * dx
-        c[4] += dy
-        c[5] += dx[0] * dy
+        self._sales = sales
+        self._sold1 = self._centred = None
+
+    def _fold(self) -> None:
+        rows = self._rows
+        if not rows:
+            return
+        a = np.array(rows, dtype=float)
+        dx = a[:, :-1] - self.x0
+        dy = a[:, -1] - self.y0
+        self._sx += dx.sum(axis=0)
+        self._sy += float(dy.sum())
+        self._sxx += dx.T @ dx
+        self._sxy += dx.T @ dy
+        self._syy += float(dy @ dy)
+        chunks, starts = self._chunks, self._starts
+        # stretches of the buffered rows by chunk: the first may continue the last chunk folded
+        edges: list[tuple[int, float | None]] = [] if starts and starts[0][0] == 0 else [(0, None)]
+        edges.extend(starts)
+        k = dx.shape[1]
+        for j, (i0, start) in enumerate(edges):
+            i1 = edges[j + 1][0] if j + 1 < len(edges) else len(rows)
+            if start is not None:
+                chunks.append([start, 0, np.zeros(k), np.zeros(k), 0.0, 0.0])
+            c = chunks[-1]
+            d, e = dx[i0:i1], dy[i0:i1]
+            t = d[:, 0]
+            c[1] += i1 - i0
+            c[2] += d.sum(axis=0)
+            c[3] += t @ d
+            c[4] += float(e.sum())
+            c[5] += float(t @ e)
+        rows.clear()
+        starts.clear()
+
+    def __getstate__(self) -> dict:
+        """The chunks' sums as two matrices, not two small arrays per 3-hour chunk: a station actor is
+        pickled every few thousand events (its supervisor's snapshot), and tiny arrays dominated that.
+        Rows not folded in yet stay as they are, so a restored segment folds exactly as this one would."""
+        state = {name: getattr(self, name) for name in self.__slots__ if name not in ("_chunks", "_centred")}
+        chunks = self._chunks
+        state["_chunks"] = ([c[0] for c in chunks], [c[1] for c in chunks], np.array([c[2] for c in chunks]),
+                            np.array([c[3] for c in chunks]), [c[4] for c in chunks], [c[5] for c in chunks])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        starts, ns, cx, ctx, cy, cty = state.pop("_chunks")
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._chunks = [[s, m, x.copy(), tx.copy(), y, ty]
+                        for s, m, x, tx, y, ty in zip(starts, ns, cx, ctx, cy, cty, strict=True)]
+        self._centred = None
+
+    @property
+    def sx(self) -> np.ndarray:
+        self._fold()
+        return self._sx
+
+    @property
+    def sy(self) -> float:
+        self._fold()
+        return self._sy
+
+    @property
+    def sxx(self) -> np.ndarray:
+        self._fold()
+        return self._sxx
+
+    @property
+    def sxy(self) -> np.ndarray:
+        self._fold()
+        return self._sxy
+
+    @property
+    def syy(self) -> float:
+        self._fold()
+        return self._syy
+
+    @property
+    def chunks(self) -> list[list]:
+        self._fold()
+        return self._chunks
+
+    @property
+    def sold1(self) -> np.ndarray:
+        """Each nozzle's sales at the segment's last row."""
+        if self._sold1 is None:
+            self._sold1 = np.array(self._sales, dtype=float)
+        return self._sold1
 
     def centred(self) -> tuple[np.ndarray, np.ndarray, float]:
-        n = self.n
-        mx, my = self.sx / n, self.sy / n
-        return (self.sxx - n * np.outer(mx, mx), self.sxy - n * mx * my, self.syy - n * my * my)
+        """Cross-products about the means. Kept until the next row: a closed segment is summed into every
+        fit of its window. The arrays are shared, so callers must not change them."""
+        if self._centred is None:
+            self._fold()
+            n = self.n
+            mx, my = self._sx / n, self._sy / n
+            self._centred = (self._sxx - n * np.outer(mx, mx), self._sxy - n * mx * my,
+                             self._syy - n * my * my)
+        return self._centred
 
 
 @dataclass(slots=True)
@@ -211,15 +313,15 @@ class WetstockModel:
         if self._t0 is None:
             self._t0 = t_mid
         self._drift_acc += dvdh * s.bin_s / 86_400.0
-        sold = np.asarray(sales, dtype=float)
-        x = np.concatenate(([(t_mid - self._t0) / 3600.0, self._drift_acc], sold / 1000.0))
-        y = self._sum / self._n
+        # the row as plain floats (regressors, then the divergence); the segment folds rows in batches
+        row = [(t_mid - self._t0) / 3600.0, self._drift_acc, *[v / 1000.0 for v in sales],
+               self._sum / self._n]
         self._n = 0
         self._sum = self._t_sum = 0.0
         if self._break or not self.segments:
-            self.segments.append(_Segment(t_mid, x, y, sold))
+            self.segments.append(_Segment(t_mid, row, sales))
             self._break = False
-        self.segments[-1].add(t_mid, x, y, sold)
+        self.segments[-1].add(t_mid, row, sales)
         while len(self.segments) > 1 and self.segments[0].last_ts < t_mid - s.window_s:
             self.segments.popleft()
         if self._last_fit_ts is not None and t_mid - self._last_fit_ts < s.fit_every_s:
@@ -352,13 +454,17 @@ def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
 
 def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
            dof: int) -> tuple[np.ndarray, np.ndarray, float] | None:
-    a = cxx[np.ix_(cols, cols)]
-    b = cxy[cols]
-    try:
-        coef = np.linalg.solve(a, b)
-        inv = np.linalg.inv(a)
-    except np.linalg.LinAlgError:
+    # The gufuncs behind np.linalg.solve / inv, called directly: the same LAPACK calls and the same
+    # results, without the wrappers' checks, which cost more than the solve on these tiny systems (a tank
+    # fits every half hour, several windows, four systems each). A singular system comes back all NaN
+    # where np.linalg would raise.
+    a = cxx.take(cols, 0).take(cols, 1)
+    b = cxy.take(cols)
+    with np.errstate(all="ignore"):
+        coef = _umath_linalg.solve1(a, b, signature="dd->d")
+        inv = _umath_linalg.inv(a, signature="d->d")
+    if coef[0] != coef[0]:
         return None
     rss = max(float(cyy - coef @ b), 0.0)
-    se = np.sqrt(np.maximum(np.diag(inv), 0.0) * rss / dof)
+    se = np.sqrt(np.maximum(inv.diagonal(), 0.0) * rss / dof)
     return coef, se, rss
