@@ -35,7 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.linalg import _umath_linalg
+
+try:  # numpy's private gufunc module (1.26, 2.x); the public wrappers below if a release moves it
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover - depends on the installed numpy
+    _umath_linalg = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,9 +464,15 @@ def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],
     # where np.linalg would raise.
     a = cxx.take(cols, 0).take(cols, 1)
     b = cxy.take(cols)
-    with np.errstate(all="ignore"):
-        coef = _umath_linalg.solve1(a, b, signature="dd->d")
-        inv = _umath_linalg.inv(a, signature="d->d")
+    if _umath_linalg is None:  # pragma: no cover - depends on the installed numpy
+        try:
+            coef, inv = np.linalg.solve(a, b), np.linalg.inv(a)
+        except np.linalg.LinAlgError:
+            return None
+    else:
+        with np.errstate(all="ignore"):
+            coef = _umath_linalg.solve1(a, b, signature="dd->d")
+            inv = _umath_linalg.inv(a, signature="d->d")
     if coef[0] != coef[0]:
         return None
     rss = max(float(cyy - coef @ b), 0.0)
