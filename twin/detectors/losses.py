@@ -203,8 +203,9 @@ class LossDetector:
         """Forget the recent past (a gap in the data, a delivery, a stuck gauge): never compare across."""
         self.bins.clear()
         self.recent.clear()
-        if self.steps is not None:
-            self.steps.reset()
+        steps = getattr(self, "steps", None)  # absent in a checkpoint from before the step test
+        if steps is not None:
+            steps.reset()
         self._bin_start = None
         self._sum, self._n = 0.0, 0
 
@@ -226,8 +227,11 @@ class LossDetector:
         recent.append((ts, divergence_l))
         while recent[0][0] < ts - 1800.0:
             recent.popleft()
-        if found is None and self.steps is not None:
-            step = self.steps.add(ts, divergence_l)
+        if found is None:
+            steps = getattr(self, "steps", None)
+            if steps is None:  # a checkpoint from before the step test
+                steps = self.steps = StepTest(self.settings)
+            step = steps.add(ts, divergence_l)
             if step is not None:
                 litres, step_ts, se = step
                 self.reset()
