@@ -35,6 +35,10 @@ class TwinSettings(BaseModel):
     #: hour before a 2-minute gap and the hour after it (twin/detectors/losses.py StepTest).
     loss_step_threshold_l: float = Field(default=15.0, gt=0)
     loss_step_sigmas: float = Field(default=7.0, gt=0)
+    #: The loss detectors see the divergence less what booked sales made of it through each nozzle's
+    #: fitted β (meter plus chart error), each β capped at this fraction (legal meter ±0.3 %, JJG 443,
+    #: plus a chart's 0.3 %); 0 turns the correction off (actors/entities.py TankActor).
+    loss_sales_factor_max: float = Field(default=0.006, ge=0, le=0.05)
     #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
     leak_min_lph: float = Field(default=0.3, gt=0)
     leak_t: float = Field(default=6.0, gt=0)
