@@ -291,3 +291,49 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
     np.testing.assert_allclose(cxx, xc.T @ xc, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(cxy, xc.T @ yc, rtol=1e-9, atol=1e-6)
     assert math.isclose(cyy, yc @ yc, rel_tol=1e-9)
+
+
+def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrecorded_fills() -> None:
+    """A burst of truck fills (3,000 L in 10 min on two high-flow nozzles) through meters and a chart
+    that together lose 0.55 % steps the divergence down by 16 L: a hidden fill to the step test. Less
+    what the booked sales made through the nozzles' fitted β, it is none, and a real 20 L hidden fill in
+    the same burst still is.
+    A β beyond the cap (here a nozzle 2 % out, METER_BIAS's business) is taken out only up to the cap."""
+    from actors.entities import TankActor
+    from simulators.district import synthetic_district
+    from twin.detectors.wetstock import WetstockFit
+    from twin.settings import TwinSettings
+
+    spec = synthetic_district(1, 3).district.stations[0].tanks[0]
+    nozzles = ("N1", "N2", "N3")
+    meter = {n: (beta, 0.0002, 9_000.0) for n, beta in zip(nozzles, (-0.0055, -0.0055, 0.02), strict=True)}
+    fit = WetstockFit(20_000, 10.0, 0.0, 0.05, 0.0, 0.02, None, False, meter, 14.0, 0.0, 0.05)
+    rng = np.random.default_rng(0)
+    ts, noise = _noisy_divergence(rng, 5)
+    burst = T0 + 2 * 3600
+    hidden_at = burst + 300 + 20
+
+    def run(correct: bool, hidden_l: float) -> list[tuple[float, object]]:
+        tank = TankActor("S", spec, TwinSettings(), nozzles)
+        tank._learn_sales_factors(fit)
+        detector, sold, found = LossDetector(), 0.0, []
+        for t, e in zip(ts, noise, strict=True):
+            if burst <= t < burst + 600:  # 150 L a minute on each of two nozzles
+                for nozzle in ("N1", "N2"):
+                    tank.sale(nozzle, 150.0)
+                sold += 300.0
+            divergence = e - 0.0055 * sold - hidden_l * min(1.0, max(0.0, (t - hidden_at) / 60.0))
+            f = detector.add(t, divergence - (tank._sales_bias_l if correct else 0.0))
+            if f is not None:
+                found.append((t, f))
+        assert abs(tank._sales_bias_l + 0.0055 * sold) < 1e-6
+        return found
+
+    assert [f.code for _, f in run(correct=False, hidden_l=0.0)] == ["HIDDEN_SALES"]
+    assert run(correct=True, hidden_l=0.0) == []
+    found = run(correct=True, hidden_l=20.0)
+    assert [f.code for _, f in found] == ["HIDDEN_SALES"] and 15 <= found[0][1].metrics["litres"] <= 25
+    tank = TankActor("S", spec, TwinSettings(), nozzles)
+    tank._learn_sales_factors(fit)
+    tank.sale("N3", 1_000.0)
+    assert tank._sales_bias_l == 1_000.0 * TwinSettings().loss_sales_factor_max
