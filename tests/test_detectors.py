@@ -337,3 +337,22 @@ def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrec
     tank._learn_sales_factors(fit)
     tank.sale("N3", 1_000.0)
     assert tank._sales_bias_l == 1_000.0 * TwinSettings().loss_sales_factor_max
+
+
+def test_a_slow_drop_in_a_tank_known_to_hide_fills_is_one_more_hidden_fill() -> None:
+    """60 L over 10 minutes is a theft in a tank with clean books; after an unrecorded fill within 48 h
+    the same drop is counted as the tank's next hidden fill, and a week later it is a theft again."""
+    rng = np.random.default_rng(7)
+    ts, div = _noisy_divergence(rng, 200)
+    fill_at, drop_at = T0 + 10 * 3600, T0 + 40 * 3600
+    fill = np.clip((ts - fill_at) / 60.0, 0.0, 1.0) * 50.0
+    slow = np.clip((ts - drop_at) / 600.0, 0.0, 1.0) * 60.0
+
+    def codes(series: np.ndarray) -> list[str]:
+        detector = LossDetector()
+        return [f.code for t, d in zip(ts, series, strict=True) if (f := detector.add(t, d)) is not None]
+
+    assert codes(div - slow) == ["SUDDEN_LOSS"]
+    assert codes(div - fill - slow) == ["HIDDEN_SALES", "HIDDEN_SALES"]
+    late = np.clip((ts - (fill_at + 150 * 3600)) / 600.0, 0.0, 1.0) * 60.0
+    assert codes(div - fill - late) == ["HIDDEN_SALES", "SUDDEN_LOSS"]
