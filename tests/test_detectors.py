@@ -281,6 +281,12 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
         np.testing.assert_allclose(ctx, dx[sel, 0] @ dx[sel], rtol=1e-12, atol=1e-9)
         assert math.isclose(cy, dy[sel].sum(), rel_tol=1e-12, abs_tol=1e-9)
         assert math.isclose(cty, dx[sel, 0] @ dy[sel], rel_tol=1e-12, abs_tol=1e-9)
+    assert seg._chunk_xx is not None and len(seg._chunk_xx) == len(seg.chunks)
+    for (start, *_), (xx, xy, first) in zip(seg.chunks, seg._chunk_xx, strict=True):
+        sel = np.array([b == start for b in blocks])
+        np.testing.assert_allclose(xx, dx[sel].T @ dx[sel], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(xy, dx[sel].T @ dy[sel], rtol=1e-12, atol=1e-9)
+        np.testing.assert_array_equal(first, dx[np.flatnonzero(sel)[0]])
     cxx, cxy, cyy = seg.centred()
     xc, yc = dx - dx.mean(axis=0), dy - dy.mean()
     assert twin is not None  # the copy restored mid-stream ends with the very same sums
@@ -288,6 +294,9 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
     assert [c[:2] + [c[4], c[5]] for c in twin.chunks] == [c[:2] + [c[4], c[5]] for c in seg.chunks]
     assert all(np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
                for a, b in zip(twin.chunks, seg.chunks, strict=True))
+    assert twin._chunk_xx is not None and all(
+        all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        for a, b in zip(twin._chunk_xx, seg._chunk_xx, strict=True))
     np.testing.assert_allclose(cxx, xc.T @ xc, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(cxy, xc.T @ yc, rtol=1e-9, atol=1e-6)
     assert math.isclose(cyy, yc @ yc, rel_tol=1e-9)
@@ -356,3 +365,35 @@ def test_a_slow_drop_in_a_tank_known_to_hide_fills_is_one_more_hidden_fill() -> 
     assert codes(div - fill - slow) == ["HIDDEN_SALES", "HIDDEN_SALES"]
     late = np.clip((ts - (fill_at + 150 * 3600)) / 600.0, 0.0, 1.0) * 60.0
     assert codes(div - fill - late) == ["HIDDEN_SALES", "SUDDEN_LOSS"]
+
+
+def test_a_gain_from_one_meter_changing_is_told_from_a_drifting_gauge() -> None:
+    """Day 3 of 5: nozzle N2 starts giving 1 % short (the tank 'gains' while N2 sells), or the gauge
+    starts drifting 45 L a day (night and day alike). With a daily sales pattern, the change test names
+    N2 and prefers it to a time trend by far in the first case, and prefers time by far in the second."""
+
+    def change(kind: str, seed: int) -> tuple[float, float, str]:
+        rng = np.random.default_rng(seed)
+        model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
+        sold, at_onset = np.zeros(3), None
+        day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+        for i in range(5 * 1440):
+            ts = T0 + 60 * i
+            sold += rng.poisson(day[(i // 60) % 24] * np.array([0.4, 0.3, 0.3])) * 35.0
+            if model.closes_bin(ts):
+                model.close_bin(ts, sold.tolist(), 15.0)
+            divergence = 0.002 * sold[0] - 0.001 * sold[1] + rng.normal(0, 10.0)
+            if i >= 3 * 1440:
+                at_onset = sold.copy() if at_onset is None else at_onset
+                divergence += (0.01 * (sold[1] - at_onset[1]) if kind == "meter"
+                               else 45.0 * (i / 1440 - 3))
+            model.add(ts, divergence)
+        out = model.change_rss(5.0)
+        assert out is not None
+        return out
+
+    variance = 10.0 ** 2
+    time_rss, nozzle_rss, nozzle = change("meter", 1)
+    assert nozzle == "N2" and time_rss - nozzle_rss > 100 * variance
+    time_rss, nozzle_rss, _ = change("drift", 1)
+    assert nozzle_rss - time_rss > 100 * variance

@@ -68,6 +68,9 @@ class WetstockSettings:
     leak_refresh_s: float = 6 * 3600.0
     #: SENSOR_DRIFT instead of LEAK when the drift shape fits this much better (residual sum of squares).
     drift_rss_gain: float = 0.1
+    #: ...and not when one nozzle's sales since an onset fit the gain better than time since one by this
+    #: many residual variances (Δχ²; WetstockModel.change_rss): then the gain may be that nozzle's meter.
+    drift_meter_chi2: float = 9.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,7 @@ class _Segment:
     """
 
     __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sold0", "_sx", "_sy", "_sxx", "_sxy", "_syy",
-                 "_chunks", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred")
+                 "_chunks", "_chunk_xx", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred")
 
     #: Length of the chunks a segment also keeps time sums for (s): the resolution of a leak's onset.
     CHUNK_S = 3 * 3600.0
@@ -145,6 +148,10 @@ class _Segment:
         #: [start_ts, n, Σdx, Σdt·dx, Σdy, Σdt·dy] per chunk: what a time column that starts at a
         #: chunk boundary needs (see WetstockModel.onset_rate).
         self._chunks: list[list] = []
+        #: [Σdx·dxᵀ, Σdx·dy, the first row's dx] per chunk, beside ``_chunks``: what a nozzle's sales
+        #: column that starts at a chunk boundary needs (see WetstockModel.change_rss). None in a segment
+        #: restored from a checkpoint from before it.
+        self._chunk_xx: list[list[np.ndarray]] | None = []
         self._rows: list[list[float]] = []  # not folded in yet
         self._starts: list[tuple[int, float]] = []  # (index in _rows, start_ts) of chunks they open
         self._next_chunk = -np.inf
@@ -179,18 +186,25 @@ class _Segment:
         edges: list[tuple[int, float | None]] = [] if starts and starts[0][0] == 0 else [(0, None)]
         edges.extend(starts)
         k = dx.shape[1]
+        extra = self._chunk_xx
         for j, (i0, start) in enumerate(edges):
             i1 = edges[j + 1][0] if j + 1 < len(edges) else len(rows)
+            d, e = dx[i0:i1], dy[i0:i1]
             if start is not None:
                 chunks.append([start, 0, np.zeros(k), np.zeros(k), 0.0, 0.0])
+                if extra is not None:
+                    extra.append([np.zeros((k, k)), np.zeros(k), d[0].copy()])
             c = chunks[-1]
-            d, e = dx[i0:i1], dy[i0:i1]
             t = d[:, 0]
             c[1] += i1 - i0
             c[2] += d.sum(axis=0)
             c[3] += t @ d
             c[4] += float(e.sum())
             c[5] += float(t @ e)
+            if extra is not None:
+                x = extra[-1]
+                x[0] += d.T @ d
+                x[1] += d.T @ e
         rows.clear()
         starts.clear()
 
@@ -198,14 +212,21 @@ class _Segment:
         """The chunks' sums as two matrices, not two small arrays per 3-hour chunk: a station actor is
         pickled every few thousand events (its supervisor's snapshot), and tiny arrays dominated that.
         Rows not folded in yet stay as they are, so a restored segment folds exactly as this one would."""
-        state = {name: getattr(self, name) for name in self.__slots__ if name not in ("_chunks", "_centred")}
+        skip = ("_chunks", "_chunk_xx", "_centred")
+        state = {name: getattr(self, name) for name in self.__slots__ if name not in skip}
         chunks = self._chunks
         state["_chunks"] = ([c[0] for c in chunks], [c[1] for c in chunks], np.array([c[2] for c in chunks]),
                             np.array([c[3] for c in chunks]), [c[4] for c in chunks], [c[5] for c in chunks])
+        extra = self._chunk_xx
+        state["_chunk_xx"] = (None if extra is None
+                              else tuple(np.array([x[i] for x in extra]) for i in range(3)))
         return state
 
     def __setstate__(self, state: dict) -> None:
         starts, ns, cx, ctx, cy, cty = state.pop("_chunks")
+        extra = state.pop("_chunk_xx", None)  # absent in a checkpoint from before it
+        self._chunk_xx = (None if extra is None
+                          else [[a.copy(), b.copy(), c.copy()] for a, b, c in zip(*extra, strict=True)])
         for name, value in state.items():
             setattr(self, name, value)
         self._chunks = [[s, m, x.copy(), tx.copy(), y, ty]
@@ -433,6 +454,107 @@ class WetstockModel:
             if out is not None and (best is None or out[2] < best[0]):
                 best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
         return None if best is None else best[1:]
+
+
+    def change_rss(self, window_days: float) -> tuple[float, float, str] | None:
+        """How well a window's trend is told by a steady change from an onset τ, against one nozzle's
+        meter changing at τ: (the smallest residual sum of squares with a time column max(t, τ), the
+        smallest with nozzle i's sales since τ instead, that nozzle), every nozzle's constant β in both,
+        τ on the 3-hour chunk grid. None where the window is too short or its chunks lack the sums.
+
+        A gauge that drifts keeps drifting through the night; a meter that starts giving short moves the
+        divergence only while its nozzle sells. Fitted with one constant β per nozzle, a change in one
+        meter looks like a trend over the days after it — the tank "gains" (measured: 5 SENSOR_DRIFT
+        false alarms in 60 meter-bias runs) — so before a gain is called a drifting gauge, the time
+        column from its best onset must fit better than the best nozzle's sales from theirs."""
+        s = self.settings
+        if not self.segments:
+            return None
+        now = self.segments[-1].last_ts
+        segments = [g for g in self.segments if g.n >= 2 and g.last_ts >= now - window_days * 86_400.0]
+        if not segments or any(g._chunk_xx is None for g in segments):
+            return None
+        n_noz = len(self.nozzles)
+        sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(n_noz))
+        active = [2 + i for i in range(n_noz) if sold[i] > 1.0]
+        rows = sum(g.n for g in segments)
+        dof = rows - len(segments) - len(active) - 1
+        if dof < 10 or not active:
+            return None
+        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= now - s.onset_min_s})
+        t0 = self._t0 or 0.0
+        k = len(active) + 1
+        best_time, best_nozzle, which = np.inf, np.inf, ""
+        for tau in taus:
+            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+            nxx, nxy = np.zeros((len(active), k, k)), np.zeros((len(active), k))
+            for g in segments:
+                a, b, c = _with_onset(g, [0, *active], (tau - t0) / 3600.0 - g.x0[0], tau)
+                cxx += a
+                cxy += b
+                cyy += c
+                a, b = _with_change(g, active, tau)
+                nxx += a
+                nxy += b
+            out = _solve(cxx, cxy, cyy, list(range(k)), dof)
+            if out is not None and out[2] < best_time:
+                best_time = out[2]
+            for j, col in enumerate(active):
+                out = _solve(nxx[j], nxy[j], cyy, list(range(k)), dof)
+                if out is not None and out[2] < best_nozzle:
+                    best_nozzle, which = out[2], self.nozzles[col - 2]
+        if not np.isfinite(best_time) or not np.isfinite(best_nozzle):
+            return None
+        return float(best_time), float(best_nozzle), which
+
+
+def _with_change(g: _Segment, active: list[int], tau_ts: float) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's centred statistics on [z_i, *active] for each active nozzle column i, where z_i is
+    that nozzle's sales since τ (0 before, dx_i − dx_i(τ) after): (len(active), k, k) and (len(active), k).
+    τ falls on a chunk boundary, and dx_i(τ) is the first row's at or after it."""
+    n, sx, sxx, sxy, sy = g.n, g.sx, g.sxx, g.sxy, g.sy
+    chunks, extra = g.chunks, g._chunk_xx
+    assert extra is not None
+    kx = len(sx)
+    n_r, sx_r, sy_r = 0, np.zeros(kx), 0.0
+    sxx_r, sxy_r, first = np.zeros((kx, kx)), np.zeros(kx), None
+    for c, x in zip(chunks, extra, strict=True):
+        if c[0] < tau_ts:
+            continue
+        if first is None:
+            first = x[2]
+        n_r += c[1]
+        sx_r += c[2]
+        sy_r += c[4]
+        sxx_r += x[0]
+        sxy_r += x[1]
+    cols = np.asarray(active)
+    a_len = len(active)
+    k = a_len + 1
+    base_x = sx[cols]
+    base_xx = sxx[np.ix_(cols, cols)]
+    base_xy = sxy[cols]
+    out_xx, out_xy = np.empty((a_len, k, k)), np.empty((a_len, k))
+    for j, col in enumerate(active):
+        if first is None:  # no row since τ: z is 0 throughout
+            sz = szz = szy = 0.0
+            szx = np.zeros(a_len)
+        else:
+            level = first[col]
+            sz = sx_r[col] - n_r * level
+            szz = sxx_r[col, col] - 2.0 * level * sx_r[col] + n_r * level * level
+            szx = sxx_r[col, cols] - level * sx_r[cols]
+            szy = sxy_r[col] - level * sy_r
+        w = np.concatenate(([sz], base_x))
+        ww = np.empty((k, k))
+        ww[0, 0] = szz
+        ww[0, 1:] = ww[1:, 0] = szx
+        ww[1:, 1:] = base_xx
+        wy = np.concatenate(([szy], base_xy))
+        m, my = w / n, sy / n
+        out_xx[j] = ww - n * np.outer(m, m)
+        out_xy[j] = wy - n * m * my
+    return out_xx, out_xy
 
 
 def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
