@@ -103,6 +103,14 @@ def test_settings_and_description_are_optional_extras() -> None:
     assert load_scenario(text=SMALL).expect == [] and load_scenario(text=SMALL).faults == []
 
 
+def test_every_setting_a_scenario_may_override_is_named_in_the_format_doc() -> None:
+    """docs/scenarios.md lists the `settings` a tester may change; a new threshold must be listed too."""
+    from twin.settings import TwinSettings
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    assert [name for name in TwinSettings.model_fields if f"`{name}`" not in doc] == []
+
+
 def test_unknown_keys_are_errors_naming_file_and_field() -> None:
     msg = _errors(SMALL + "colour: red\nnoise: {gauge_sigma: 1}\nsettings: {leak_threshold: 2}\n")
     assert "bad.yaml: unknown key 'colour' (allowed: name, description, seed" in msg
