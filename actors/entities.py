@@ -281,11 +281,11 @@ class TankActor:
                                                 "litres_affected": round(abs(rel) * sold, 1)}), out)
 
     def _meter_changed(self, f: WetstockFit, ts: float) -> bool:
-        """Whether one nozzle's sales since some onset fit the window's gain clearly better than time
-        since one (WetstockModel.change_rss): a gauge drifts through the night, a meter only moves the
-        books while its nozzle sells. Where the nozzles sell round the clock the two look alike and the
-        gain stays a drift (measured on synthetic tanks: Δχ² within ±11 for a drift on a flat-sales tank,
-        −150 on a tank with a daily pattern; a 1 % meter change +10 … +250 and +1,150 … +2,450)."""
+        """Whether one nozzle's sales since some onset fit the window's gain better than time since one
+        (WetstockModel.change_rss, by ``drift_meter_chi2``): a gauge drifts through the night, a meter
+        only moves the books while its nozzle sells. Where the nozzles sell round the clock the two look
+        alike (synthetic tanks: Δχ² within ±11 for a drift with flat sales, −150 with a daily pattern; a
+        1 % meter change −75 … +250 and +1,150 … +2,450); a drift withheld is asked again 6 h later."""
         last = self._meter_change_verdict
         if last is not None and ts - last[0] < 6 * 3600.0:  # ~0.1 s a test: asked every 6 h at most
             return last[1]

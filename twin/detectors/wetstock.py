@@ -68,9 +68,11 @@ class WetstockSettings:
     leak_refresh_s: float = 6 * 3600.0
     #: SENSOR_DRIFT instead of LEAK when the drift shape fits this much better (residual sum of squares).
     drift_rss_gain: float = 0.1
-    #: ...and not when one nozzle's sales since an onset fit the gain better than time since one by this
-    #: many residual variances (Δχ²; WetstockModel.change_rss): then the gain may be that nozzle's meter.
-    drift_meter_chi2: float = 9.0
+    #: ...and not when one nozzle's sales since an onset fit the gain at least this much better than time
+    #: since one, in residual variances (Δχ²; WetstockModel.change_rss): then the gain may be that
+    #: nozzle's meter. 0: whichever fits better (both have as many parameters). Measured: drifting
+    #: gauges at −29 … −1,099 (8 sensor-drift runs), a meter giving short the day after at +3.5 … +6.5.
+    drift_meter_chi2: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
