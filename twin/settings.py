@@ -45,6 +45,10 @@ class TwinSettings(BaseModel):
     meter_min: float = Field(default=0.007, gt=0)
     meter_t: float = Field(default=10.0, gt=0)
     meter_min_sales_l: float = Field(default=500.0, ge=0)
+    #: A gain is no SENSOR_DRIFT, a loss no LEAK, while one nozzle's sales since an onset fit it this
+    #: much better (Δχ²) than time since one: a meter that changed (WetstockSettings, TankActor).
+    drift_meter_chi2: float = 0.0
+    leak_meter_chi2: float = 9.0
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)
     #: Vapor-recovery judgement (GB 20952-2020 §5.3, §5.4, §4.6.1, Appendix E.3.3): every threshold is a
@@ -80,7 +84,8 @@ class TwinSettings(BaseModel):
 
     def wetstock(self) -> WetstockSettings:
         return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,
-                                meter_t=self.meter_t, meter_min_sales_l=self.meter_min_sales_l)
+                                meter_t=self.meter_t, meter_min_sales_l=self.meter_min_sales_l,
+                                drift_meter_chi2=self.drift_meter_chi2, leak_meter_chi2=self.leak_meter_chi2)
 
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
