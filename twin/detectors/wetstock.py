@@ -430,7 +430,21 @@ class WetstockModel:
         ``onset_min_s`` of data after it, and the τ with the smallest residuals wins. Detection still
         uses the plain fit (trying many onsets is many tests); this is the estimate a LEAK reports, so
         it is computed only then."""
-        s = self.settings
+        window = self._onset_window(window_days)
+        if window is None:
+            return None
+        segments, active, dof, taus = window
+        best: tuple[float, float, float, float] | None = None
+        for tau in taus:
+            out, _ = self._time_onset(segments, [0, *active], dof, tau)
+            if out is not None and (best is None or out[2] < best[0]):
+                best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
+        return None if best is None else best[1:]
+
+    def _onset_window(self, window_days: float) -> tuple[list[_Segment], list[int], int, list[float]] | None:
+        """The last ``window_days``' segments, the nozzle columns that sold in them, the residual degrees
+        of freedom of a fit with one more column than those, and the onsets τ to try: chunk boundaries
+        that leave ``onset_min_s`` of data after them. None with too little data."""
         if not self.segments:
             return None
         now = self.segments[-1].last_ts
@@ -439,27 +453,27 @@ class WetstockModel:
             return None
         n_noz = len(self.nozzles)
         sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(n_noz))
-        cols = [0] + [2 + i for i in range(n_noz) if sold[i] > 1.0]
-        rows = sum(g.n for g in segments)
-        dof = rows - len(segments) - len(cols)
+        active = [2 + i for i in range(n_noz) if sold[i] > 1.0]
+        dof = sum(g.n for g in segments) - len(segments) - len(active) - 1
         if dof < 10:
             return None
-        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= now - s.onset_min_s})
-        best: tuple[float, float, float, float] | None = None
-        t0 = self._t0 or 0.0
-        for tau in taus:
-            k = len(cols)
-            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
-            for g in segments:
-                a, b, c = _with_onset(g, cols, (tau - t0) / 3600.0 - g.x0[0], tau)
-                cxx += a
-                cxy += b
-                cyy += c
-            out = _solve(cxx, cxy, cyy, list(range(k)), dof)
-            if out is not None and (best is None or out[2] < best[0]):
-                best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
-        return None if best is None else best[1:]
+        limit = now - self.settings.onset_min_s
+        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= limit})
+        return segments, active, dof, taus
 
+    def _time_onset(self, segments: list[_Segment], cols: list[int], dof: int, tau: float
+                    ) -> tuple[tuple[np.ndarray, np.ndarray, float] | None, float]:
+        """The fit on ``cols`` with the time column (0) replaced by max(t, τ), and the divergence's own
+        centred sum of squares (the same whatever the columns)."""
+        t0 = self._t0 or 0.0
+        k = len(cols)
+        cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+        for g in segments:
+            a, b, c = _with_onset(g, cols, (tau - t0) / 3600.0 - g.x0[0], tau)
+            cxx += a
+            cxy += b
+            cyy += c
+        return _solve(cxx, cxy, cyy, list(range(k)), dof), cyy
 
     def change_rss(self, window_days: float) -> tuple[float, float, str] | None:
         """How well a window's trend is told by a steady change from an onset τ, against one nozzle's
@@ -472,38 +486,21 @@ class WetstockModel:
         meter looks like a trend over the days after it — the tank "gains" (measured: 5 SENSOR_DRIFT
         false alarms in 60 meter-bias runs) — so before a gain is called a drifting gauge, the time
         column from its best onset must fit better than the best nozzle's sales from theirs."""
-        s = self.settings
-        if not self.segments:
+        window = self._onset_window(window_days)
+        if window is None or not window[1] or any(g._chunk_xx is None for g in window[0]):
             return None
-        now = self.segments[-1].last_ts
-        segments = [g for g in self.segments if g.n >= 2 and g.last_ts >= now - window_days * 86_400.0]
-        if not segments or any(g._chunk_xx is None for g in segments):
-            return None
-        n_noz = len(self.nozzles)
-        sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(n_noz))
-        active = [2 + i for i in range(n_noz) if sold[i] > 1.0]
-        rows = sum(g.n for g in segments)
-        dof = rows - len(segments) - len(active) - 1
-        if dof < 10 or not active:
-            return None
-        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= now - s.onset_min_s})
-        t0 = self._t0 or 0.0
+        segments, active, dof, taus = window
         k = len(active) + 1
         best_time, best_nozzle, which = np.inf, np.inf, ""
         for tau in taus:
-            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+            out, cyy = self._time_onset(segments, [0, *active], dof, tau)
+            if out is not None and out[2] < best_time:
+                best_time = out[2]
             nxx, nxy = np.zeros((len(active), k, k)), np.zeros((len(active), k))
             for g in segments:
-                a, b, c = _with_onset(g, [0, *active], (tau - t0) / 3600.0 - g.x0[0], tau)
-                cxx += a
-                cxy += b
-                cyy += c
                 a, b = _with_change(g, active, tau)
                 nxx += a
                 nxy += b
-            out = _solve(cxx, cxy, cyy, list(range(k)), dof)
-            if out is not None and out[2] < best_time:
-                best_time = out[2]
             for j, col in enumerate(active):
                 out = _solve(nxx[j], nxy[j], cyy, list(range(k)), dof)
                 if out is not None and out[2] < best_nozzle:
