@@ -72,8 +72,9 @@ class TankActor:
     _sales_bias_l: float = 0.0
     _sales_factor: dict[str, float] = {}  # noqa: RUF012 — replaced, never mutated
     sales_factor_max: float = 0.006
-    #: (event time, Δχ²) of the last _meter_change_chi2 test (class default: checkpoints from before it).
-    _meter_change_verdict: tuple[float, float] | None = None
+    #: (event time, Δχ², best nozzle) of the last _meter_change_chi2 test (class default: checkpoints from
+    #: before it).
+    _meter_change_verdict: tuple[float, float, str | None] | None = None
 
     def __init__(self, station: str, spec: TankSpec, settings: TwinSettings, nozzles: tuple[str, ...] = ()):
         self.station = station
@@ -221,9 +222,10 @@ class TankActor:
             # per-nozzle fit (measured: 7 SENSOR_DRIFT false alarms in meter-bias scenarios over 20 seeds).
             gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0 and common_t >= 3.0
             if plain_significant and (f.drift_preferred or gaining) and f.drift_mm_per_day is not None:
-                if ((self.id, "SENSOR_DRIFT") not in alerts.open
-                        and self._meter_change_chi2(f, ts) >= s.drift_meter_chi2):
-                    return  # a nozzle whose meter changed tells the gain better than a gauge does
+                if (self.id, "SENSOR_DRIFT") not in alerts.open:
+                    if self._meter_change_chi2(f, ts) >= s.drift_meter_chi2:
+                        return  # a nozzle whose meter changed tells the gain better than a gauge does
+                    evidence.update(self._meter_change_evidence())
                 report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
                                                     {"mm_per_day": f.drift_mm_per_day},
                                                     {**evidence, "mm_per_day": round(f.drift_mm_per_day, 2)}),
@@ -241,9 +243,10 @@ class TankActor:
                     return  # the loss is the unrecorded fills HIDDEN_SALES already reports
                 if (self.id, "SENSOR_DRIFT") in alerts.open:
                     return  # a gauge known to drift cannot tell a loss (gauge faults are no leak alarms)
-                if ((self.id, "LEAK") not in alerts.open
-                        and self._meter_change_chi2(f, ts) >= s.leak_meter_chi2):
-                    return  # one nozzle's meter changing tells this loss clearly better than a leak does
+                if (self.id, "LEAK") not in alerts.open:
+                    if self._meter_change_chi2(f, ts) >= s.leak_meter_chi2:
+                        return  # one nozzle's meter changing tells this loss clearly better than a leak
+                    evidence.update(self._meter_change_evidence())
                 self._report_leak(f, evidence, ts, alerts, out)
                 return
         if (self.id, "LEAK") in alerts.open:  # keep the open alarm's estimate current as data grow
@@ -301,13 +304,21 @@ class TankActor:
         if last is not None and ts - last[0] < 6 * 3600.0:
             return last[1]
         out = self.wetstock.change_rss(f.window_days)
-        chi2 = -math.inf
+        chi2, nozzle = -math.inf, None
         if out is not None:
-            time_rss, nozzle_rss, _ = out
+            time_rss, nozzle_rss, nozzle = out
             variance = time_rss / max(f.rows - len(self.nozzles) - 2, 1)
             chi2 = (time_rss - nozzle_rss) / variance if variance > 0 else -math.inf
-        self._meter_change_verdict = (ts, chi2)
+        self._meter_change_verdict = (ts, chi2, nozzle)
         return chi2
+
+    def _meter_change_evidence(self) -> dict[str, Any]:
+        """The alternative that was weighed and lost, for the alert's evidence: the nozzle whose meter
+        changing would explain the trend best, and by how much time since an onset explains it better."""
+        last = self._meter_change_verdict
+        if last is None or len(last) < 3 or not math.isfinite(last[1]):
+            return {}
+        return {"meter_change_nozzle": last[2], "time_vs_meter_change_chi2": round(-last[1], 1)}
 
     def _common_loss(self, f: WetstockFit) -> bool:
         """A loss the raw divergence hides: the tank's meters all read high (a legal +0.25 % on a busy
