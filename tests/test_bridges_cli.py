@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -34,13 +35,24 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
+def _last_busy_morning() -> str:
+    """The latest 10:00 Beijing time that has passed: the simulated clock starts there, so the stations
+    are busy whatever the hour the test runs at (started at "now" after 22:00 Beijing time, 20 simulated
+    minutes could bring fewer than three fills to a small station, and the test failed at night)."""
+    beijing = timezone(timedelta(hours=8))
+    now = datetime.now(beijing)
+    morning = now.replace(hour=10, minute=0, second=0, microsecond=0)
+    return (morning if morning <= now else morning - timedelta(days=1)).isoformat()
+
+
 @pytest.mark.timeout(180)
 async def test_simulate_serve_then_serve_config(tmp_path: Path) -> None:
     config = tmp_path / "st.yaml"
     sim = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "twin.cli", "simulate", "--serve", "--stations", "5", "--speed", "20",
-        "--poll-interval", "0.2", "--vapor-via", "mixed", "--config-out", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV)
+        "--start", _last_busy_morning(), "--poll-interval", "0.2", "--vapor-via", "mixed",
+        "--config-out", str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=ENV)
     seen: list[str] = []
     serve = None
     try:
