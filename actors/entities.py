@@ -316,7 +316,7 @@ class TankActor:
         """The alternative that was weighed and lost, for the alert's evidence: the nozzle whose meter
         changing would explain the trend best, and by how much time since an onset explains it better."""
         last = self._meter_change_verdict
-        if last is None or len(last) < 3 or not math.isfinite(last[1]):
+        if last is None or not math.isfinite(last[1]):
             return {}
         return {"meter_change_nozzle": last[2], "time_vs_meter_change_chi2": round(-last[1], 1)}
 
