@@ -17,6 +17,7 @@ from twin.detectors.gauge import LimitCheck, StuckCheck
 from twin.detectors.losses import LossDetector
 from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockFit, WetstockModel
+from twin.detectors.wetstock_judge import WetstockJudge
 from twin.events import GASOLINE_GRADES, EventBase
 from twin.outputs import Outputs
 from twin.physics import vcf
@@ -47,34 +48,11 @@ def clear(alerts: AlertBook, code: str, entity: str, ts: float, out: Outputs) ->
         out.alerts.append(closed.to_dict())
 
 
-#: A tank's common β (its chart's share of every nozzle's β) needs at least this many nozzles that sold
-#: enough: with fewer, the median is not a robust reference and a nozzle cannot be told from the chart.
-MIN_METER_NOZZLES = 3
-
-
-def meter_reference(fit: WetstockFit, min_sales_l: float) -> tuple[list[float], float | None]:
-    """The β of the tank's nozzles that sold at least ``min_sales_l`` in the fit's window (sorted) and
-    their median, the tank's common β, or None with fewer than MIN_METER_NOZZLES of them.
-
-    The chart's error inside a segment moves every nozzle's β alike (it follows the volume, which
-    follows the tank's sales), so a nozzle's own meter error is its β against this common one: what
-    METER_BIAS judges and what the station twin shows as the nozzle's meter factor."""
-    betas = sorted(b for b, _, sold in fit.meter.values() if sold >= min_sales_l)
-    return betas, (betas[len(betas) // 2] if len(betas) >= MIN_METER_NOZZLES else None)
-
-
 class TankActor:
-    #: Event time the open LEAK's estimate was last refreshed (class default: checkpoints from before it).
-    _leak_refreshed_ts: float = -math.inf
-    #: Litres of divergence the booked sales made through the nozzles' fitted β (meter and chart error),
-    #: and those β, capped: what the loss detectors take out before looking for unrecorded falls (class
-    #: defaults: checkpoints from before it).
+    #: Litres of divergence the booked sales made through the nozzles' fitted β (meter and chart error):
+    #: what the loss detectors take out before looking for unrecorded falls (class default: checkpoints
+    #: from before it).
     _sales_bias_l: float = 0.0
-    _sales_factor: dict[str, float] = {}  # noqa: RUF012 — replaced, never mutated
-    sales_factor_max: float = 0.006
-    #: (event time, Δχ², best nozzle) of the last _meter_change_chi2 test (class default: checkpoints from
-    #: before it).
-    _meter_change_verdict: tuple[float, float, str | None] | None = None
 
     def __init__(self, station: str, spec: TankSpec, settings: TwinSettings, nozzles: tuple[str, ...] = ()):
         self.station = station
@@ -85,12 +63,10 @@ class TankActor:
         self.deliveries = DeliveryDetector(settings.delivery())
         self.stale_after_s = settings.stale_tank_s
         self.losses = LossDetector(settings.losses())
-        self.sales_factor_max = settings.loss_sales_factor_max
         self.nozzles = nozzles
         self.sold = [0.0] * len(nozzles)
         self.wetstock = WetstockModel(nozzles, settings.wetstock())
-        self.wetstock_settings = settings.wetstock()
-        self.last_fit: WetstockFit | None = None
+        self.judge = WetstockJudge(spec.id, settings.wetstock(), settings.loss_sales_factor_max)
         #: issue 5: set when a regulatory finding (HIDDEN_TANK) already explains the tank's trend, so the
         #: wetstock judgement does not blame the gauge or a leak for it (as HIDDEN_SALES does for LEAK).
         self.trend_explained: str | None = None
@@ -106,6 +82,19 @@ class TankActor:
         self._obs: list[float] = []
         self._exp: list[float] = []
         self._div: list[float] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint, also one taken before the wetstock judgement moved to WetstockJudge
+        (its state then sat in the actor's own attributes)."""
+        if "judge" not in state:
+            judge = WetstockJudge(state["id"], state.pop("wetstock_settings"),
+                                  state.pop("sales_factor_max", 0.006))
+            judge.last_fit = state.pop("last_fit", None)
+            judge.leak_refreshed_ts = state.pop("_leak_refreshed_ts", -math.inf)
+            judge.meter_change_verdict = state.pop("_meter_change_verdict", None)
+            judge.sales_factors = state.pop("_sales_factor", {})
+            state["judge"] = judge
+        self.__dict__.update(state)
 
     def reading(self, ev: Any, alerts: AlertBook, out: Outputs) -> None:
         if self.last_ts is not None and ev.ts <= self.last_ts:
@@ -183,186 +172,15 @@ class TankActor:
     def sale(self, nozzle: str, sale_20c: float) -> None:
         """Cumulative litres at 20 °C booked per nozzle: the wetstock model's regressors."""
         self.sold[self.nozzles.index(nozzle)] += sale_20c
-        factor = self._sales_factor.get(nozzle)
-        if factor:
-            self._sales_bias_l += factor * sale_20c
+        self._sales_bias_l += self.judge.sales_factor(nozzle) * sale_20c
 
     def _judge(self, fits: list[WetstockFit], ts: float, alerts: AlertBook, out: Outputs) -> None:
-        """Turn wetstock fits (shortest window first) into LEAK / SENSOR_DRIFT / METER_BIAS findings.
-
-        Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
-        better, or if the tank steadily *gains*, which no tank does by itself), a loss in L/h (leak),
-        then single nozzles, judged on the longest window and only when no
-        window shows a trend. Where the loss detector has seen fill-like drops with no transaction, a
-        steady loss is those hidden sales, not a leak.
-        """
-        s = self.wetstock_settings
-        fits = [f for f in fits if f.days >= s.min_days]
-        if not fits:
-            return
+        """Raise what the wetstock fits show (twin/detectors/wetstock_judge.py decides)."""
         if self.trend_explained is not None:
             return
-        self.last_fit = fit = fits[-1]
-        self._learn_sales_factors(fit)
-        trending = False
-        for f in fits:
-            trend_t, plain_t, common_t = f.leak_t, f.plain_t, f.common_t
-            # A trend keeps the nozzles unjudged: a steady seller's β absorbs it. A tank-wide one (the
-            # common-factor fit) counts too, either way (measured: METER_BIAS at 1.7 % on a nozzle of a
-            # leaking tank in 7 of 20 leak-0.76 runs, in the first days, with the common-factor fit
-            # gaining). The price: a nozzle far out of true makes such a trend itself and waits.
-            trending |= f.trending()
-            evidence = {"rows": f.rows, "days_of_data": round(f.days, 2),
-                        "divergence_trend_lph": round(f.trend_lph, 3)}
-            plain_significant = abs(plain_t) >= s.leak_t and abs(f.trend_lph) >= s.leak_min_lph
-            # A closed tank cannot gain product steadily: a significant gain not explained by sales or
-            # deliveries is the gauge (level or temperature probe) drifting, whatever its shape. The gain
-            # must show with one factor for all sales too: a single nozzle that gives short makes its tank
-            # "gain" in step with that nozzle's sales, which a steady seller makes look like time in the
-            # per-nozzle fit (measured: 7 SENSOR_DRIFT false alarms in meter-bias scenarios over 20 seeds).
-            gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0 and common_t >= 3.0
-            if plain_significant and (f.drift_preferred or gaining) and f.drift_mm_per_day is not None:
-                if (self.id, "SENSOR_DRIFT") not in alerts.open:
-                    if self._meter_change_chi2(f, ts) >= s.drift_meter_chi2:
-                        return  # a nozzle whose meter changed tells the gain better than a gauge does
-                    evidence.update(self._meter_change_evidence())
-                report(alerts, self.id, ts, Finding("SENSOR_DRIFT", "warning",
-                                                    {"mm_per_day": f.drift_mm_per_day},
-                                                    {**evidence, "mm_per_day": round(f.drift_mm_per_day, 2)}),
-                       out)
-                return
-            # The divergence itself must fall: where a busy nozzle sells as steadily as time passes, the
-            # joint fit can trade the two off, and a model-only trend is no evidence. Measured cost: a
-            # tank whose meters all read ~0.5 % high rises by +0.5 L/h while leaking 0.38 L/h, and is
-            # missed (2 of 20 leak-0.38 runs). Asking the common-factor fit instead found those two but
-            # raised LEAK in 15 of 100 meter-bias and sensor-drift runs (a nozzle giving short, a gauge
-            # drifting), so the raw divergence stays the judge.
-            if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and (plain_t <= -3.0
-                                                                         or self._common_loss(f)):
-                if self.losses.unrecorded:
-                    return  # the loss is the unrecorded fills HIDDEN_SALES already reports
-                if (self.id, "SENSOR_DRIFT") in alerts.open:
-                    return  # a gauge known to drift cannot tell a loss (gauge faults are no leak alarms)
-                if (self.id, "LEAK") not in alerts.open:
-                    if self._meter_change_chi2(f, ts) >= s.leak_meter_chi2:
-                        return  # one nozzle's meter changing tells this loss clearly better than a leak
-                    evidence.update(self._meter_change_evidence())
-                self._report_leak(f, evidence, ts, alerts, out)
-                return
-        if (self.id, "LEAK") in alerts.open:  # keep the open alarm's estimate current as data grow
-            last = fits[-1]
-            self._report_leak(last, {"rows": last.rows, "days_of_data": round(last.days, 2),
-                                     "divergence_trend_lph": round(last.trend_lph, 3)}, ts, alerts, out)
-            return
-        evidence = {"rows": fit.rows, "days_of_data": round(fit.days, 2),
-                    "divergence_trend_lph": round(fit.trend_lph, 3)}
-        plain_t = fit.plain_t
-        if trending:
-            return  # a trend (leak, drift) not yet well separated from the sales would leak into the β
-        # A nozzle is judged against the median β of its tank's nozzles (meter_reference), or against 0
-        # where the tank has too few nozzles for a median.
-        betas, median = meter_reference(fit, s.meter_min_sales_l)
-        common = 0.0 if median is None else median
-        # One cheating nozzle stands out alone; several far out in opposite directions is the fit trading
-        # collinear nozzles off against each other (a trend it cannot place), not evidence.
-        if sum(abs(b - common) >= s.meter_min for b in betas) > 1:
-            return
-        for nozzle, (beta, se, sold) in fit.meter.items():
-            rel = beta - common
-            if sold < s.meter_min_sales_l or se <= 0 or abs(rel) < s.meter_min or abs(rel) / se < s.meter_t:
-                continue
-            if rel * plain_t < 3.0 * abs(rel):  # the divergence must drift the way the bias says
-                continue
-            # A nozzle that gives *more* than it shows makes its tank lose more than booked — early on,
-            # exactly what a young leak does to a steady seller's β (measured: 0.9–1.9 % "in the
-            # customers' favour" on a leaking tank's nozzle in 4 of 20 leak-0.76 runs, a day or two
-            # before the LEAK). Such a bias waits for a window long enough for a leak to show as one.
-            if rel < 0 and fit.days < s.meter_favour_min_days:
-                continue
-            factor = 1.0 - rel
-            ci = (factor - 1.96 * se, factor + 1.96 * se)
-            report(alerts, nozzle, ts, Finding("METER_BIAS", "alarm", {"bias_pct": -100.0 * rel},
-                                               {**evidence, "tank": self.id, "factor": round(factor, 5),
-                                                "ci95": [round(ci[0], 5), round(ci[1], 5)],
-                                                "tank_common_beta": round(common, 5),
-                                                "litres_affected": round(abs(rel) * sold, 1)}), out)
-
-    def _meter_change_chi2(self, f: WetstockFit, ts: float) -> float:
-        """How much better (Δχ², in residual variances) one nozzle's sales since some onset fit the
-        window's trend than time since one (WetstockModel.change_rss); −inf where it cannot be told.
-
-        A gauge drifts through the night and a tank leaks through it; a meter only moves the books
-        while its nozzle sells. With one constant β per nozzle, a meter that changes looks like a trend
-        over the days after: its tank gains or, traded off against the other nozzles, loses. Measured on
-        the runner: the biased nozzle named in every such false alarm, at +3.5 … +6.5 for the gains
-        called SENSOR_DRIFT and +17.5, +28 for the losses called LEAK; real drifts at −29 … −1,099
-        (8 runs), real leaks at −4 … −49 (12 runs). So a drift waits at ≥ 0 (``drift_meter_chi2``) and
-        a leak only at ≥ 9 (``leak_meter_chi2``): a missed leak costs more than a late warning. Where the
-        nozzles sell round the clock the two explanations look alike (synthetic tanks: ±11 for a drift
-        with flat sales) and a trend is reported as before. About 0.1 s a test, so asked every 6 h."""
-        last = self._meter_change_verdict
-        if last is not None and ts - last[0] < 6 * 3600.0:
-            return last[1]
-        out = self.wetstock.change_rss(f.window_days)
-        chi2, nozzle = -math.inf, None
-        if out is not None:
-            time_rss, nozzle_rss, nozzle = out
-            variance = time_rss / max(f.rows - len(self.nozzles) - 2, 1)
-            chi2 = (time_rss - nozzle_rss) / variance if variance > 0 else -math.inf
-        self._meter_change_verdict = (ts, chi2, nozzle)
-        return chi2
-
-    def _meter_change_evidence(self) -> dict[str, Any]:
-        """The alternative that was weighed and lost, for the alert's evidence: the nozzle whose meter
-        changing would explain the trend best, and by how much time since an onset explains it better."""
-        last = self._meter_change_verdict
-        if last is None or not math.isfinite(last[1]):
-            return {}
-        return {"meter_change_nozzle": last[2], "time_vs_meter_change_chi2": round(-last[1], 1)}
-
-    def _common_loss(self, f: WetstockFit) -> bool:
-        """A loss the raw divergence hides: the tank's meters all read high (a legal +0.25 % on a busy
-        tank lifts the divergence by more than a 0.38 L/h leak takes), so the divergence rises while the
-        per-nozzle and the one-factor fits both see a loss. Trusted only when no nozzle stands apart from
-        the others: one nozzle far out of true is what made the one-factor fit show a loss in meter-bias
-        runs (15 false LEAKs in 100 meter-bias and sensor-drift runs when that fit judged alone)."""
-        s = self.wetstock_settings
-        if f.common_t > -s.leak_t or -f.common_lph < s.leak_min_lph or f.drift_preferred:
-            return False
-        judged = sum(sold >= s.meter_min_sales_l for *_, sold in f.meter.values())
-        return judged >= 2 and not self._nozzles_apart(f)
-
-    def _nozzles_apart(self, f: WetstockFit) -> bool:
-        """Whether one of the tank's nozzles (that sold enough) stands ``meter_min`` apart from another:
-        then a tank-wide loss may be that nozzle's meter, not the tank. (Not a test for SENSOR_DRIFT: a
-        drifting gauge spreads the β of a tank's steady sellers too — asking it there cut sensor-drift
-        detection from 20 to 8 of 20 runs to save 3 false drifts in 60 meter-bias runs.)"""
-        s = self.wetstock_settings
-        betas = [b for b, _, sold in f.meter.values() if sold >= s.meter_min_sales_l]
-        return len(betas) >= 2 and max(betas) - min(betas) >= s.meter_min
-
-    def _report_leak(self, f: WetstockFit, evidence: dict[str, Any], ts: float, alerts: AlertBook,
-                     out: Outputs) -> None:
-        """LEAK with the rate fitted from the most likely onset (the window's plain λ as a fallback).
-
-        An open LEAK's estimate is refreshed every ``leak_refresh_s`` of event time, not at every fit:
-        the onset search refits the window once per 3-hour chunk, and doing it every 30 minutes took an
-        eighth of a leak scenario's run time (py-spy)."""
-        refresh_s = self.wetstock_settings.leak_refresh_s
-        if (self.id, "LEAK") in alerts.open and ts - self._leak_refreshed_ts < refresh_s:
-            return
-        self._leak_refreshed_ts = ts
-        rate, se, onset_ts = f.leak_lph, f.leak_se_lph, None
-        onset = self.wetstock.onset_rate(f.window_days)
-        if onset is not None and onset[1] > 0:
-            onset_ts, rate, se = onset
-        ci = (rate - 1.96 * se, rate + 1.96 * se)
-        evidence = {**evidence, "rate_lph": round(rate, 3), "ci95_lph": [round(ci[0], 3), round(ci[1], 3)],
-                    "window_rate_lph": round(f.leak_lph, 3), "onset_ts": onset_ts}
-        alert = alerts.raise_("LEAK", "alarm", self.id, ts, evidence=evidence,
-                              metrics={"rate_lph": round(rate, 4)}, refresh=True)
-        if alert is not None:
-            out.alerts.append(alert.to_dict())
+        open_codes = [code for code in ("LEAK", "SENSOR_DRIFT") if (self.id, code) in alerts.open]
+        for verdict in self.judge.judge(fits, ts, self.wetstock, open_codes, bool(self.losses.unrecorded)):
+            report(alerts, verdict.entity, ts, verdict.finding, out, refresh=verdict.refresh)
 
     def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
         book = self.book
@@ -387,30 +205,11 @@ class TankActor:
         if alert is not None:
             out.alerts.append(alert.to_dict())
 
-    def _learn_sales_factors(self, fit: WetstockFit) -> None:
-        """Each nozzle's β from the latest fit, within ±``sales_factor_max``, for the loss detectors.
-
-        Every litre sold moves the divergence by the meter's error and the chart's slope error at that
-        level; an hour of truck fills on a diesel lane (2,400 L in 45 min) thus steps it by ~5 L, which
-        the step test took for a hidden fill in a healthy month (healthy-30d seed 7, BH-0006 T4, with
-        the gauge noise's share). The cap is the legal meter error plus a chart's (0.3 % each): a β
-        beyond it is a finding of its own (METER_BIAS, or the hidden fills a nozzle's β absorbs), not an
-        error to take out before looking for unrecorded fills. Applied to sales as they are booked, so a
-        new fit changes the next litres' share, never the past's."""
-        cap = self.sales_factor_max
-        self._sales_factor = {n: min(cap, max(-cap, beta)) for n, (beta, _, _) in fit.meter.items()}
-
-    def _trend(self) -> tuple[float, float] | None:
-        """The divergence's trend not explained by sales (L/h, negative = loss) and its SE, from the
-        latest wetstock fit over the longest window (none before its first fit, ~2 days in)."""
-        fit = self.last_fit
-        return None if fit is None else (-fit.leak_lph, fit.leak_se_lph)
-
     def flush(self, out: Outputs) -> None:
         """Emit this batch's divergence points as one columnar record."""
         if not self._ts:
             return
-        rate = self._trend()
+        rate = self.judge.trend()
         out.divergence.append({
             "station": self.station, "tank": self.id, "ts": self._ts,
             "observed_l": self._obs, "expected_l": self._exp, "divergence_l": self._div,
@@ -419,42 +218,16 @@ class TankActor:
         })
         self._ts, self._obs, self._exp, self._div = [], [], [], []
 
-    def meter_factors(self) -> dict[str, dict[str, Any]] | None:
-        """Each nozzle's delivered / displayed factor from the latest wetstock fit (None before the first,
-        ~2 days in): 1 − (β − the tank's common β), with its 95 % interval and the litres it sold in the
-        fit's window. ``judged`` is False where the number cannot be read as the meter's own error:
-        ``reason`` "few_nozzles" (fewer than MIN_METER_NOZZLES nozzles of the tank sold enough, so the
-        chart's share is not separable: the factor is then 1 − β, chart error included), "low_sales" (this
-        nozzle sold too little) or "trend" (the tank's divergence trends, which the β would absorb).
-        Built from the cached fit only: the state is asked for after every batch."""
-        fit = self.last_fit
-        if fit is None:
-            return None
-        s = self.wetstock_settings
-        _, median = meter_reference(fit, s.meter_min_sales_l)
-        common = 0.0 if median is None else float(median)
-        trending = fit.trending()
-        out = {}
-        for nozzle, (beta, se, sold) in fit.meter.items():
-            factor = 1.0 - (float(beta) - common)
-            se = float(se)
-            reason = ("trend" if trending else "few_nozzles" if median is None
-                      else "low_sales" if sold < s.meter_min_sales_l or se <= 0 else None)
-            out[nozzle] = {"factor": round(factor, 5), "se": round(se, 5),
-                           "ci95": [round(factor - 1.96 * se, 5), round(factor + 1.96 * se, 5)],
-                           "sold_l": round(float(sold), 1), "judged": reason is None, "reason": reason}
-        return out
-
     def state(self) -> dict[str, Any]:
         book = self.book
-        rate = self._trend()
+        rate = self.judge.trend()
         return {"id": self.id, "grade": self.grade, "declared_capacity_l": self.declared_capacity_l,
                 "level_mm": _r(self.level_mm, 1), "water_mm": _r(self.water_mm, 1),
                 "temp_c": _r(book.temp_c, 2), "observed_l": _r(book.observed_l, 1),
                 "expected_l": _r(book.expected_l, 1), "divergence_l": _r(book.divergence_l, 1),
                 "leak_rate_lph": None if rate is None else round(rate[0], 3),
                 "leak_rate_se_lph": None if rate is None else round(rate[1], 3),
-                "meter_factors": self.meter_factors(),
+                "meter_factors": self.judge.meter_factors(),
                 "delivering": self.deliveries.active, "stale": self.stale, "last_ts": self.last_ts}
 
 

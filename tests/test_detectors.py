@@ -217,23 +217,20 @@ def test_a_loss_hidden_by_meters_that_all_read_high_is_a_leak_only_if_no_nozzle_
     """Both legal meters of a busy tank at +0.25 % lift its divergence more than a 0.38 L/h leak lowers
     it: the per-nozzle and the one-factor fits see the loss, the raw divergence does not. That is trusted
     when the nozzles agree; one nozzle 1 % out of true is a meter fault, not a leak, whatever the fits say."""
-    from actors.entities import TankActor
-    from simulators.district import synthetic_district
     from twin.detectors.wetstock import WetstockFit
-    from twin.settings import TwinSettings
+    from twin.detectors.wetstock_judge import WetstockJudge
 
-    spec = synthetic_district(1, 3).district.stations[0].tanks[0]
-    tank = TankActor("S", spec, TwinSettings(), ("N1", "N2"))
+    judge = WetstockJudge("T1", WetstockSettings())
 
     def fit(betas: tuple[float, float], common_lph: float, common_se: float) -> WetstockFit:
         meter = {n: (b, 0.001, 20_000.0) for n, b in zip(("N1", "N2"), betas, strict=True)}
         return WetstockFit(20_000, 10.0, 0.3, 0.04, 0.5, 0.01, None, False, meter, 14.0, common_lph,
                            common_se)
 
-    assert tank._common_loss(fit((0.0026, 0.0027), -0.35, 0.03))
-    assert not tank._common_loss(fit((0.0020, 0.0120), -0.35, 0.03))  # one nozzle stands apart
-    assert not tank._common_loss(fit((0.0026, 0.0027), -0.35, 0.10))  # the one-factor loss is not clear
-    assert not tank._common_loss(fit((0.0026, 0.0027), -0.10, 0.01))  # nor large enough
+    assert judge.common_loss(fit((0.0026, 0.0027), -0.35, 0.03))
+    assert not judge.common_loss(fit((0.0020, 0.0120), -0.35, 0.03))  # one nozzle stands apart
+    assert not judge.common_loss(fit((0.0026, 0.0027), -0.35, 0.10))  # the one-factor loss is not clear
+    assert not judge.common_loss(fit((0.0026, 0.0027), -0.10, 0.01))  # nor large enough
 
 
 def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None:
@@ -324,7 +321,7 @@ def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrec
 
     def run(correct: bool, hidden_l: float) -> list[tuple[float, object]]:
         tank = TankActor("S", spec, TwinSettings(), nozzles)
-        tank._learn_sales_factors(fit)
+        tank.judge.learn_sales_factors(fit)
         detector, sold, found = LossDetector(), 0.0, []
         for t, e in zip(ts, noise, strict=True):
             if burst <= t < burst + 600:  # 150 L a minute on each of two nozzles
@@ -343,7 +340,7 @@ def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrec
     found = run(correct=True, hidden_l=20.0)
     assert [f.code for _, f in found] == ["HIDDEN_SALES"] and 15 <= found[0][1].metrics["litres"] <= 25
     tank = TankActor("S", spec, TwinSettings(), nozzles)
-    tank._learn_sales_factors(fit)
+    tank.judge.learn_sales_factors(fit)
     tank.sale("N3", 1_000.0)
     assert tank._sales_bias_l == 1_000.0 * TwinSettings().loss_sales_factor_max
 
@@ -397,3 +394,36 @@ def test_a_gain_from_one_meter_changing_is_told_from_a_drifting_gauge() -> None:
     assert nozzle == "N2" and time_rss - nozzle_rss > 100 * variance
     time_rss, nozzle_rss, _ = change("drift", 1)
     assert nozzle_rss - time_rss > 100 * variance
+
+
+def test_a_tank_checkpoint_from_before_the_judge_moved_out_restores_with_its_judgement_state() -> None:
+    """Snapshots pickle the actors. One taken before the wetstock judgement became its own object kept
+    the latest fit, the LEAK refresh time, the last meter-change test and the sales factors on the tank;
+    restoring it must put them in the judge, so an open LEAK is not re-estimated early and the loss
+    detectors keep taking the sales' share out."""
+    import pickle
+
+    from actors.entities import TankActor
+    from simulators.district import synthetic_district
+    from twin.detectors.wetstock import WetstockFit
+    from twin.settings import TwinSettings
+
+    spec = synthetic_district(1, 3).district.stations[0].tanks[0]
+    tank = TankActor("S", spec, TwinSettings(), ("N1", "N2"))
+    fit = WetstockFit(20_000, 10.0, 0.3, 0.04, 0.5, 0.01, None, False,
+                      {"N1": (0.003, 0.001, 9_000.0), "N2": (0.01, 0.001, 9_000.0)}, 14.0)
+    old = dict(tank.__dict__)
+    judge = old.pop("judge")
+    old.update(wetstock_settings=judge.settings, sales_factor_max=0.004, last_fit=fit,
+               _leak_refreshed_ts=T0, _meter_change_verdict=(T0, 12.5, "N2"),
+               _sales_factor={"N1": 0.003, "N2": 0.004})
+    restored = TankActor.__new__(TankActor)
+    restored.__setstate__(old)
+    assert restored.judge.last_fit is fit and restored.judge.leak_refreshed_ts == T0
+    assert restored.judge.meter_change_verdict == (T0, 12.5, "N2")
+    assert restored.judge.sales_factor_max == 0.004 and restored.judge.trend() == (-0.3, 0.04)
+    restored.sale("N2", 1_000.0)
+    assert restored._sales_bias_l == 4.0
+    again = pickle.loads(pickle.dumps(restored))  # and a new checkpoint round-trips as it is
+    assert again.judge.meter_change_verdict == (T0, 12.5, "N2") and again._sales_bias_l == 4.0
+    assert not hasattr(again, "last_fit") and not hasattr(again, "wetstock_settings")

@@ -14,11 +14,11 @@ from collections import defaultdict
 
 import pytest
 
-from actors.entities import meter_reference
 from actors.shard import Shard
 from simulators.district import synthetic_district
 from simulators.faults import build_fault
 from simulators.feed import DistrictSimulator
+from twin.detectors.wetstock_judge import meter_reference
 from twin.events import Validator
 from twin.outputs import Outputs
 from twin.settings import TwinSettings
@@ -67,7 +67,7 @@ def test_state_shape_and_arithmetic(station: dict) -> None:
     settings = TwinSettings().wetstock()
     for tank in state["tanks"]:
         TankView.model_validate(tank)  # the REST model documents exactly this shape
-        fit = actor.tanks[tank["id"]].last_fit
+        fit = actor.tanks[tank["id"]].judge.last_fit
         assert fit is not None
         factors = tank["meter_factors"]
         assert set(factors) == {n.id for n in spec.nozzles if n.tank == tank["id"]}

@@ -37,7 +37,7 @@ class TwinSettings(BaseModel):
     loss_step_sigmas: float = Field(default=7.0, gt=0)
     #: The loss detectors see the divergence less what booked sales made of it through each nozzle's
     #: fitted β (meter plus chart error), each β capped at this fraction (legal meter ±0.3 %, JJG 443,
-    #: plus a chart's 0.3 %); 0 turns the correction off (actors/entities.py TankActor).
+    #: plus a chart's 0.3 %); 0 turns the correction off (twin/detectors/wetstock_judge.py).
     loss_sales_factor_max: float = Field(default=0.006, ge=0, le=0.05)
     #: Wetstock reconciliation (LEAK, METER_BIAS, SENSOR_DRIFT): see twin/detectors/wetstock.py.
     leak_min_lph: float = Field(default=0.3, gt=0)
@@ -46,7 +46,7 @@ class TwinSettings(BaseModel):
     meter_t: float = Field(default=10.0, gt=0)
     meter_min_sales_l: float = Field(default=500.0, ge=0)
     #: A gain is no SENSOR_DRIFT, a loss no LEAK, while one nozzle's sales since an onset fit it this
-    #: much better (Δχ²) than time since one: a meter that changed (WetstockSettings, TankActor).
+    #: much better (Δχ²) than time since one: a meter that changed (WetstockSettings, WetstockJudge).
     drift_meter_chi2: float = 0.0
     leak_meter_chi2: float = 9.0
     #: How many recent transactions a station twin keeps for the UI.

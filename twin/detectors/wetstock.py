@@ -73,8 +73,8 @@ class WetstockSettings:
     #: nozzle's meter. 0: whichever fits better (both have as many parameters). Measured: drifting
     #: gauges at −29 … −1,099 (8 sensor-drift runs), a meter giving short the day after at +3.5 … +6.5.
     drift_meter_chi2: float = 0.0
-    #: The same for a loss before it is called LEAK, with a margin for the leak (actors/entities.py
-    #: TankActor._meter_change_chi2 has the measured values).
+    #: The same for a loss before it is called LEAK, with a margin for the leak (the measured values are
+    #: in twin/detectors/wetstock_judge.py, WetstockJudge.meter_change_chi2).
     leak_meter_chi2: float = 9.0
 
 
