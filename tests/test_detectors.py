@@ -396,6 +396,23 @@ def test_a_gain_from_one_meter_changing_is_told_from_a_drifting_gauge() -> None:
     assert nozzle_rss - time_rss > 100 * variance
 
 
+def test_no_meter_is_judged_in_a_tank_whose_fills_went_unrecorded() -> None:
+    """One nozzle 2 % out, clear of its tank's others, with the divergence rising its way: METER_BIAS —
+    unless fills left the tank unrecorded in the window, whose litres the fit spreads over the tank's
+    nozzles (3 such false METER_BIAS in 12 hidden-sales-vapor runs, on the hiding nozzle itself)."""
+    from twin.detectors.wetstock import WetstockFit
+    from twin.detectors.wetstock_judge import WetstockJudge
+
+    nozzles = ("N1", "N2", "N3")
+    meter = {n: (b, 0.001, 9_000.0) for n, b in zip(nozzles, (0.0005, 0.001, 0.02), strict=True)}
+    fit = WetstockFit(20_000, 10.0, 0.0, 0.05, 0.5, 0.1, None, False, meter, 14.0, 0.0, 0.05)
+    model = WetstockModel(nozzles, WetstockSettings())
+    found = WetstockJudge("T1", WetstockSettings()).judge([fit], T0, model, (), unrecorded_fills=False)
+    assert [(v.entity, v.finding.code) for v in found] == [("N3", "METER_BIAS")]
+    assert abs(found[0].finding.evidence["factor"] - 0.981) < 1e-9
+    assert WetstockJudge("T1", WetstockSettings()).judge([fit], T0, model, (), unrecorded_fills=True) == []
+
+
 def test_a_tank_checkpoint_from_before_the_judge_moved_out_restores_with_its_judgement_state() -> None:
     """Snapshots pickle the actors. One taken before the wetstock judgement became its own object kept
     the latest fit, the LEAK refresh time, the last meter-change test and the sales factors on the tank;
