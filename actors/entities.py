@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 from typing import Any
 
 from twin.alerts import AlertBook
 from twin.deliveries import DeliveryDetector
+from twin.detectors.fill_witness import FillWitness
 from twin.detectors.gauge import LimitCheck, StuckCheck
-from twin.detectors.losses import LossDetector
+from twin.detectors.losses import LossDetector, NozzleFills
 from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockFit, WetstockModel
 from twin.detectors.wetstock_judge import WetstockJudge
@@ -96,7 +98,10 @@ class TankActor:
             state["judge"] = judge
         self.__dict__.update(state)
 
-    def reading(self, ev: Any, alerts: AlertBook, out: Outputs) -> None:
+    def reading(self, ev: Any, alerts: AlertBook, out: Outputs,
+                nozzle_fills: NozzleFills | None = None) -> None:
+        """One gauge reading. ``nozzle_fills``: where a live vapor monitor covers the tank's nozzles, the
+        fills it saw with no transaction (LossDetector.add)."""
         if self.last_ts is not None and ev.ts <= self.last_ts:
             return  # a late reading cannot move a tank back in time; the log still has it
         ts = ev.ts
@@ -115,7 +120,7 @@ class TankActor:
                 self.losses.reset()
                 self.wetstock.brk()
             else:
-                finding = self.losses.add(ts, divergence - self._sales_bias_l)
+                finding = self.losses.add(ts, divergence - self._sales_bias_l, nozzle_fills)
                 if finding is not None:  # each further unrecorded fill updates an open HIDDEN_SALES
                     report(alerts, self.id, ts, finding, out, refresh=finding.code == "HIDDEN_SALES")
                     self.wetstock.brk()
@@ -309,8 +314,16 @@ class NozzleActor:
                 "mainboard_id": self.mainboard_id, "stale": self.stale, "last_ts": self.last_ts}
 
 
+#: A vapor monitor that reported (a fill or its minute sample) this recently (s, event time) is live.
+VAPOR_LIVE_S = 600.0
+
+
 class StationActor:
     """Owns a station's tanks and nozzles and routes each event to them in event-time order."""
+
+    #: The vapor monitor's fills against the transactions (class default: checkpoints from before it
+    #: start one when their first vapor fill or transaction comes).
+    fill_witness: FillWitness | None = None
 
     def __init__(self, spec: StationSpec, settings: TwinSettings):
         self.id = spec.id
@@ -334,6 +347,7 @@ class StationActor:
         # of every supervision snapshot and comes back with the station after a crash (E.3.4).
         self.vapor = VaporMonitor(spec.id, [n.id for n in spec.nozzles if n.grade in GASOLINE_GRADES],
                                   settings.vapor)
+        self.fill_witness = FillWitness(settings.fill_witness())  # hidden sales by the vapor monitor
         self.safety = SafetyMonitor(settings.safety)  # issue 6: safety devices and inspections
         # Issue 5: ledger, lots, statistics and the tax and market checks (twin/regulatory.py).
         self.reg = StationRegulator(spec, settings.regulatory(),
@@ -369,12 +383,23 @@ class StationActor:
         if tank.stale:
             self.link_restored_ts = ev.ts
         seen = len(out.deliveries)
-        tank.reading(ev, self.alerts, out)
+        tank.reading(ev, self.alerts, out, self._nozzle_fills(tank, ev.ts))
         if tank.last_ts == ev.ts and not tank.stuck.stuck and tank.stuck.repeats < 2:  # issue 5 hook
             for found in out.deliveries[seen:]:
                 self.reg.delivery(tank, found, self.alerts, out)
             idle = all(self.nozzles[n].state_name != "fuelling" for n in tank.nozzles)
             self.reg.reading(tank, ev.ts, self.alerts, out, idle)
+
+    def _nozzle_fills(self, tank: TankActor, ts: float) -> NozzleFills | None:
+        """The vapor monitor's unreported fills at the tank's nozzles, where it covers them: a gasoline
+        tank at a station whose monitor reported within the last ``VAPOR_LIVE_S`` (else None: the loss
+        detector falls back on the drop's speed)."""
+        if tank.grade not in GASOLINE_GRADES:
+            return None
+        clock = self.vapor.clock
+        if clock is None or ts - clock > VAPOR_LIVE_S:
+            return None
+        return partial(self._witness().without_transaction, tank.nozzles)
 
     def _nozzle_state(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]
@@ -400,6 +425,9 @@ class StationActor:
             self.reg.unseen(tank.id, ev.end_ts, unseen, unseen_20c)
         sale_20c = book.book_sale(nozzle.id, ev.volume_l)
         tank.sale(nozzle.id, sale_20c)
+        if self.vapor.active and nozzle.grade in GASOLINE_GRADES:  # only where a monitor reports fills
+            found = self._witness().txn(nozzle.id, ev.end_ts, ev.volume_l, ev.totalizer_l)
+            self._witness_said(found, ev, out)
         self.reg.sale(tank.id, nozzle.id, ev, sale_20c, self.alerts, out)
         day = local_day(ev.end_ts)
         if day != self.day:
@@ -446,6 +474,19 @@ class StationActor:
 
     def _vapor_fill(self, ev: Any, out: Outputs) -> None:
         self._vapor_apply(self.vapor.fill(ev.ts, ev.entity, ev.a_l, ev.liquid_l, ev.fill_end_ts), ev.ts, out)
+        if ev.entity in self.nozzles:
+            end_ts = ev.fill_end_ts if ev.fill_end_ts is not None else ev.ts
+            self._witness_said(self._witness().fill(ev.entity, end_ts, ev.liquid_l), ev, out)
+
+    def _witness(self) -> FillWitness:
+        if self.fill_witness is None:
+            self.fill_witness = FillWitness()
+        return self.fill_witness
+
+    def _witness_said(self, finding: Finding | None, ev: Any, out: Outputs) -> None:
+        """An unrecorded fill the vapor monitor saw: HIDDEN_SALES on its nozzle, updated with each more."""
+        if finding is not None:
+            report(self.alerts, finding.evidence["nozzle"], ev.ts, finding, out, refresh=True)
 
     def _vapor_env(self, ev: Any, out: Outputs) -> None:
         self._vapor_apply(self.vapor.env(ev.ts, ev.pressure_pa, ev.processor_state, ev.outlet_g_m3,
@@ -492,7 +533,8 @@ class StationActor:
                                                           for g, v in self.sales_today.items()}},
             "open_alerts": [a.to_dict() for a in self.alerts.open.values()],
             "events": self.events,
-            "vapor": self.vapor.state() if self.vapor.active else None,
+            "vapor": ({**self.vapor.state(), "fills_vs_transactions": self._witness().state()}
+                      if self.vapor.active else None),
             "safety": self.safety.state() if self.safety.last_readings or self.safety.reports else None,
             "regulatory": self.reg.state(),
         }

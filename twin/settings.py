@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin.deliveries import DeliverySettings
+from twin.detectors.fill_witness import WitnessSettings
 from twin.detectors.losses import LossSettings
 from twin.detectors.regulatory import RegulatorySettings
 from twin.detectors.wetstock import WetstockSettings
@@ -49,6 +50,11 @@ class TwinSettings(BaseModel):
     #: much better (Δχ²) than time since one: a meter that changed (WetstockSettings, WetstockJudge).
     drift_meter_chi2: float = 0.0
     leak_meter_chi2: float = 9.0
+    #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
+    #: ``fill_match_s`` with litres within ``fill_match_pct`` % + 0.5 L; a fill matching none, that the
+    #: totalizer did not count either, is an unrecorded sale (twin/detectors/fill_witness.py).
+    fill_match_s: float = Field(default=120.0, gt=0)
+    fill_match_pct: float = Field(default=2.0, ge=0)
     #: How many recent transactions a station twin keeps for the UI.
     recent_transactions: int = Field(default=50, ge=0)
     #: Vapor-recovery judgement (GB 20952-2020 §5.3, §5.4, §4.6.1, Appendix E.3.3): every threshold is a
@@ -91,6 +97,9 @@ class TwinSettings(BaseModel):
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
                             hidden_confirmations=self.hidden_confirmations,
                             step_threshold_l=self.loss_step_threshold_l, step_sigmas=self.loss_step_sigmas)
+
+    def fill_witness(self) -> WitnessSettings:
+        return WitnessSettings(match_s=self.fill_match_s, match_rel=self.fill_match_pct / 100.0)
 
     def delivery(self) -> DeliverySettings:
         return DeliverySettings(rise_threshold_l=self.delivery_rise_threshold_l,
