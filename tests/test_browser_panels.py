@@ -103,6 +103,10 @@ async def test_vapor_and_safety_panels_show_the_apis_figures(redis_url: str, bro
             last = vapor["history"][0]
             outlet = last["station"]["processor"]["outlet_max_hourly_g_m3"]
             assert f"{outlet:.2f} g/m³" in await page.locator("#vapor dd[data-field=outlet]").text_content()
+            fills = vapor["fills_vs_transactions"]  # every monitored fill had its transaction here
+            assert fills["matched"] > 100 and fills["unreported"] == 0 == fills["litres_disagree"], fills
+            compared = await page.locator("#vapor dd[data-field=fills_vs_transactions]").text_content()
+            assert compared.startswith(f"有交易 {fills['matched']:,} · 未上报（疑似隐匿销售） 0"), compared
             assert await page.locator("#vapor-nozzles").get_attribute("data-day") == last["day"]
             rows = await _cells(page, "#vapor-nozzles tr[data-nozzle]")
             records = {r["nozzle"]: r for r in last["nozzles"]}

@@ -37,6 +37,10 @@ class StationVapor(BaseModel):
                                                       "consecutive warning days")
     history: list[dict[str, Any]] = Field(description="closed days, newest first: {day, station, nozzles}")
     alerts: list[dict[str, Any]] = Field(description="vapor alerts not yet closed")
+    fills_vs_transactions: dict[str, Any] | None = Field(
+        default=None, description="the monitor's fills set against the dispensers' transactions "
+        "(twin/detectors/fill_witness.py): matched, litres_disagree, lost_records (the totalizer counted "
+        "them), unreported (hidden sales), unjudged, pending, unreported_by_nozzle (last 48 h)")
 
 
 class StationDay(BaseModel):
@@ -83,7 +87,8 @@ def add_vapor_routes(app: FastAPI, ctx: Any, api: str = "/api/v1") -> None:
                             status=v.get("status", "no_data"), clock=v.get("clock"), today=v.get("today"),
                             pressure_pa=v.get("pressure_pa"), processor_state=v.get("processor_state"),
                             voc_umol_mol=v.get("voc_umol_mol"), nozzles=v.get("nozzles", []),
-                            history=list(reversed(v.get("history", []))), alerts=alerts)
+                            history=list(reversed(v.get("history", []))), alerts=alerts,
+                            fills_vs_transactions=v.get("fills_vs_transactions"))
 
     @app.get(f"{api}/vapor/compliance", response_model=DistrictCompliance, tags=["vapor"],
              responses={400: {"description": "bad day"}})

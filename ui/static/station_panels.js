@@ -27,6 +27,8 @@ const FTPanels = (() => {
     unloading: "卸油中", inspectionFindings: "检查发现", noInspections: "暂无检查记录",
     reportsTotal: "检查报告 {n} 份", inspector: "检查人", failedChecks: "未通过项", rs_info: "一般",
     rs_minor: "轻微", rs_major: "较重", rs_critical: "严重",
+    fillsVsTxns: "监测加油与交易比对", fv_matched: "有交易", fv_unreported: "未上报（疑似隐匿销售）",
+    fv_lost: "记录丢失（累计数已计）", fv_disagree: "油量不符", fv_pending: "待判",
   });
   Object.assign(FT.I18N.en, {
     safetyRisk: "Safety, inspections and risk", vaporNone: "No vapor-recovery data", v_compliant: "compliant",
@@ -48,6 +50,9 @@ const FTPanels = (() => {
     unloading: "unloading", inspectionFindings: "Inspection findings", noInspections: "No inspection records",
     reportsTotal: "{n} inspection reports", inspector: "Inspector", failedChecks: "Failed items",
     rs_info: "info", rs_minor: "minor", rs_major: "major", rs_critical: "critical",
+    fillsVsTxns: "Monitor fills vs transactions", fv_matched: "with a transaction",
+    fv_unreported: "unreported (hidden sales?)", fv_lost: "record lost (totalizer counted)",
+    fv_disagree: "litres disagree", fv_pending: "pending",
   });
 
   // GB 20952-2020: §5.3 A/L 1.0–1.2, §5.4 outlet ≤ 25 g/m³ (1-hour average); E.3.3 VOC leak sensor
@@ -90,7 +95,8 @@ const FTPanels = (() => {
             pressure_pa: stateVapor.pressure_pa, processor_state: stateVapor.processor_state,
             voc_umol_mol: stateVapor.voc_umol_mol, nozzles: stateVapor.nozzles || [],
             history: [...(stateVapor.history || [])].reverse(),
-            alerts: [...alerts].filter((a) => VAPOR_CODES.has(a.code) && a.status !== "closed")};
+            alerts: [...alerts].filter((a) => VAPOR_CODES.has(a.code) && a.status !== "closed"),
+            fills_vs_transactions: stateVapor.fills_vs_transactions || null};
   }
 
   let chart = null;
@@ -128,6 +134,15 @@ const FTPanels = (() => {
     }
   }
 
+  // Every fill the monitor recorded, against the dispensers' transactions (HIDDEN_SALES on a nozzle
+  // when one was never reported nor counted by its totalizer).
+  function fillsVsTxns(c) {
+    if (!c) return "—";
+    return [["fv_matched", c.matched], ["fv_unreported", c.unreported], ["fv_lost", c.lost_records],
+            ["fv_disagree", c.litres_disagree], ["fv_pending", c.pending]]
+      .map(([k, n]) => `${t(k)} ${fmt.int(n || 0)}`).join(" · ");
+  }
+
   function vaporBody(v) {
     const last = (v.history || [])[0] || null;  // newest closed day
     const rec = last ? last.station : null;
@@ -146,6 +161,7 @@ const FTPanels = (() => {
       [`${t("today")}${td ? ` · ${td.day}` : ""}`, td ? `${t("validFills")} ${fmt.int(td.valid_fills)} · ${t("medianAL")} `
         + `${al(td.median_a_l)} · ${t("inRange")} ${share(td.share_in_range)} · ${t("nearZero")} ${fmt.n1(td.longest_near_zero_h)} h`
         : "—", "today"],
+      [t("fillsVsTxns"), fillsVsTxns(v.fills_vs_transactions), "fills_vs_transactions"],
     ]);
     // Per gasoline nozzle: the last judged day's record (E.3.3 judgement, §5.3 share) and the live flags.
     const records = new Map(((last && last.nozzles) || []).map((r) => [r.nozzle, r]));
