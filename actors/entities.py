@@ -393,7 +393,10 @@ class StationActor:
     def _nozzle_fills(self, tank: TankActor, ts: float) -> NozzleFills | None:
         """The vapor monitor's unreported fills at the tank's nozzles, where it covers them: a gasoline
         tank at a station whose monitor reported within the last ``VAPOR_LIVE_S`` (else None: the loss
-        detector falls back on the drop's speed)."""
+        detector falls back on the drop's speed). A monitor that uploads its records in batches (GB
+        20952-2020 E.3.5 asks for at least hourly) lags by more than that and is not asked; one that
+        sends its minute samples promptly but its fill records late would make a hidden fill look like
+        a theft (an alarm with its litres either way)."""
         if tank.grade not in GASOLINE_GRADES:
             return None
         clock = self.vapor.clock
