@@ -80,10 +80,12 @@ class TwinService:
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
 
-    async def ingest(self, raws: Sequence[Any], now: float | None = None) -> Outputs:
-        """Take one batch of raw events. ``now`` is the edge's clock (wall time unless simulating)."""
+    async def ingest(self, raws: Sequence[Any], now: float) -> Outputs:
+        """Take one batch of raw events. ``now`` is the caller's clock: the wall time where events come
+        from the field (bridges, the API), the simulated time where a simulator or a replay feeds the
+        twin. Validation judges events "from the future" against it, so the caller chooses it; this
+        module reads the wall clock only to pace the station states it builds for people."""
         async with self._lock:  # batches are applied in the order they arrive
-            now = time.time() if now is None else now
             self.sim_now = now
             accepted, rejected = self.validator.validate(raws, now)
             groups, duplicates, too_old = self._admit(accepted)

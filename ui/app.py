@@ -440,7 +440,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         event = {"kind": "alert.action", "ts": ts, "station": alert["station"], "entity": alert["entity"],
                  "source": source, "seq": await store.next_seq(source), "alert_id": alert["id"],
                  "code": alert["code"], "action": status, "by": by}
-        await ctx.service.ingest([event])  # type: ignore[union-attr]
+        await ctx.service.ingest([event], now=time.time())  # type: ignore[union-attr]
 
     responses: dict[int | str, dict[str, Any]] = {404: {"description": "unknown alert"},
                                                    409: {"description": "the alert's status forbids this"}}
