@@ -8,7 +8,10 @@ display in Debian's Chromium (headless, 1920×1080). Every 10 s the script reads
 (CDP ``Performance.getMetrics``): ``TaskDuration`` (main-thread busy seconds) gives the busy fraction of
 the interval, ``JSHeapUsedSize`` the heap after a forced garbage collection every minute.
 
-    python bench/wall.py [--minutes 10] [--stations 1000] [--rate 200]
+    python bench/wall.py [--minutes 10] [--stations 1000] [--rate 200] [--tiles]
+
+``--tiles`` draws the map on slippy-map tiles (Leaflet, as where FUELTWIN_TILE_URL is set) from a plain
+tile server on loopback (``ui/plain_tiles.py``) instead of the built-in ECharts outline.
 
 Prints a table and a summary; never a test.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import os
 import socket
 import statistics
 import sys
@@ -38,13 +42,24 @@ from twin.outputs import Outputs  # noqa: E402
 from twin.store import EmbeddedRedis, Store, connect  # noqa: E402
 from ui.app import AppContext, create_app  # noqa: E402
 from ui.hub import LiveHub  # noqa: E402
+from ui.plain_tiles import TileServer  # noqa: E402
 
 T0 = 1_780_264_800.0  # 2026-06-01 06:00 Beijing
 CODES = [("WATER_HIGH", "warning"), ("LEAK", "alarm"), ("COMM_LOSS", "warning"), ("SUDDEN_LOSS", "critical"),
          ("METER_BIAS", "alarm"), ("TXN_GAP", "info")]
 
 
-async def main(minutes: float, stations: int, rate: int) -> None:
+async def main(minutes: float, stations: int, rate: int, tiles: bool) -> None:
+    if tiles:
+        async with TileServer() as server:
+            os.environ["FUELTWIN_TILE_URL"] = server.base + "/{z}/{x}/{y}.png"
+            await run(minutes, stations, rate, "tiles")
+            print(f"tiles served: {len(server.requested)}")
+    else:
+        await run(minutes, stations, rate, "echarts")
+
+
+async def run(minutes: float, stations: int, rate: int, map_kind: str) -> None:
     data = Path(tempfile.mkdtemp(prefix="fueltwin-bench-wall-"))
     redis = EmbeddedRedis(data).start()
     client = connect(redis.url)
@@ -129,8 +144,8 @@ async def main(minutes: float, stations: int, rate: int) -> None:
         cdp = await page.context.new_cdp_session(page)
         await cdp.send("Performance.enable")
         await page.goto(f"http://127.0.0.1:{port}/")
-        await page.wait_for_function(f"window.__wall && window.__wall.mapPoints().length === {stations}",
-                                     timeout=60_000)
+        await page.wait_for_function(f"window.__wall && window.__wall.mapKind() === '{map_kind}' && "
+                                     f"window.__wall.mapPoints().length === {stations}", timeout=60_000)
         feeder = asyncio.create_task(publish())
 
         async def metrics() -> dict[str, float]:
@@ -165,7 +180,8 @@ async def main(minutes: float, stations: int, rate: int) -> None:
     busy = [r[2] for r in rows]
     heap = [r[3] for r in rows]
     rates = [r[1] for r in rows]
-    print(f"\n{stations} stations, {statistics.fmean(rates):.0f} messages/s to the page for {minutes:g} min: "
+    print(f"\n{stations} stations on the {map_kind} map, {statistics.fmean(rates):.0f} messages/s to the "
+          f"page for {minutes:g} min: "
           f"main thread busy {statistics.fmean(busy):.1f} % mean, {max(busy):.1f} % max; JS heap "
           f"{heap[0]:.1f} MB at the first sample, {heap[-1]:.1f} MB at the last (min {min(heap):.1f}, "
           f"max {max(heap):.1f})")
@@ -176,5 +192,6 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--stations", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=200, help="messages a second published to the hub")
+    ap.add_argument("--tiles", action="store_true", help="the map on tiles from a loopback tile server")
     a = ap.parse_args()
-    asyncio.run(main(a.minutes, a.stations, a.rate))
+    asyncio.run(main(a.minutes, a.stations, a.rate, a.tiles))
