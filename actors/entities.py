@@ -408,7 +408,7 @@ class StationActor:
         nozzle = self.nozzles[ev.entity]
         nozzle.seen(ev.ts, self.alerts, out)
         running = nozzle.state_event(ev)
-        self.tanks[nozzle.tank].book.running(nozzle.id, running)
+        self.tanks[nozzle.tank].book.running(nozzle.id, running, ev.ts, ev.state == "fuelling")
 
     def _txn(self, ev: Any, out: Outputs) -> None:
         nozzle = self.nozzles[ev.entity]

@@ -3,6 +3,7 @@ compared on the same input."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -159,3 +160,38 @@ def test_a_fills_last_state_and_its_transaction_count_once_in_either_order() -> 
     txn_first = run(("fuelling", "txn", "finished"))
     assert state_first[0] == txn_first[0] == 0.0
     assert txn_first[1] == pytest.approx(state_first[1])
+
+
+def test_the_books_carry_a_running_fill_forward_to_the_gauge_readings_time() -> None:
+    """A controller reports a running fill every 10 s; a gauge reading 7 s after an update sees a tank
+    that has lost 7 s more of the flow than the books show. Carried forward at the last interval's rate,
+    for at most one interval; nothing for a fill whose rate is not known yet or that has finished; and a
+    book pickled before this restores with nothing flowing."""
+    from twin.physics import HorizontalCylinder
+    from twin.reconcile import TankBook
+
+    book = TankBook(HorizontalCylinder(2600.0, 6100.0, "flat", 0.0), 840.0, "diesel")
+    t0 = START + 600.0
+    book.observe(t0 - 60.0, 1300.0, 0.0, 20.0)  # 20 °C: litres at 20 °C are the metered litres
+    anchor = book.expected_l
+    book.running("N1", 0.0, t0, True)  # fuelling starts: no rate yet
+    book.observe(t0 + 7.0, 1300.0, 0.0, 20.0)
+    assert book.expected_l == pytest.approx(anchor)
+    book.running("N1", 13.3, t0 + 10.0, True)  # 1.33 L/s (80 L/min)
+    book.running("N2", 0.0, t0 + 12.0, True)
+    book.observe(t0 + 17.0, 1300.0, 0.0, 20.0)
+    assert book.expected_l == pytest.approx(anchor - 13.3 - 7 * 1.33)
+    book.observe(t0 + 45.0, 1300.0, 0.0, 20.0)  # no update for 35 s: one interval's worth at most
+    assert book.expected_l == pytest.approx(anchor - 13.3 - 10 * 1.33)
+    assert book.lag_l(t0 + 10.0) == 0.0  # a reading at the update's own moment
+    book.running("N1", 40.0, t0 + 30.0, False)  # finished: its litres, no more flow
+    assert book.lag_l(t0 + 45.0) == 0.0
+    book.book_sale("N1", 40.0)
+    assert book.flowing.keys() == {"N2"} and book.expected_l == pytest.approx(anchor - 40.0)
+
+    _, slots = book.__getstate__()
+    old = {k: v for k, v in slots.items() if k not in ("flowing", "observed_ts")}
+    restored = TankBook.__new__(TankBook)
+    restored.__setstate__((None, old))
+    assert restored.flowing == {} and math.isnan(restored.observed_ts)
+    assert restored.expected_l == pytest.approx(anchor - 40.0)
