@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from twin.detectors.gauge import LimitCheck, StuckCheck
 from twin.detectors.losses import LossDetector
@@ -444,3 +446,97 @@ def test_a_tank_checkpoint_from_before_the_judge_moved_out_restores_with_its_jud
     again = pickle.loads(pickle.dumps(restored))  # and a new checkpoint round-trips as it is
     assert again.judge.meter_change_verdict == (T0, 12.5, "N2") and again._sales_bias_l == 4.0
     assert not hasattr(again, "last_fit") and not hasattr(again, "wetstock_settings")
+
+
+def _trend_rows(monkeypatch: pytest.MonkeyPatch, seed: int, ar: float) -> tuple[WetstockModel, list]:
+    """Six days of two nozzles with deliveries every ~32 h; noise white (ar 0) or with AR(1) memory. The
+    rows each segment is given are recorded, to check the model's statistics against them."""
+    from twin.detectors import wetstock
+
+    seen: list[tuple[int, float, list[float]]] = []
+    add = wetstock._Segment.add
+
+    def record(self: wetstock._Segment, ts: float, row: list[float], sales: Sequence[float]) -> None:
+        seen.append((id(self), ts, list(row)))
+        add(self, ts, row, sales)
+
+    monkeypatch.setattr(wetstock._Segment, "add", record)
+    rng = np.random.default_rng(seed)
+    model = WetstockModel(("N1", "N2"), WetstockSettings())
+    sold = np.zeros(2)
+    day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+    memory = 0.0
+    for i in range(6 * 1440):
+        ts = T0 + 60 * i
+        if i and i % 1900 == 0:
+            model.brk()
+        sold += rng.poisson(day[int((i // 60) % 24)] * np.array([0.4, 0.3])) * 35.0
+        if model.closes_bin(ts):
+            model.close_bin(ts, sold.tolist(), 15.0)
+        memory = ar * memory + rng.normal(0, 1.0 if ar else 0.0)
+        model.add(ts, 0.002 * sold[0] + memory + rng.normal(0, 8.0))
+    return model, seen
+
+
+def test_the_robust_trend_error_is_driscoll_kraay_on_the_chunks_and_widens_only_for_correlated_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """WetstockModel.trend_hac from the segments' chunk sums must equal the estimator computed from the
+    rows themselves (scores summed per segment and 3-hour chunk, Bartlett weights over 4 lags); it stays
+    near the OLS error for white noise and grows well past it for noise with hours of memory."""
+    from twin.detectors.wetstock import _Segment
+
+    model, seen = _trend_rows(monkeypatch, 3, 0.995)
+    lam, ols_se, hac_se = model.trend_hac(14.0, 4) or (math.nan,) * 3
+    xs, ys, keys = [], [], []
+    segments = list(model.segments)
+    for g_index, g in enumerate(segments):
+        rows = [(ts, row) for sid, ts, row in seen if sid == id(g)]
+        a = np.array([row for _, row in rows])
+        x = a[:, [0, 2, 3]]  # time, the nozzles' sales; the drift column is not in the trend fit
+        xs.append(x - x.mean(axis=0))
+        ys.append(a[:, -1] - a[:, -1].mean())
+        keys += [(g_index, ts - ts % _Segment.CHUNK_S) for ts, _ in rows]
+    x, y = np.vstack(xs), np.concatenate(ys)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    u = y - x @ coef
+    order = sorted(set(keys))
+    index = {k: i for i, k in enumerate(order)}
+    scores = np.zeros((len(order), 3))
+    np.add.at(scores, [index[k] for k in keys], x * u[:, None])
+    meat = scores.T @ scores
+    for lag in range(1, 5):
+        cross = scores[lag:].T @ scores[:-lag]
+        meat += (1 - lag / 5) * (cross + cross.T)
+    bread = np.linalg.inv(x.T @ x)
+    assert lam == pytest.approx(coef[0], rel=1e-9)
+    assert ols_se == pytest.approx(math.sqrt(u @ u / (len(y) - len(segments) - 3) * bread[0, 0]), rel=1e-9)
+    assert hac_se == pytest.approx(math.sqrt((bread @ meat @ bread)[0, 0]), rel=1e-9)
+    assert hac_se > 3 * ols_se  # hours of memory: the rows are far from independent
+
+    white, _ = _trend_rows(monkeypatch, 4, 0.0)
+    _, ols_w, hac_w = white.trend_hac(14.0, 4) or (math.nan,) * 3
+    assert 0.6 < hac_w / ols_w < 1.5
+
+
+def test_a_leaks_interval_is_widened_by_the_robust_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LEAK's 95 % interval is the onset fit's OLS error scaled by the window's robust/OLS ratio
+    (never below 1); with ``leak_ci_lags`` None it is the OLS interval."""
+    from dataclasses import replace
+
+    from twin.detectors.wetstock_judge import WetstockJudge
+
+    model, _ = _trend_rows(monkeypatch, 3, 0.995)
+    fit = model.fits()[-1]
+    _, ols_se, hac_se = model.trend_hac(fit.window_days, 4) or (math.nan,) * 3
+
+    def interval(settings: WetstockSettings) -> tuple[float, dict]:
+        verdict = WetstockJudge("T1", settings)._leak(fit, {}, T0, model, False)[0]
+        lo, hi = verdict.finding.evidence["ci95_lph"]
+        return hi - lo, verdict.finding.evidence
+
+    robust, evidence = interval(WetstockSettings())
+    plain, plain_evidence = interval(replace(WetstockSettings(), leak_ci_lags=None))
+    assert evidence["se_robust_over_ols"] == pytest.approx(hac_se / ols_se, abs=0.01) and hac_se > ols_se
+    ratio = hac_se / ols_se  # both ends are rounded to 1 mL/h
+    assert robust == pytest.approx(plain * ratio, abs=0.001 * (1 + ratio))
+    assert plain_evidence["se_robust_over_ols"] == 1.0 and evidence["rate_lph"] == plain_evidence["rate_lph"]

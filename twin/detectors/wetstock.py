@@ -20,16 +20,21 @@ drift regressor D_i = Σ dV/dh × Δt (litres per mm·day) in place of t: a leve
 shape better than a constant L/h.
 
 Which nozzle was dispensing when the tank lost volume is what separates the nozzles, and that lives at
-the scale of single fills, so the rows are short bins (2 min) and there are many of them. The model keeps
+the scale of single fills, so the rows are short bins (60 s) and there are many of them. The model keeps
 only sufficient statistics per segment (counts, sums, cross-products, each relative to the segment's
 first row for conditioning), so a fit costs O(k³) for k regressors whatever the number of rows, and a
 14-day window is the last segments that fit in 14 days. Standard errors are OLS ones; rows are not
-independent (chart error is smooth in volume), so the decision thresholds are conservative t values,
-settings a researcher can change.
+independent (chart error is smooth in volume; the books' timing follows the hour), so the decision
+thresholds are conservative t values, settings a researcher can change. Measured with standard errors
+robust to that (WetstockModel.trend_hac): 2–3 times the OLS ones, on real leaks as on the false drifts
+a tank turned over daily once raised (healthy-turnover-30d, before the books' lag was fixed), so an OLS
+t of 6 is a robust t of 2–3, and a threshold on the robust t separated nothing the OLS one does not.
+What they are for is the interval a LEAK reports.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +81,11 @@ class WetstockSettings:
     #: The same for a loss before it is called LEAK, with a margin for the leak (the measured values are
     #: in twin/detectors/wetstock_judge.py, WetstockJudge.meter_change_chi2).
     leak_meter_chi2: float = 9.0
+    #: A LEAK's 95 % interval takes its standard error robust to correlated rows (WetstockModel.trend_hac)
+    #: with this many neighbouring 3-hour chunks weighted in; 0 sums per chunk only, None keeps OLS.
+    #: Measured on 20 + 20 leak runs: OLS intervals held the true rate in 32 of 40 first reports, these
+    #: in 38 of 40 (twin/detectors/wetstock_judge.py, WetstockJudge._se_inflation).
+    leak_ci_lags: int | None = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +451,40 @@ class WetstockModel:
                 best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
         return None if best is None else best[1:]
 
+    def trend_hac(self, window_days: float, lags: int) -> tuple[float, float, float] | None:
+        """(λ in L/h, its OLS SE, its HAC SE) of the per-nozzle fit over the last ``window_days``; None
+        where the window is too short or its chunks lack the sums (a checkpoint from before them).
+
+        The OLS SE assumes independent rows; the divergence's errors are not (the chart's error is smooth
+        in the volume, the books' timing follows the hour), so the rows' scores are summed per 3-hour
+        chunk and weighted across ``lags`` neighbouring chunks (Bartlett kernel: the Newey–West
+        estimator on chunk sums, as Driscoll and Kraay do for panels), from the statistics the segments
+        already keep: Σ over a chunk of (x − x̄)(y − ȳ − (x − x̄)·β), x̄ and ȳ the segment's means."""
+        window = self._onset_window(window_days)
+        if window is None or any(g._chunk_xx is None for g in window[0]):
+            return None
+        segments, active, dof, _ = window
+        cols = [0, *active]
+        k = 2 + len(self.nozzles)
+        cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+        for g in segments:
+            a, b, c = g.centred()
+            cxx += a
+            cxy += b
+            cyy += c
+        out = _solve(cxx, cxy, cyy, cols, dof)
+        if out is None:
+            return None
+        coef, se, _ = out
+        scores = np.vstack([_chunk_scores(g, cols, coef) for g in segments])
+        meat = scores.T @ scores
+        for lag in range(1, min(lags, len(scores) - 1) + 1):
+            cross = scores[lag:].T @ scores[:-lag]
+            meat += (1.0 - lag / (lags + 1.0)) * (cross + cross.T)
+        bread = np.linalg.inv(cxx[np.ix_(cols, cols)])
+        variance = float((bread @ meat @ bread)[0, 0])
+        return float(coef[0]), float(se[0]), math.sqrt(max(variance, 0.0))
+
     def _onset_window(self, window_days: float) -> tuple[list[_Segment], list[int], int, list[float]] | None:
         """The last ``window_days``' segments, the nozzle columns that sold in them, the residual degrees
         of freedom of a fit with one more column than those, and the onsets τ to try: chunk boundaries
@@ -508,6 +552,25 @@ class WetstockModel:
         if not np.isfinite(best_time) or not np.isfinite(best_nozzle):
             return None
         return float(best_time), float(best_nozzle), which
+
+
+def _chunk_scores(g: _Segment, cols: list[int], coef: np.ndarray) -> np.ndarray:
+    """Each chunk's Σ (x − x̄)(y − ȳ − (x − x̄)·coef) over ``cols``, x̄ and ȳ the segment's means: the
+    residuals' scores the HAC estimate sums per chunk, one row per chunk."""
+    extra = g._chunk_xx
+    assert extra is not None
+    chunks = g.chunks
+    n_c = np.array([c[1] for c in chunks], dtype=float)
+    sy_c = np.array([c[4] for c in chunks])
+    idx = np.asarray(cols)
+    sx_c = np.array([c[2] for c in chunks])[:, idx]
+    sxx_c = np.array([x[0] for x in extra])[:, idx][:, :, idx]
+    sxy_c = np.array([x[1] for x in extra])[:, idx]
+    xb, yb = (g.sx / g.n)[idx], g.sy / g.n
+    cxy = sxy_c - yb * sx_c - np.outer(sy_c, xb) + np.outer(n_c, xb * yb)
+    cxx = (sxx_c - xb[None, :, None] * sx_c[:, None, :] - sx_c[:, :, None] * xb[None, None, :]
+           + n_c[:, None, None] * np.outer(xb, xb))
+    return cxy - cxx @ coef
 
 
 def _with_change(g: _Segment, active: list[int], tau_ts: float) -> tuple[np.ndarray, np.ndarray]:
