@@ -478,3 +478,31 @@ def test_a_fault_that_never_acted_is_not_scored_and_its_alerts_are_false_alarms(
     assert not report["passed"] and [a["code"] for a in report["false_alarms"]] == ["HIDDEN_SALES"]
     pooled = aggregate([report])["pooled"]["expectations"][0]
     assert (pooled["trials"], pooled["idle"], pooled["pd"]) == (0, 1, None)
+
+
+def test_a_leaks_rate_is_scored_against_the_truth_at_its_first_report_and_its_last_refresh() -> None:
+    """The runner scores the estimate a LEAK carries: the relative error of its rate, whether that is
+    within ±30 % (issue 3), and whether its 95 % interval holds the injected rate; pooled over seeds and
+    printed as a table of its own. Faults with no scored estimate carry none."""
+    s = _scenario({"alert": "LEAK", "station": "BH-0001", "tank": "T2", "within": "7d"})
+    fault = FaultTruth("leak", "BH-0001", "T2", START + 2 * D, START + 10 * D, params={"rate_lph": 0.76})
+    first = {**_alert("LEAK", "T2", START + 4 * D, rate_lph=1.0), "evidence": {"ci95_lph": [0.7, 1.3]}}
+    latest = {**first, "metrics": {"rate_lph": 0.8}, "evidence": {"ci95_lph": [0.78, 0.82]}}
+    (r,), _ = match_expectations(s.expect, [first, latest], [fault], s.start)
+    est = r["estimate"]
+    assert est["true"] == 0.76 and est["first"]["error_pct"] == pytest.approx(31.58, abs=0.01)
+    assert not est["first"]["within_tolerance"] and est["first"]["ci95_holds_truth"]
+    assert est["latest"]["within_tolerance"] and est["latest"]["ci95_holds_truth"] is False
+    (plain,), _ = match_expectations(s.expect, [first], [LEAK_FAULT], s.start)  # no params: nothing to score
+    assert "estimate" not in plain
+
+    run = {"scenario": "t", "seed": 1, "passed": True, "expectations": [r], "false_alarms": [],
+           "deliveries": {"errors_pct": [], "missed": 0, "count_truth": 0, "count_detected": 0},
+           "figures": {"tank_months": 1.0, "events": 10, "wall_s": 1.0}}
+    agg = aggregate([run, {**run, "seed": 2}])
+    pooled = agg["scenarios"][0]["expectations"][0]["estimate"]
+    assert pooled["n"] == 2 and pooled["first"]["within_tolerance"] == 0
+    assert pooled["latest"] == {"within_tolerance": 2, "error_pct_min": 5.26, "error_pct_max": 5.26,
+                                "ci95_holds_truth": 0, "with_ci95": 2}
+    table = format_table(agg)
+    assert "latest ±30%" in table and "LEAK rate_lph" in table and "0/2" in table

@@ -537,6 +537,9 @@ class FaultTruth:
     last_active_ts: float | None = None
     #: Every entity that shows the fault (a swapped board shows on each nozzle it drives).
     entities: tuple[str, ...] = ()
+    #: The fault's parameters as the scenario gave them (a leak's ``rate_lph``): what estimates are
+    #: scored against.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def covers(self, entity: str, tank_of_nozzle: str | None = None) -> bool:
         """Whether the fault shows on ``entity``: its own, every entity it touched, any for a whole-station
@@ -547,7 +550,7 @@ class FaultTruth:
     @classmethod
     def of(cls, record: Any) -> FaultTruth:
         return cls(record.type, record.station, record.entity, record.first_active_ts, record.last_active_ts,
-                   tuple(getattr(record, "entities", ()) or ()))
+                   tuple(getattr(record, "entities", ()) or ()), dict(getattr(record, "params", {}) or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -675,7 +678,42 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
             "fault": fault.type if fault is not None else None,
             "repeats": repeats,
         }
+        if hit is not None and fault is not None:
+            estimate = score_estimate(fault, hit, latest[hit["id"]])
+            if estimate is not None:
+                results[k]["estimate"] = estimate  # type: ignore[index]
     return [r for r in results if r is not None], claimed
+
+
+#: Estimates an alert reports that the truth can score: fault type -> (fault parameter, alert metric,
+#: the evidence field with its 95 % interval).
+ESTIMATES = {"leak": ("rate_lph", "rate_lph", "ci95_lph")}
+#: An estimate counts as right within this relative error (issue 3: a leak's rate within ±30 %).
+ESTIMATE_TOLERANCE = 0.30
+
+
+def score_estimate(fault: FaultTruth, first: Mapping[str, Any], latest: Mapping[str, Any]
+                   ) -> dict[str, Any] | None:
+    """The detecting alert's estimate against the fault's true value, at its first report and its last
+    refresh: relative error, within ±ESTIMATE_TOLERANCE, and whether its 95 % interval holds the truth.
+    None for faults with no scored estimate (ESTIMATES) or alerts that carry none."""
+    spec = ESTIMATES.get(fault.type)
+    true = fault.params.get(spec[0]) if spec else None
+    if spec is None or not isinstance(true, int | float) or not true:
+        return None
+    out: dict[str, Any] = {"quantity": spec[1], "true": float(true)}
+    for name, alert in (("first", first), ("latest", latest)):
+        value = (alert.get("metrics") or {}).get(spec[1])
+        if not isinstance(value, int | float):
+            return None
+        ci = (alert.get("evidence") or {}).get(spec[2])
+        error = value / true - 1.0
+        out[name] = {"value": float(value), "error_pct": round(100.0 * error, 2),
+                     "within_tolerance": abs(error) <= ESTIMATE_TOLERANCE,
+                     "ci95": list(ci) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
+                     "ci95_holds_truth": (ci[0] <= true <= ci[1]) if isinstance(ci, list | tuple)
+                     and len(ci) == 2 else None}
+    return out
 
 
 def false_alarms(alerts: Iterable[Mapping[str, Any]], claimed: set[str]) -> list[dict[str, Any]]:
@@ -781,6 +819,7 @@ class _Pool:
     #: Runs whose fault never acted (nothing to detect): not trials.
     idle: int = 0
     ttd: list[float] = field(default_factory=list)
+    estimates: list[Mapping[str, Any]] = field(default_factory=list)
 
     def add(self, r: Mapping[str, Any]) -> None:
         if not r.get("exercised", True):
@@ -790,13 +829,31 @@ class _Pool:
         if r["met"]:
             self.detections += 1
             self.ttd.append(float(r["time_to_detect_s"]))
+            if r.get("estimate"):
+                self.estimates.append(r["estimate"])
         elif r["late"]:
             self.late += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trials": self.trials, "detections": self.detections, "late": self.late, "idle": self.idle,
-                "pd": round(self.detections / self.trials, 4) if self.trials else None,
-                "ttd_median_s": _median(self.ttd), "ttd_max_s": max(self.ttd) if self.ttd else None}
+        out = {"trials": self.trials, "detections": self.detections, "late": self.late, "idle": self.idle,
+               "pd": round(self.detections / self.trials, 4) if self.trials else None,
+               "ttd_median_s": _median(self.ttd), "ttd_max_s": max(self.ttd) if self.ttd else None}
+        if self.estimates:
+            out["estimate"] = _estimate_summary(self.estimates)
+        return out
+
+
+def _estimate_summary(estimates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Of the detections' estimates, at the first report and the last refresh: how many within the
+    tolerance, the range of their errors, and how many 95 % intervals held the true value."""
+    out: dict[str, Any] = {"quantity": estimates[0]["quantity"], "n": len(estimates)}
+    for name in ("first", "latest"):
+        errors = [e[name]["error_pct"] for e in estimates]
+        held = [e[name]["ci95_holds_truth"] for e in estimates if e[name]["ci95_holds_truth"] is not None]
+        out[name] = {"within_tolerance": sum(bool(e[name]["within_tolerance"]) for e in estimates),
+                     "error_pct_min": min(errors), "error_pct_max": max(errors),
+                     "ci95_holds_truth": sum(held), "with_ci95": len(held)}
+    return out
 
 
 def _exp_label(r: Mapping[str, Any]) -> str:
@@ -893,6 +950,25 @@ def format_table(agg: Mapping[str, Any]) -> str:
     if exp_rows:
         lines += _table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late",
                          "fault idle"], exp_rows, {3, 4, 5, 6, 7, 8})
+        lines.append("")
+    est_rows: list[list[str]] = []
+    for s in agg["scenarios"]:
+        for e in s["expectations"]:
+            est = e.get("estimate")
+            if not est:
+                continue
+            cells = [s["scenario"], f"{e['alert']} {est['quantity']}"]
+            for name in ("first", "latest"):
+                x = est[name]
+                cells += [f"{x['within_tolerance']}/{est['n']}",
+                          f"{x['error_pct_min']:+.0f} … {x['error_pct_max']:+.0f}%",
+                          f"{x['ci95_holds_truth']}/{x['with_ci95']}" if x["with_ci95"] else "-"]
+            est_rows.append(cells)
+    if est_rows:
+        tol = f"±{100 * ESTIMATE_TOLERANCE:.0f}%"
+        lines += _table(["scenario", "estimate", f"first {tol}", "first error", "first 95% CI holds",
+                         f"latest {tol}", "latest error", "latest 95% CI holds"], est_rows,
+                        {2, 3, 4, 5, 6, 7})
         lines.append("")
     run_rows = []
     for s in agg["scenarios"]:
