@@ -12,7 +12,7 @@ from collections import deque
 from functools import partial
 from typing import Any
 
-from twin.alerts import AlertBook
+from twin.alerts import AlertBook, link_hidden_sales
 from twin.deliveries import DeliveryDetector
 from twin.detectors.fill_witness import FillWitness
 from twin.detectors.gauge import LimitCheck, StuckCheck
@@ -384,6 +384,8 @@ class StationActor:
             self.link_restored_ts = ev.ts
         seen = len(out.deliveries)
         tank.reading(ev, self.alerts, out, self._nozzle_fills(tank, ev.ts))
+        if self.fill_witness is not None and (tank.id, "HIDDEN_SALES") in self.alerts.open:
+            self._link_hidden_sales(tank, ev.ts, out)
         if tank.last_ts == ev.ts and not tank.stuck.stuck and tank.stuck.repeats < 2:  # issue 5 hook
             for found in out.deliveries[seen:]:
                 self.reg.delivery(tank, found, self.alerts, out)
@@ -489,7 +491,15 @@ class StationActor:
     def _witness_said(self, finding: Finding | None, ev: Any, out: Outputs) -> None:
         """An unrecorded fill the vapor monitor saw: HIDDEN_SALES on its nozzle, updated with each more."""
         if finding is not None:
-            report(self.alerts, finding.evidence["nozzle"], ev.ts, finding, out, refresh=True)
+            nozzle = finding.evidence["nozzle"]
+            report(self.alerts, nozzle, ev.ts, finding, out, refresh=True)
+            if nozzle in self.nozzles:
+                self._link_hidden_sales(self.tanks[self.nozzles[nozzle].tank], ev.ts, out)
+
+    def _link_hidden_sales(self, tank: TankActor, ts: float, out: Outputs) -> None:
+        """The tank's and its nozzles' HIDDEN_SALES name each other (twin.alerts.link_hidden_sales)."""
+        for alert in link_hidden_sales(self.alerts, tank.id, tank.nozzles, ts):
+            out.alerts.append(alert.to_dict())
 
     def _vapor_env(self, ev: Any, out: Outputs) -> None:
         self._vapor_apply(self.vapor.env(ev.ts, ev.pressure_pa, ev.processor_state, ev.outlet_g_m3,

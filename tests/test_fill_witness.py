@@ -203,3 +203,26 @@ def test_a_station_checkpoint_from_before_the_witness_starts_one_on_its_first_va
                            totalizer_l=1_030.0, totalizer_cny=8_240.0, **common), out)
     assert actor.fill_witness is not None and actor.fill_witness.counts["matched"] == 1
     assert actor.state()["vapor"]["fills_vs_transactions"]["matched"] == 1
+
+
+def test_a_tanks_and_its_nozzles_hidden_sales_name_each_other() -> None:
+    """One cheat, two witnesses: the gauge's HIDDEN_SALES on the tank and the vapor monitor's on the
+    nozzle point at each other, whichever came first; a nozzle of another tank is left alone; linking
+    again changes nothing (no new alert versions)."""
+    from twin.alerts import AlertBook, link_hidden_sales
+
+    book = AlertBook("BH-0201")
+    book.raise_("HIDDEN_SALES", "alarm", "N3", T0, metrics={"litres": 40.0})
+    book.raise_("HIDDEN_SALES", "alarm", "N4", T0, metrics={"litres": 30.0})  # draws from T2
+    assert link_hidden_sales(book, "T1", ("N3", "N5"), T0) == []  # no tank alert yet
+    tank = book.raise_("HIDDEN_SALES", "alarm", "T1", T0 + 60, metrics={"litres": 41.0})
+    assert tank is not None
+    changed = link_hidden_sales(book, "T1", ("N3", "N5"), T0 + 60)
+    assert {(a.entity, a.last_ts) for a in changed} == {("N3", T0 + 60), ("T1", T0 + 60)}
+    assert book.open[("N3", "HIDDEN_SALES")].evidence["tank_alert_id"] == tank.id
+    assert tank.evidence["nozzles_named"] == ["N3"]
+    assert "tank_alert_id" not in book.open[("N4", "HIDDEN_SALES")].evidence
+    assert link_hidden_sales(book, "T1", ("N3", "N5"), T0 + 120) == []
+    book.raise_("HIDDEN_SALES", "alarm", "N5", T0 + 180, metrics={"litres": 20.0})
+    assert [a.entity for a in link_hidden_sales(book, "T1", ("N3", "N5"), T0 + 180)] == ["N5", "T1"]
+    assert tank.evidence["nozzles_named"] == ["N3", "N5"]

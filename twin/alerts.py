@@ -7,6 +7,7 @@ open → acknowledged → closed, each step with who and when (event time for th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -179,3 +180,31 @@ _RANK = {"info": 0, "warning": 1, "alarm": 2, "critical": 3}
 
 def severity_rank(severity: str) -> int:
     return _RANK.get(severity, 0)
+
+
+def link_hidden_sales(book: AlertBook, tank: str, nozzles: Iterable[str], ts: float) -> list[Alert]:
+    """Point a tank's open HIDDEN_SALES and its nozzles' open ones at each other; return those changed.
+
+    One cheat can raise two alerts: the tank's, from the gauge (litres gone with no transaction), and a
+    nozzle's, where a vapor-recovery monitor saw the fills unreported. An inspector should see that they
+    are one finding from two witnesses: the tank's evidence lists ``nozzles_named`` and each nozzle's
+    carries ``tank_alert_id``. Both stay open, each with its own lifecycle."""
+    tank_alert = book.open.get((tank, "HIDDEN_SALES"))
+    if tank_alert is None:
+        return []
+    named = [n for n in nozzles if (n, "HIDDEN_SALES") in book.open]
+    if not named:
+        return []
+    changed: list[Alert] = []
+    for nozzle in named:
+        alert = book.open[(nozzle, "HIDDEN_SALES")]
+        if alert.evidence.get("tank_alert_id") != tank_alert.id:
+            alert.evidence["tank_alert_id"] = tank_alert.id
+            alert.last_ts = ts
+            changed.append(alert)
+    listed = sorted(set(tank_alert.evidence.get("nozzles_named", [])) | set(named))
+    if listed != tank_alert.evidence.get("nozzles_named"):
+        tank_alert.evidence["nozzles_named"] = listed
+        tank_alert.last_ts = ts
+        changed.append(tank_alert)
+    return changed
