@@ -101,6 +101,8 @@ def test_settings_and_description_are_optional_extras() -> None:
     assert s.description == "a test"
     assert (s.twin_settings().leak_t, s.twin_settings().stale_tank_s) == (8.0, 600.0)
     assert load_scenario(text=SMALL).expect == [] and load_scenario(text=SMALL).faults == []
+    plain_ci = load_scenario(text=SMALL + "settings: {leak_ci_lags: null}\n").twin_settings().wetstock()
+    assert plain_ci.leak_ci_lags is None and s.twin_settings().wetstock().leak_ci_lags == 4
 
 
 def test_every_setting_a_scenario_may_override_is_named_in_the_format_doc() -> None:

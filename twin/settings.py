@@ -50,6 +50,9 @@ class TwinSettings(BaseModel):
     #: much better (Δχ²) than time since one: a meter that changed (WetstockSettings, WetstockJudge).
     drift_meter_chi2: float = 0.0
     leak_meter_chi2: float = 9.0
+    #: A LEAK's 95 % interval takes a standard error robust to correlated rows over this many neighbouring
+    #: 3-hour chunks (Newey–West; 0: per chunk only; None: plain OLS) — WetstockSettings.leak_ci_lags.
+    leak_ci_lags: int | None = Field(default=4, ge=0)
     #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
     #: ``fill_match_s`` with litres within ``fill_match_pct`` % + 0.5 L; a fill matching none, that the
     #: totalizer did not count either, is an unrecorded sale (twin/detectors/fill_witness.py).
@@ -91,7 +94,8 @@ class TwinSettings(BaseModel):
     def wetstock(self) -> WetstockSettings:
         return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,
                                 meter_t=self.meter_t, meter_min_sales_l=self.meter_min_sales_l,
-                                drift_meter_chi2=self.drift_meter_chi2, leak_meter_chi2=self.leak_meter_chi2)
+                                drift_meter_chi2=self.drift_meter_chi2, leak_meter_chi2=self.leak_meter_chi2,
+                                leak_ci_lags=self.leak_ci_lags)
 
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
