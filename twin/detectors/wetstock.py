@@ -394,13 +394,7 @@ class WetstockModel:
         rows = sum(g.n for g in segments)
         if rows < s.min_rows:
             return None
-        k = 2 + len(self.nozzles)
-        cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
-        for g in segments:
-            a, b, c = g.centred()
-            cxx += a
-            cxy += b
-            cyy += c
+        cxx, cxy, cyy = _centred_sums(segments, 2 + len(self.nozzles))
         sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(len(self.nozzles)))
         active = [2 + i for i in range(len(self.nozzles)) if sold[i] > 1.0]
         dof = rows - len(segments) - 1 - len(active)
@@ -416,7 +410,7 @@ class WetstockModel:
         trend, trend_se = (float(plain[0][0]), float(plain[1][0])) if plain is not None else (0.0, 0.0)
         common_lph = common_se = 0.0
         if active:
-            m = np.zeros((k, 2))  # columns: time, all active nozzles' sales together
+            m = np.zeros((len(cxy), 2))  # columns: time, all active nozzles' sales together
             m[0, 0] = 1.0
             m[active, 1] = 1.0
             common = _solve(m.T @ cxx @ m, m.T @ cxy, cyy, [0, 1], rows - len(segments) - 2)
@@ -465,13 +459,7 @@ class WetstockModel:
             return None
         segments, active, dof, _ = window
         cols = [0, *active]
-        k = 2 + len(self.nozzles)
-        cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
-        for g in segments:
-            a, b, c = g.centred()
-            cxx += a
-            cxy += b
-            cyy += c
+        cxx, cxy, cyy = _centred_sums(segments, 2 + len(self.nozzles))
         out = _solve(cxx, cxy, cyy, cols, dof)
         if out is None:
             return None
@@ -552,6 +540,17 @@ class WetstockModel:
         if not np.isfinite(best_time) or not np.isfinite(best_nozzle):
             return None
         return float(best_time), float(best_nozzle), which
+
+
+def _centred_sums(segments: Sequence[_Segment], k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The segments' cross-products about their own means, summed: a fit with one intercept each."""
+    cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+    for g in segments:
+        a, b, c = g.centred()
+        cxx += a
+        cxy += b
+        cyy += c
+    return cxx, cxy, cyy
 
 
 def _chunk_scores(g: _Segment, cols: list[int], coef: np.ndarray) -> np.ndarray:
