@@ -273,6 +273,37 @@ async def test_scenarios_page_runs_one_and_shows_its_report(twin: Twin, browser:
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_scenarios_page_shows_a_leaks_estimate_against_the_truth(twin: Twin, browser: Browser,
+                                                                       tmp_path: Path) -> None:
+    """A tester sees what the twin estimated next to what was injected: the LEAK's rate at its last
+    refresh, the true rate, the error, and whether the alert's 95 % interval held the truth — the same
+    figures as the run's report."""
+    (tmp_path / "big-leak.yaml").write_text(
+        "name: big-leak\nseed: 5\nstart: \"2026-06-01T00:00:00+08:00\"\nduration: 2d12h\n"
+        "district: {stations: 1}\n"
+        "faults:\n  - {type: leak, station: BH-0001, tank: T1, at: 6h, rate_lph: 10}\n"
+        "expect:\n  - {alert: LEAK, station: BH-0001, tank: T1, within: 3d}\n", encoding="utf-8")
+    twin.app.state.scenario_runs.directory = tmp_path
+    offsite: list[str] = []
+    page = await open_page(browser, offsite)
+    await page.goto(twin.base + "/scenarios")
+    await page.locator("button[data-run='big-leak.yaml']").click()
+    await page.locator("#report [data-passed]").first.wait_for(timeout=60_000)
+    cell = page.locator("#report td[data-estimate='rate_lph']")
+    assert await cell.count() == 1
+    listing = await page.evaluate("fetch('/api/v1/scenarios').then((r) => r.json())")
+    (run,) = [r for r in listing["runs"] if r["file"] == "big-leak.yaml"]
+    report = await page.evaluate(f"fetch('/api/v1/scenarios/runs/{run['id']}').then((r) => r.json())")
+    est = report["report"]["runs"][0]["expectations"][0]["estimate"]
+    text = await cell.text_content() or ""
+    latest = est["latest"]
+    assert f"{latest['value']:.3f} / {est['true']:g} rate_lph ({latest['error_pct']:+.1f}%)" in text
+    holds = await cell.locator("[data-ci-holds]").get_attribute("data-ci-holds")
+    assert holds == str(est["latest"]["ci95_holds_truth"]).lower()
+    assert ("95% 区间含真值" if est["latest"]["ci95_holds_truth"] else "95% 区间不含真值") in text
+    assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browser) -> None:
     """A replay server over the twin's recorded log: /replay starts it, every page says it is a replay,
     and the wall display shows the replayed district."""

@@ -1,5 +1,6 @@
 // Scenarios: the files in scenarios/, run one in a background process (progress by simulated day), and
-// its report: each expected detection met or missed with its time to detect, and every false alarm.
+// its report: each expected detection met or missed with its time to detect and, where the truth can
+// score it, the alert's estimate; every false alarm.
 "use strict";
 
 (() => {
@@ -41,6 +42,16 @@
     return known.has(s) ? el("a", {href: `/station/${s}`, text: s, title: t("openStation")}) : el("span", {text: s});
   }
 
+  // What the alert estimated against what the simulator injected (the runner's `estimate`, e.g. a leak's
+  // rate): the last refresh, the truth, the error, and whether the alert's 95 % interval held the truth.
+  function estimateCell(est) {
+    if (!est) return el("td", {class: "muted", text: "—"});
+    const x = est.latest, holds = x.ci95_holds_truth;
+    return el("td", {"data-estimate": est.quantity},
+      `${x.value.toFixed(3)} / ${est.true} ${est.quantity} (${x.error_pct >= 0 ? "+" : ""}${x.error_pct.toFixed(1)}%)`,
+      holds == null ? "" : el("div", {class: "small", "data-ci-holds": String(holds), text: t(holds ? "ciHolds" : "ciMisses")}));
+  }
+
   function renderRun(r) {
     const box = document.getElementById("report");
     box.className = "";
@@ -54,11 +65,11 @@
       for (const run of rep.runs) {
         parts.push(el("h2", null, el("span", {text: `${run.scenario} · seed ${run.seed}`}),
           el("span", {class: run.passed ? "ok" : "bad", "data-passed": String(run.passed), text: run.passed ? t("passed") : "FAILED"})));
-        parts.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect"].map((k) => el("th", {text: t(k)}))),
+        parts.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect", "estimate"].map((k) => el("th", {text: t(k)}))),
           ...run.expectations.map((e) => el("tr", null, el("td", {text: e.alert}),
             el("td", null, stationLink(e.station), e.entity ? ` / ${e.entity}` : ""),
             el("td", {class: e.met ? "ok" : "bad", text: e.met ? t("met") : t("missed")}),
-            el("td", {text: dur(e.time_to_detect_s)})))));
+            el("td", {text: dur(e.time_to_detect_s)}), estimateCell(e.estimate)))));
         parts.push(el("div", null, el("b", {text: `${t("falseAlarms")}: ${run.false_alarms.length}`})));
         if (run.false_alarms.length) {
           parts.push(el("table", {class: "list"}, ...run.false_alarms.slice(0, 50).map((a) => el("tr", null,
