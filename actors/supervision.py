@@ -1,6 +1,7 @@
 """Supervision by snapshot and journal: a crashed actor comes back as it was, minus the poison message.
 
-The actor's state is pickled every ``snapshot_every`` messages and every message since is journaled.
+The actor's state is pickled every ``snapshot_every`` messages (more, for a big state: see
+:class:`Supervised`) and every message since is journaled.
 When handling a message raises, the instance is rebuilt from the snapshot and the journal replayed into
 a throwaway sink (its outputs were delivered the first time); the failing message is reported, not
 retried. Actors here are deterministic state machines, so replay reproduces the state exactly.
@@ -31,10 +32,17 @@ class ActorCrashed(Exception):
 class Supervised(Generic[S]):
     """``strategy`` is what a failure does: "restart" (snapshot + journal, as above) or "resume": keep
     the state as it is and drop the message, for actors whose parts are supervised on their own (a shard:
-    its stations restart themselves) and that would otherwise journal every batch for nothing."""
+    its stations restart themselves) and that would otherwise journal every batch for nothing.
+
+    A snapshot costs in proportion to its size, so a big state is snapshotted less often: the next one
+    is due after ``len(snapshot) / snapshot_bytes_per_message`` messages, at least ``snapshot_every`` and
+    at most ``4 × snapshot_every``. Measured on the scenario runner: a 3-station district's stations
+    pickle to 100–480 kB, and snapshotting every 5,000 events took 6 % of the run; a restart then
+    replays at most four times as many messages, a fraction of a second."""
 
     def __init__(self, name: str, instance: S, snapshot_every: int = 2000,
-                 sink_factory: Callable[[], Any] = lambda: None, strategy: str = "restart"):
+                 sink_factory: Callable[[], Any] = lambda: None, strategy: str = "restart",
+                 snapshot_bytes_per_message: float = 12.0):
         if strategy not in ("restart", "resume"):
             raise ValueError(f"unknown supervision strategy {strategy!r}")
         self.name = name
@@ -42,10 +50,14 @@ class Supervised(Generic[S]):
         self.sink_factory = sink_factory
         self.instance = instance
         self.snapshot_every = snapshot_every
-        self._snapshot = pickle.dumps(instance, pickle.HIGHEST_PROTOCOL) if strategy == "restart" else b""
+        self.snapshot_bytes_per_message = snapshot_bytes_per_message
+        self._snapshot = b""
+        self._due = snapshot_every
         self._journal: list[tuple[Handler, Any]] = []
         self._journal_weight = 0
         self.restarts = 0
+        if strategy == "restart":
+            self.checkpoint()
 
     def apply(self, handler: Handler, message: Any, sink: Any = None, weight: int = 1) -> Any:
         """Run ``handler(instance, message, sink)``; on failure restart and raise :class:`ActorCrashed`.
@@ -66,7 +78,7 @@ class Supervised(Generic[S]):
             return result
         self._journal.append((handler, message))
         self._journal_weight += weight
-        if self._journal_weight >= self.snapshot_every:
+        if self._journal_weight >= self._due:
             self.checkpoint()
         return result
 
@@ -76,6 +88,8 @@ class Supervised(Generic[S]):
         self._snapshot = pickle.dumps(self.instance, pickle.HIGHEST_PROTOCOL)
         self._journal.clear()
         self._journal_weight = 0
+        every = self.snapshot_every
+        self._due = min(max(every, int(len(self._snapshot) / self.snapshot_bytes_per_message)), 4 * every)
 
     def snapshot(self) -> bytes:
         """The actor's state now, pickled (a checkpoint: the journal restarts from here)."""

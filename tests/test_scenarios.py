@@ -408,6 +408,12 @@ def test_scenario_run_end_to_end(tmp_path: Path) -> None:
     assert d["count_truth"] >= 5 and d["missed"] == 0 and d["unmatched_detected"] == 0
     assert d["matched"] == d["count_truth"] and max(abs(e) for e in d["errors_pct"]) < 1.0
     assert healthy["figures"]["events"] > 30_000 and healthy["figures"]["events_per_s"] > 0
+    # The runner's own rate: both runs' events over the command's wall time, which covers both runs.
+    t = report["throughput"]
+    assert t["events"] == healthy["figures"]["events"] + comm["figures"]["events"] and t["jobs"] == 2
+    assert t["wall_s"] >= max(healthy["figures"]["wall_s"], comm["figures"]["wall_s"])
+    assert t["events_per_s"] == pytest.approx(t["events"] / t["wall_s"], rel=1e-3)
+    assert f"runner: {t['events']:,} events" in done.stdout
     assert healthy["figures"]["tank_months"] == pytest.approx(
         healthy["figures"]["tanks"] * 2 / 30, abs=1e-3)
 

@@ -291,7 +291,7 @@ def scenario_run(files: tuple[str, ...], seeds: int, runtime: str, shards: int |
     """
     import json
 
-    from twin.scenario_runner import load_all, run_suite
+    from twin.scenario_runner import format_throughput, load_all, run_suite
     from twin.scenarios import format_table
 
     scenarios, problems = load_all(files, seeds)
@@ -312,6 +312,7 @@ def scenario_run(files: tuple[str, ...], seeds: int, runtime: str, shards: int |
         Path(report_path).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n",
                                      encoding="utf-8")
     click.echo(format_table(report["summary"]))
+    click.echo(format_throughput(report["throughput"]))
     for run in report["runs"]:
         if run.get("error"):
             click.echo(f"{run['scenario']} seed {run['seed']}: the run failed: "

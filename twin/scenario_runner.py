@@ -23,7 +23,7 @@ import multiprocessing
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -388,6 +388,30 @@ def run_suite(scenarios: Sequence[Scenario], seeds: int = 1, runtime: str = "loc
                 if on_run is not None:
                     on_run(runs[-1])
     summary = aggregate(runs)
+    wall = time.perf_counter() - wall0
     return {"format": 1, "runtime": runtime, "seeds": seeds, "jobs": jobs,
-            "wall_s": round(time.perf_counter() - wall0, 3), "runs": runs, "summary": summary,
-            "passed": summary["passed"]}
+            "wall_s": round(wall, 3), "runs": runs, "summary": summary,
+            "throughput": throughput(runs, wall, min(jobs, len(plan))), "passed": summary["passed"]}
+
+
+def throughput(runs: Sequence[dict[str, Any]], wall_s: float, jobs: int) -> dict[str, Any]:
+    """What the whole command got through: every run's events over its wall time, start-up included.
+
+    Each run is one process on one core; with ``--jobs`` the runs share the machine's cores, so this is
+    the runner's rate and the runs' own ``events_per_s`` the rate of one core."""
+    events = sum(r["figures"]["events"] for r in runs)
+    rates = [r["figures"]["events_per_s"] for r in runs if r["figures"]["events_per_s"]]
+    return {"events": events, "wall_s": round(wall_s, 3), "jobs": max(jobs, 1),
+            "events_per_s": round(events / wall_s) if wall_s > 0 else None,
+            "run_events_per_s_min": min(rates, default=None),
+            "run_events_per_s_max": max(rates, default=None)}
+
+
+def format_throughput(t: Mapping[str, Any]) -> str:
+    """One line for the table's foot."""
+    if not t["events_per_s"]:
+        return "runner: no events"
+    each = (f"; each run {t['run_events_per_s_min']:,}–{t['run_events_per_s_max']:,} events/s on its own"
+            if t["run_events_per_s_min"] is not None else "")
+    return (f"runner: {t['events']:,} events in {t['wall_s']:.1f} s with {t['jobs']} job(s), start-up "
+            f"included: {t['events_per_s']:,} events/s{each}")
