@@ -107,8 +107,20 @@ class Alert:
         return d
 
 
+#: Messages for a code whose alert carries a metric that changes what it says: (code, metric) → messages.
+MESSAGE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
+    # raised on the tank when the books see a meter change but not whose (twin/detectors/wetstock_judge.py)
+    ("METER_BIAS", "candidate_nozzles"): (
+        "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（{candidate_nozzles} 支候选枪）",
+        "{entity}: a nozzle's meter changed by {bias_pct:+.2f} % ({candidate_nozzles} candidate nozzles)"),
+}
+
+
 def render(code: str, entity: str, metrics: dict[str, Any]) -> tuple[str, str]:
     zh, en = MESSAGES.get(code, (code, code))
+    for (variant_code, metric), messages in MESSAGE_VARIANTS.items():
+        if variant_code == code and metric in metrics:
+            zh, en = messages
     values = {"entity": entity or "站点", **metrics}
     try:
         return zh.format(**values), en.format(**{**values, "entity": entity or "station"})

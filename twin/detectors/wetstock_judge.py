@@ -17,6 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from twin.detectors.nozzle import Finding
 from twin.detectors.wetstock import WetstockFit, WetstockModel, WetstockSettings
 
@@ -60,6 +62,8 @@ class WetstockJudge:
         self.leak_refreshed_ts = -math.inf
         #: (event time, Δχ², best nozzle) of the last :meth:`meter_change_chi2` test.
         self.meter_change_verdict: tuple[float, float, str | None] | None = None
+        #: Event time of the last :meth:`meter_change` scan.
+        self.meter_scan_ts = -math.inf
 
     def judge(self, fits: list[WetstockFit], ts: float, model: WetstockModel, open_codes: Collection[str],
               unrecorded_fills: bool) -> list[Verdict]:
@@ -79,6 +83,9 @@ class WetstockJudge:
             return []
         self.last_fit = fit = fits[-1]
         self.learn_sales_factors(fit)
+        changed = self.meter_change(ts, model, open_codes, unrecorded_fills)
+        if changed:
+            return changed
         trending = False
         for f in fits:
             trend_t, plain_t, common_t = f.leak_t, f.plain_t, f.common_t
@@ -172,6 +179,61 @@ class WetstockJudge:
                  "ci95": [round(ci[0], 5), round(ci[1], 5)], "tank_common_beta": round(common, 5),
                  "litres_affected": round(abs(rel) * sold, 1)})))
         return verdicts
+
+    def meter_change(self, ts: float, model: WetstockModel, open_codes: Collection[str],
+                     unrecorded_fills: bool) -> list[Verdict]:
+        """METER_BIAS where one nozzle's sales since an onset explain the divergence far better than
+        nothing and than a trend from an onset: a meter changed (a cheat switched on, a board swapped).
+
+        The fit with one constant β per nozzle cannot see a meter that changes inside its window: it
+        spreads the change over the window and over the tank's nozzles, which all sell in one daily
+        pattern (a 1 % change found within 48 h in 1 of 20 meter-bias-1pct runs). Testing the change
+        itself, with its onset, is what the data can answer (``bench/meter_bias_bound.py``). Which nozzle
+        it was they answer less well: the other nozzles' columns fit almost as well. So the finding is
+        the tank's, naming as ``candidates`` every nozzle whose own change fits within Δχ² 9 of the best;
+        with one candidate it is that nozzle's. Not while a leak, a drift or unrecorded fills explain the
+        tank's books (each has its own alert), and only every ``meter_change_every_s``."""
+        s = self.settings
+        if ts - getattr(self, "meter_scan_ts", -math.inf) < s.meter_change_every_s:
+            return []  # (absent in a checkpoint from before the scan)
+        self.meter_scan_ts = ts
+        if unrecorded_fills or "LEAK" in open_codes or "SENSOR_DRIFT" in open_codes or not model.segments:
+            return []
+        now = model.segments[-1].last_ts
+        scan = model.change_scan(now - s.meter_change_days * 86_400.0, now - s.onset_min_s)
+        if scan is None or not scan.nozzle_gain.size:
+            return []
+        best_tau, best_col = np.unravel_index(int(np.argmax(scan.nozzle_gain)), scan.nozzle_gain.shape)
+        gain = float(scan.nozzle_gain[best_tau, best_col])
+        variance = (scan.rss - gain) / scan.dof
+        if not variance > 0:
+            return []
+        chi2 = gain / variance
+        time_chi2 = float(scan.time_gain.max()) / variance
+        change = float(scan.nozzle_coef[best_tau, best_col]) / 1000.0  # per litre sold since τ
+        se = float(scan.nozzle_se[best_tau, best_col]) / 1000.0
+        if (chi2 < s.meter_change_chi2 or chi2 - time_chi2 < s.meter_change_vs_time_chi2
+                or abs(change) - 1.96 * se < s.meter_change_floor):
+            return []
+        per_nozzle = scan.nozzle_gain.max(axis=0) / variance
+        behind = {n: round(chi2 - float(c), 1) for n, c in zip(scan.nozzles, per_nozzle, strict=True)}
+        candidates = sorted((n for n, d in behind.items() if d < 9.0), key=behind.__getitem__)
+        best = scan.nozzles[best_col]
+        # the divergence rises when the meter shows more than it gives: delivered / displayed = 1 − change
+        factor = 1.0 - change
+        onset = float(scan.taus[best_tau])
+        evidence = {"tank": self.tank, "how": "meter change since an onset", "onset_ts": onset,
+                    "nozzle": best if len(candidates) == 1 else None, "candidates": candidates,
+                    "chi2_behind_best": behind, "change_pct": round(-100.0 * change, 3),
+                    "factor_change": round(factor, 5),
+                    "ci95": [round(factor - 1.96 * se, 5), round(factor + 1.96 * se, 5)],
+                    "chi2_vs_none": round(chi2, 1), "chi2_vs_trend": round(chi2 - time_chi2, 1),
+                    "days_scanned": s.meter_change_days}
+        metrics: dict[str, Any] = {"bias_pct": round(-100.0 * change, 3)}
+        if len(candidates) > 1:
+            metrics["candidate_nozzles"] = len(candidates)
+        finding = Finding("METER_BIAS", "alarm", metrics, evidence)
+        return [Verdict(best if len(candidates) == 1 else self.tank, finding, refresh=True)]
 
     def meter_change_chi2(self, f: WetstockFit, ts: float, model: WetstockModel) -> float:
         """How much better (Δχ², in residual variances) one nozzle's sales since some onset fit the
