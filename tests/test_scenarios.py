@@ -285,9 +285,18 @@ def test_hidden_sales_on_the_nozzles_tank_meets_the_nozzle() -> None:
               FaultTruth("meter_bias", "BH-0001", "N5", START + D, START + 3 * D)]
     alerts = [_alert("HIDDEN_SALES", "T2", START + 1.5 * D), _alert("METER_BIAS", "T2", START + 1.5 * D)]
     results, claimed = match_expectations(s.expect, alerts, faults, s.start, {("BH-0001", "N5"): "T2"})
-    assert [r["met"] for r in results] == [True, False]  # a tank does not say which nozzle is biased
+    assert [r["met"] for r in results] == [True, False]  # a tank that names no nozzle says nothing of N5
     assert results[0]["alert_entity"] == "T2"
     assert [a["code"] for a in false_alarms(alerts, claimed)] == ["METER_BIAS"]
+    # A tank's METER_BIAS that lists its candidate nozzles (the books saw a meter change, not whose)
+    # meets the nozzle's expectation only when the nozzle is among them.
+    named = _alert("METER_BIAS", "T2", START + 1.5 * D)
+    named["evidence"] = {"candidates": ["N4", "N5"]}
+    results, claimed = match_expectations(s.expect, [named], faults, s.start, {("BH-0001", "N5"): "T2"})
+    assert results[1]["met"] and results[1]["alert_entity"] == "T2" and false_alarms([named], claimed) == []
+    named["evidence"] = {"candidates": ["N4"]}
+    results, claimed = match_expectations(s.expect, [named], faults, s.start, {("BH-0001", "N5"): "T2"})
+    assert not results[1]["met"] and [a["code"] for a in false_alarms([named], claimed)] == ["METER_BIAS"]
     # A tester may also name the tank: the nozzle's fault still sets the onset.
     s = _scenario({"alert": "HIDDEN_SALES", "station": "BH-0001", "tank": "T2", "within": "48h"})
     (r,), _ = match_expectations(s.expect, alerts, faults, s.start, {("BH-0001", "N5"): "T2"})

@@ -45,7 +45,8 @@ from twin.settings import TwinSettings
 from twin.timeutil import to_local
 
 __all__ = [
-    "ALERT_CODES", "FAULT_ALERT", "INFO_CODES", "TANK_FOR_NOZZLE", "DeliveryTruth", "DistrictSpec",
+    "ALERT_CODES", "FAULT_ALERT", "INFO_CODES", "NAMES_CANDIDATES", "TANK_FOR_NOZZLE", "DeliveryTruth",
+    "DistrictSpec",
     "Expectation", "FaultTruth", "NoiseSpec", "ProfileSpec", "Scenario", "ScenarioError", "StationEntry",
     "aggregate", "entity_problems", "false_alarms", "fmt_duration", "format_table", "load_scenario",
     "match_expectations", "parse_scenario", "score_deliveries", "score_run",
@@ -93,7 +94,19 @@ def detects(fault_type: str, code: str) -> bool:
 #: Codes a detector raises on the *tank* a faulty nozzle draws from, because only the tank's books can see
 #: the fault (a fill the station never reported leaves no trace on any nozzle): an expectation naming
 #: the nozzle is met by the alert on its tank. The report's ``alert_entity`` says which was named.
-TANK_FOR_NOZZLE = frozenset({"HIDDEN_SALES"})
+#: METER_BIAS is raised on the tank when the books see a meter change but not which nozzle's: there the
+#: tank's alert meets the expectation only if it names the nozzle among its ``candidates``.
+TANK_FOR_NOZZLE = frozenset({"HIDDEN_SALES", "METER_BIAS"})
+#: Codes whose tank alerts name their candidate nozzles (evidence ``candidates``).
+NAMES_CANDIDATES = frozenset({"METER_BIAS"})
+
+
+def names_nozzle(alert: Mapping[str, Any], nozzle: str | None) -> bool:
+    """Whether a tank's alert stands for ``nozzle``: always for HIDDEN_SALES; for codes that list their
+    candidates, only when the nozzle is among them."""
+    if alert.get("code") not in NAMES_CANDIDATES:
+        return True
+    return nozzle in ((alert.get("evidence") or {}).get("candidates") or ())
 #: A tank-month, for false-alarm rates (EPA SIR counts in 30-day months, DOMAIN.md).
 MONTH_S = 30 * 86_400.0
 #: Recognised deliveries are booked after the product settles (10 min by default); a true drop ending
@@ -648,7 +661,7 @@ def match_expectations(expect: Sequence[Expectation], alerts: Iterable[Mapping[s
         hit = next((a for a in ordered if a["id"] not in claimed and a["code"] == e.alert
                     and a["station"] == e.station
                     and (e.entity is None or a["entity"] == e.entity
-                         or (alt is not None and a["entity"] == alt))
+                         or (alt is not None and a["entity"] == alt and names_nozzle(a, e.entity)))
                     and a["first_ts"] >= onset), None)
         met = hit is not None and hit["first_ts"] <= deadline
         repeats: list[str] = []
