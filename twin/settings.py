@@ -53,6 +53,15 @@ class TwinSettings(BaseModel):
     #: A LEAK's 95 % interval takes a standard error robust to correlated rows over this many neighbouring
     #: 3-hour chunks (Newey–West; 0: per chunk only; None: plain OLS) — WetstockSettings.leak_ci_lags.
     leak_ci_lags: int | None = Field(default=4, ge=0)
+    #: METER_BIAS from a meter change (WetstockJudge.meter_change): scanned every this many seconds of
+    #: event time over onsets of the last ``meter_change_days``; raised at Δχ² ≥ ``meter_change_chi2``
+    #: against no change and ≥ ``meter_change_vs_time_chi2`` against a trend from an onset, with the
+    #: change outside ±``meter_change_floor`` at 95 % confidence.
+    meter_change_every_s: float = Field(default=3 * 3600.0, gt=0)
+    meter_change_days: float = Field(default=7.0, gt=0)
+    meter_change_chi2: float = Field(default=30.0, ge=0)
+    meter_change_vs_time_chi2: float = 9.0
+    meter_change_floor: float = Field(default=0.003, ge=0)
     #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
     #: ``fill_match_s`` with litres within ``fill_match_pct`` % + 0.5 L; a fill matching none, that the
     #: totalizer did not count either, is an unrecorded sale (twin/detectors/fill_witness.py).
@@ -92,10 +101,7 @@ class TwinSettings(BaseModel):
             hidden_min_pct=self.hidden_min_pct)
 
     def wetstock(self) -> WetstockSettings:
-        return WetstockSettings(leak_min_lph=self.leak_min_lph, leak_t=self.leak_t, meter_min=self.meter_min,
-                                meter_t=self.meter_t, meter_min_sales_l=self.meter_min_sales_l,
-                                drift_meter_chi2=self.drift_meter_chi2, leak_meter_chi2=self.leak_meter_chi2,
-                                leak_ci_lags=self.leak_ci_lags)
+        return WetstockSettings(**{name: getattr(self, name) for name in _WETSTOCK_FIELDS})
 
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
@@ -108,3 +114,9 @@ class TwinSettings(BaseModel):
     def delivery(self) -> DeliverySettings:
         return DeliverySettings(rise_threshold_l=self.delivery_rise_threshold_l,
                                 settle_s=self.delivery_settle_s, settle_tol_l=self.delivery_settle_tol_l)
+
+
+#: The TwinSettings fields that are WetstockSettings' (same names).
+_WETSTOCK_FIELDS = ("leak_min_lph", "leak_t", "meter_min", "meter_t", "meter_min_sales_l", "drift_meter_chi2",
+                    "leak_meter_chi2", "leak_ci_lags", "meter_change_every_s", "meter_change_days",
+                    "meter_change_chi2", "meter_change_vs_time_chi2", "meter_change_floor")
