@@ -111,8 +111,8 @@ class Alert:
 MESSAGE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
     # raised on the tank when the books see a meter change but not whose (twin/detectors/wetstock_judge.py)
     ("METER_BIAS", "candidate_nozzles"): (
-        "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（{candidate_nozzles} 支候选枪）",
-        "{entity}: a nozzle's meter changed by {bias_pct:+.2f} % ({candidate_nozzles} candidate nozzles)"),
+        "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（候选枪 {candidate_nozzles} 支）",
+        "{entity}: a nozzle's meter changed by {bias_pct:+.2f} % (candidate nozzles: {candidate_nozzles})"),
 }
 
 

@@ -97,6 +97,8 @@ class WetstockSettings:
     meter_change_chi2: float = 30.0
     meter_change_vs_time_chi2: float = 9.0
     meter_change_floor: float = 0.003
+    #: ...with at least this much data (s) before the onset, so there is something it changed from.
+    meter_change_baseline_s: float = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
