@@ -31,6 +31,10 @@ from twin.settings import TwinSettings
 from twin.timeutil import local_day
 from twin.vapor import VaporAction, VaporMonitor
 
+#: A tank's water bottom moving more than this (mm) over the meter-change scan's days keeps its meters
+#: from being judged by a change (TankActor._water_steady).
+WATER_STEADY_MM = 5.0
+
 
 def _r(x: float, nd: int = 2) -> float | None:
     return None if x is None or math.isnan(x) else round(x, nd)
@@ -80,6 +84,7 @@ class TankActor:
         self.level_mm = math.nan
         self.water_mm = math.nan
         self.stale = False
+        self._water_marks: deque[tuple[float, float]] = deque()
         self._ts: list[float] = []
         self._obs: list[float] = []
         self._exp: list[float] = []
@@ -184,8 +189,26 @@ class TankActor:
         if self.trend_explained is not None:
             return
         open_codes = [code for code in ("LEAK", "SENSOR_DRIFT") if (self.id, code) in alerts.open]
-        for verdict in self.judge.judge(fits, ts, self.wetstock, open_codes, bool(self.losses.unrecorded)):
+        for verdict in self.judge.judge(fits, ts, self.wetstock, open_codes, bool(self.losses.unrecorded),
+                                        self._water_steady(ts)):
             report(alerts, verdict.entity, ts, verdict.finding, out, refresh=verdict.refresh)
+
+    def _water_steady(self, ts: float) -> bool:
+        """Whether the water bottom stayed within ``WATER_STEADY_MM`` over the meter-change scan's days.
+
+        Water coming in moves the product's volume through the chart's bottom rows, where a horizontal
+        tank curves most and linear interpolation errs most: a slow error in the books that a meter
+        change can fit by chance (one false METER_BIAS in 20 water-ingress runs, on a one-nozzle tank)."""
+        marks = getattr(self, "_water_marks", None)
+        if marks is None:  # a checkpoint from before it
+            marks = self._water_marks = deque()
+        if not math.isnan(self.water_mm):
+            marks.append((ts, self.water_mm))
+        keep = self.judge.settings.meter_change_days * 86_400.0
+        while marks and marks[0][0] < ts - keep:
+            marks.popleft()
+        levels = [w for _, w in marks]
+        return not levels or max(levels) - min(levels) <= WATER_STEADY_MM
 
     def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
         book = self.book

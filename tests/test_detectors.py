@@ -423,6 +423,25 @@ def _changing_tank(kind: str, seed: int, days: int = 5, brk_every: int = 1900) -
     return model
 
 
+def test_a_tank_knows_whether_its_water_bottom_held_still_over_the_scan_days() -> None:
+    """TankActor._water_steady: water moving more than 5 mm within the last ``meter_change_days``
+    keeps the meters from being judged by a change; once it is a week old, no longer."""
+    from actors.entities import TankActor
+    from simulators.district import synthetic_district
+    from twin.settings import TwinSettings
+
+    spec = synthetic_district(1, 3).district.stations[0].tanks[0]
+    tank = TankActor("S", spec, TwinSettings(), ("N1", "N2"))
+    tank.water_mm = 20.0
+    assert tank._water_steady(T0) and tank._water_steady(T0 + 3600)
+    tank.water_mm = 24.0
+    assert tank._water_steady(T0 + 7200)
+    tank.water_mm = 31.0
+    assert not tank._water_steady(T0 + 86_400.0)
+    assert not tank._water_steady(T0 + 7 * 86_400.0)  # the 20 mm of T0 is a week old only just after
+    assert tank._water_steady(T0 + 8 * 86_400.0)
+
+
 def test_the_change_scan_equals_refitting_every_onset_and_nozzle() -> None:
     """WetstockModel.change_scan reads every (onset, nozzle) change and every trend onset off the base fit
     and suffix sums of the chunks; each must remove exactly what a refit with that column removes
@@ -492,6 +511,12 @@ def test_a_meter_change_is_raised_on_the_tank_with_its_candidates_and_a_drift_is
     for open_codes, unrecorded in (((), True), (("LEAK",), False)):
         judge = WetstockJudge("T1", WetstockSettings())
         assert judge.meter_change(T0 + 5 * 86_400.0, model, open_codes, unrecorded) == []
+    # Through the judge: raised while the water bottom holds still, not while water comes in.
+    fits = model.fits()
+    judged = WetstockJudge("T1", WetstockSettings()).judge(fits, T0 + 5 * 86_400.0, model, (), False)
+    assert [(v.entity, v.finding.code) for v in judged] == [("T1", "METER_BIAS")]
+    wet = WetstockJudge("T1", WetstockSettings()).judge(fits, T0 + 5 * 86_400.0, model, (), False, False)
+    assert "METER_BIAS" not in [v.finding.code for v in wet]
     # On the tank, the message says a nozzle's meter changed and how many nozzles are in doubt.
     from twin.alerts import render
 

@@ -66,10 +66,11 @@ class WetstockJudge:
         self.meter_scan_ts = -math.inf
 
     def judge(self, fits: list[WetstockFit], ts: float, model: WetstockModel, open_codes: Collection[str],
-              unrecorded_fills: bool) -> list[Verdict]:
+              unrecorded_fills: bool, water_steady: bool = True) -> list[Verdict]:
         """What the fits (shortest window first) say at ``ts``. ``open_codes``: the tank's open alert
         codes; ``unrecorded_fills``: whether the loss detector has seen fill-like drops with no
-        transaction lately.
+        transaction lately; ``water_steady``: whether the water bottom held still lately (a meter
+        change is judged only then, :meth:`meter_change`).
 
         Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
         better, or if the tank steadily *gains*, which no tank does by itself), a loss in L/h (leak),
@@ -83,7 +84,7 @@ class WetstockJudge:
             return []
         self.last_fit = fit = fits[-1]
         self.learn_sales_factors(fit)
-        changed = self.meter_change(ts, model, open_codes, unrecorded_fills)
+        changed = self.meter_change(ts, model, open_codes, unrecorded_fills or not water_steady)
         if changed:
             return changed
         trending = False
@@ -199,8 +200,9 @@ class WetstockJudge:
         before it (an onset 8 h into the data made one false alarm in 20 sensor-drift runs) and must not
         be the scan's oldest (a change older than the scan is fitted by a stand-in: 5 in 20
         meter-bias-0.5pct runs named another nozzle a week on). Not while a leak, a drift or unrecorded
-        fills explain the tank's books (each has its own alert), and only every
-        ``meter_change_every_s``."""
+        fills explain the tank's books (each has its own alert), nor while water comes in (``judge``
+        passes that as ``unrecorded_fills`` too: the books are not the meters' alone then), and only
+        every ``meter_change_every_s``."""
         s = self.settings
         if ts - getattr(self, "meter_scan_ts", -math.inf) < s.meter_change_every_s:
             return []  # (absent in a checkpoint from before the scan)
