@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.base import make_runtime  # noqa: E402
 from twin.detectors.wetstock import _centred_sums, _Segment, _solve, _with_change  # noqa: E402
+from twin.detectors.wetstock_judge import CANDIDATE_CHI2  # noqa: E402
 from twin.scenario_runner import _feed, build_district, build_simulator  # noqa: E402
 from twin.scenarios import Scenario, _seconds, load_scenario  # noqa: E402
 
@@ -82,8 +83,8 @@ def whose(model: Any, nozzle: str) -> dict[str, Any]:
     per_nozzle = scan.nozzle_gain.max(axis=0)
     variance = (scan.rss - per_nozzle.max()) / scan.dof
     behind = (per_nozzle.max() - per_nozzle) / variance
-    return {"behind": float(behind[scan.nozzles.index(nozzle)]), "candidates": int((behind < 9.0).sum()),
-            "nozzles": len(scan.nozzles)}
+    return {"behind": float(behind[scan.nozzles.index(nozzle)]),
+            "candidates": int((behind < CANDIDATE_CHI2).sum()), "nozzles": len(scan.nozzles)}
 
 
 def oracle(model: Any, nozzle: str, onset_ts: float) -> dict[str, Any]:

@@ -329,6 +329,11 @@ class WetstockModel:
     _t0: float | None = None
     _last_fit_ts: float | None = None
 
+    @property
+    def data_start_ts(self) -> float | None:
+        """The first bin's time: when this model's data began (None before any)."""
+        return self._t0
+
     def brk(self) -> None:
         """The books jumped (delivery booked, data gap, gauge recovered, loss found): new intercept."""
         self._break = True

@@ -22,6 +22,10 @@ import numpy as np
 from twin.detectors.nozzle import Finding
 from twin.detectors.wetstock import WetstockFit, WetstockModel, WetstockSettings
 
+#: A meter change's candidates: the nozzles whose own change fits within this many residual variances
+#: (Δχ²) of the best one's (3 standard errors for one parameter).
+CANDIDATE_CHI2 = 9.0
+
 #: A tank's common β (its chart's share of every nozzle's β) needs at least this many nozzles that sold
 #: enough: with fewer, the median is not a robust reference and a nozzle cannot be told from the chart.
 MIN_METER_NOZZLES = 3
@@ -182,7 +186,7 @@ class WetstockJudge:
         return verdicts
 
     def meter_change(self, ts: float, model: WetstockModel, open_codes: Collection[str],
-                     unrecorded_fills: bool) -> list[Verdict]:
+                     books_explained: bool) -> list[Verdict]:
         """METER_BIAS where one nozzle's sales since an onset explain the divergence far better than
         nothing and than a trend from an onset: a meter changed (a cheat switched on, a board swapped).
 
@@ -192,26 +196,27 @@ class WetstockJudge:
         itself, with its onset, is what the data can answer (``bench/meter_bias_bound.py``). Which nozzle
         it was they answer less well: the other nozzles' columns fit almost as well, and a cheat switched
         on a few hours a day fits none exactly. So the finding is the tank's, one alert refreshed as the
-        data grow, naming as ``candidates`` every nozzle whose own change fits within Δχ² 9 of the best
+        data grow, naming as ``candidates`` every nozzle whose own change fits within CANDIDATE_CHI2 (9)
+        of the best
         (measured: raised on the nozzle alone when it stood 9 apart, it named the wrong one in 2 of 20
         switched-cheat runs). Only a change that gives customers short: one in their favour is also what
         fills nobody recorded look like (5 false alarms in 20 hidden-sales-switched runs before this
         rule); the constant-factor test still judges those over 7 days. The onset needs a day of data
         before it (an onset 8 h into the data made one false alarm in 20 sensor-drift runs) and must not
         be the scan's oldest (a change older than the scan is fitted by a stand-in: 5 in 20
-        meter-bias-0.5pct runs named another nozzle a week on). Not while a leak, a drift or unrecorded
-        fills explain the tank's books (each has its own alert), nor while water comes in (``judge``
-        passes that as ``unrecorded_fills`` too: the books are not the meters' alone then), and only
-        every ``meter_change_every_s``."""
+        meter-bias-0.5pct runs named another nozzle a week on). Not while a leak or a drift explains the
+        tank's books (each has its own alert), nor when ``books_explained`` (unrecorded fills, water
+        coming in: the books are not the meters' alone then), and only every ``meter_change_every_s``."""
         s = self.settings
         if ts - getattr(self, "meter_scan_ts", -math.inf) < s.meter_change_every_s:
             return []  # (absent in a checkpoint from before the scan)
         self.meter_scan_ts = ts
-        if unrecorded_fills or "LEAK" in open_codes or "SENSOR_DRIFT" in open_codes or not model.segments:
+        if books_explained or "LEAK" in open_codes or "SENSOR_DRIFT" in open_codes or not model.segments:
             return []
         now = model.segments[-1].last_ts
         oldest = now - s.meter_change_days * 86_400.0
-        baseline = (model._t0 or now) + s.meter_change_baseline_s
+        start = model.data_start_ts
+        baseline = (now if start is None else start) + s.meter_change_baseline_s
         scan = model.change_scan(max(oldest, baseline), now - s.onset_min_s)
         if scan is None or not scan.nozzle_gain.size:
             return []
@@ -231,7 +236,7 @@ class WetstockJudge:
             return []  # (a change in the customers' favour is also what unrecorded sales look like)
         per_nozzle = scan.nozzle_gain.max(axis=0) / variance
         behind = {n: round(chi2 - float(c), 1) for n, c in zip(scan.nozzles, per_nozzle, strict=True)}
-        candidates = sorted((n for n, d in behind.items() if d < 9.0), key=behind.__getitem__)
+        candidates = sorted((n for n, d in behind.items() if d < CANDIDATE_CHI2), key=behind.__getitem__)
         best = scan.nozzles[best_col]
         # the divergence rises when the meter shows more than it gives: delivered / displayed = 1 − change
         factor = 1.0 - change
