@@ -685,8 +685,6 @@ def _suffix_change_sums(g: _Segment, cols: np.ndarray, taus: np.ndarray, taus_re
     zy[:, m] += s_wy - s_w * mean_y
 
 
-
-
 def _centred_sums(segments: Sequence[_Segment], k: int) -> tuple[np.ndarray, np.ndarray, float]:
     """The segments' cross-products about their own means, summed: a fit with one intercept each."""
     cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
