@@ -80,7 +80,7 @@ def whose(model: Any, nozzle: str) -> dict[str, Any]:
     scan = model.change_scan(now - 7 * 86_400.0, now - 6 * 3600.0)
     if scan is None or nozzle not in scan.nozzles:
         return {"behind": None, "candidates": None, "nozzles": None}
-    per_nozzle = scan.nozzle_gain.max(axis=0)
+    per_nozzle = scan.nozzle_gain.max(axis=(0, 1))
     variance = (scan.rss - per_nozzle.max()) / scan.dof
     behind = (per_nozzle.max() - per_nozzle) / variance
     return {"behind": float(behind[scan.nozzles.index(nozzle)]),

@@ -467,9 +467,9 @@ def test_the_change_scan_equals_refitting_every_onset_and_nozzle() -> None:
         for j in range(3):
             refit = _solve(nxx[j], nxy[j], cyy, [0, 1, 2, 3], dof)
             assert refit is not None
-            assert scan.nozzle_gain[a, j] == pytest.approx(base[2] - refit[2], rel=1e-6, abs=1e-3)
-            assert scan.nozzle_coef[a, j] == pytest.approx(refit[0][0], rel=1e-6, abs=1e-9)
-            assert scan.nozzle_se[a, j] == pytest.approx(refit[1][0], rel=1e-6)
+            assert scan.nozzle_gain[a, 0, j] == pytest.approx(base[2] - refit[2], rel=1e-6, abs=1e-3)
+            assert scan.nozzle_coef[a, 0, j] == pytest.approx(refit[0][0], rel=1e-6, abs=1e-9)
+            assert scan.nozzle_se[a, 0, j] == pytest.approx(refit[1][0], rel=1e-6)
         trend, _ = model._time_onset(segments, [0, *active], dof, float(tau))
         assert trend is not None
         assert scan.time_gain[a] == pytest.approx(base[2] - trend[2], rel=1e-6, abs=1e-3)
@@ -480,9 +480,128 @@ def test_the_change_scan_equals_refitting_every_onset_and_nozzle() -> None:
     assert np.allclose(late.nozzle_gain, scan.nozzle_gain[rows], rtol=1e-9, atol=1e-6)
     assert np.allclose(late.time_gain, scan.time_gain[rows], rtol=1e-9, atol=1e-6)
     best = np.unravel_index(int(np.argmax(scan.nozzle_gain)), scan.nozzle_gain.shape)
-    assert scan.nozzles[best[1]] == "N2" and abs(scan.taus[best[0]] - (T0 + 3 * 86_400.0)) < 3 * 3600
+    assert scan.nozzles[best[2]] == "N2" and abs(scan.taus[best[0]] - (T0 + 3 * 86_400.0)) < 3 * 3600
     assert scan.nozzle_coef[best] == pytest.approx(10.0, abs=0.5)  # L per kL: 1 %
 
+
+def _evening_rows(seed: int, days: int = 5, brk_every: int = 1900
+                  ) -> tuple[WetstockModel, list[np.ndarray], float]:
+    """The tank of _changing_tank, built row by row as WetstockModel._close builds it, with N2 giving
+    1 % short from day 3 only between 18:00 and 22:00 local (a cheat switched on each evening); also
+    returns each segment's rows ([ts, t (h), drift, sales (kL)…, divergence]) for refitting by hand, and
+    the litres the cheat kept."""
+    from twin.detectors.wetstock import _Segment
+
+    rng = np.random.default_rng(seed)
+    model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
+    model._t0 = T0 + 17
+    sold, cheated = np.zeros(3), 0.0
+    day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+    rows: list[list[list[float]]] = []
+    for i in range(days * 1440):
+        ts = T0 + 60 * i + 17
+        hour = (i // 60) % 24  # T0 is local midnight
+        step = rng.poisson(day[hour] * np.array([0.4, 0.3, 0.3])) * 35.0
+        sold += step
+        if i >= 3 * 1440 and 18 <= hour < 22:
+            cheated += 0.01 * step[1]
+        row = [(ts - model._t0) / 3600.0, 0.0, *(sold / 1000.0),
+               0.002 * sold[0] - 0.001 * sold[1] + cheated + rng.normal(0, 10.0)]
+        if i % brk_every == 0:
+            model.segments.append(_Segment(ts, row, sold.tolist()))
+            rows.append([])
+        model.segments[-1].add(ts, row, sold.tolist())
+        rows[-1].append([ts, *row])
+    return model, [np.array(r) for r in rows], cheated
+
+
+def test_the_change_scan_in_hours_of_the_day_equals_refitting_by_hand() -> None:
+    """Each window of CHANGE_WINDOWS tests a nozzle's sales in those hours of the day since τ: built row
+    by row here (a chunk of the window adds its nozzle's sales from its first row to the next chunk's),
+    refitted by least squares with an intercept per segment, every gain, coefficient, SE and the kL sold
+    must match the scan's; and the evening cheat is found in the window holding 18–22."""
+    from twin.detectors.wetstock import CHANGE_WINDOWS, CHUNKS_PER_DAY, _Segment
+
+    model, rows, _ = _evening_rows(3)
+    now = model.segments[-1].last_ts
+    scan = model.change_scan(T0 + 1.5 * 86_400.0, now - 6 * 3600)
+    assert scan is not None and scan.nozzle_gain.shape == (len(scan.taus), len(CHANGE_WINDOWS), 3)
+    assert len(CHANGE_WINDOWS) == 1 + 2 * CHUNKS_PER_DAY and scan.window_hours(0) == (0, 24)
+
+    def column(seg: np.ndarray, window: tuple[int, ...], nozzle: int, tau: float) -> np.ndarray:
+        ts, dx = seg[:, 0], seg[:, 3 + nozzle] - seg[0, 3 + nozzle]
+        chunk = ts - ts % _Segment.CHUNK_S
+        w, level, level_at = np.zeros(len(ts)), 0.0, None
+        starts = np.unique(chunk)
+        for j, start in enumerate(starts):
+            inside = chunk == start
+            first = dx[inside][0]
+            on = (start % 86_400.0) // _Segment.CHUNK_S in window
+            w[inside] = level + (dx[inside] - first if on else 0.0)
+            if level_at is None and start >= tau:
+                level_at = level
+            if on and j + 1 < len(starts):
+                level += dx[chunk == starts[j + 1]][0] - first
+        return np.where(chunk >= tau, w - (level_at or 0.0), 0.0)
+
+    def rss(extra: list[np.ndarray] | None) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The refit's residuals, coefficients and (XᵀX)⁻¹; None when the column adds nothing."""
+        xs, ys = [], []
+        for j, seg in enumerate(rows):
+            x = seg[:, 3:6] if extra is None else np.column_stack([seg[:, 3:6], extra[j]])
+            xs.append(x - x.mean(axis=0))
+            ys.append(seg[:, 6] - seg[:, 6].mean())
+        x, y = np.vstack(xs), np.concatenate(ys)
+        if np.linalg.matrix_rank(x) < x.shape[1]:
+            return None
+        coef = np.linalg.lstsq(x, y, rcond=None)[0]
+        r = y - x @ coef
+        return float(r @ r), coef, np.linalg.inv(x.T @ x)
+
+    base = rss(None)[0]  # type: ignore[index]
+    assert scan.rss == pytest.approx(base, rel=1e-9)
+    for a in range(0, len(scan.taus), 5):
+        tau = float(scan.taus[a])
+        for h, window in enumerate(CHANGE_WINDOWS):
+            for nozzle in range(3):
+                cols = [column(seg, window, nozzle, tau) for seg in rows]
+                assert scan.nozzle_sold_kl[a, h, nozzle] == pytest.approx(sum(c[-1] for c in cols), abs=1e-9)
+                refit = rss(cols)
+                if refit is None:
+                    assert scan.nozzle_gain[a, h, nozzle] == pytest.approx(0.0, abs=1e-3)
+                    continue
+                with_z, coef, inv = refit
+                assert scan.nozzle_gain[a, h, nozzle] == pytest.approx(base - with_z, rel=1e-6, abs=1e-3)
+                assert scan.nozzle_coef[a, h, nozzle] == pytest.approx(coef[3], rel=1e-6, abs=1e-6)
+                se = math.sqrt(with_z / scan.dof * inv[3, 3])
+                assert scan.nozzle_se[a, h, nozzle] == pytest.approx(se, rel=1e-6)
+    # The evening's window fits far better than the whole day or a trend. (Which nozzle, it cannot tell
+    # here: the three sell in one pattern, so each one's evening sales fit the cheat almost alike.)
+    best = np.unravel_index(int(np.argmax(scan.nozzle_gain)), scan.nozzle_gain.shape)
+    assert scan.window_hours(int(best[1])) == (17, 6) and scan.nozzle_coef[best] > 0  # 17–23 holds 18–22
+    variance = (scan.rss - scan.nozzle_gain[best]) / scan.dof
+    others = max(scan.nozzle_gain[:, 0].max(), scan.time_gain.max())
+    assert (scan.nozzle_gain[best] - others) / variance > 100
+
+
+def test_a_cheat_switched_on_each_evening_is_raised_with_its_hours() -> None:
+    """METER_BIAS for a change in some hours of the day says which hours, in its evidence and message,
+    and the litres it kept (the change times the window's sales since the onset)."""
+    from twin.alerts import render
+    from twin.detectors.wetstock_judge import WetstockJudge
+
+    model, _, cheated = _evening_rows(3)
+    (v,) = WetstockJudge("T1", WetstockSettings()).meter_change(T0 + 5 * 86_400.0, model, (), False)
+    evidence, metrics = v.finding.evidence, v.finding.metrics
+    assert v.finding.code == "METER_BIAS" and v.entity == "T1" and evidence["hours_local"] == [17, 23]
+    assert (metrics["from_hour"], metrics["to_hour"]) == (17, 23) and metrics["bias_pct"] < 0
+    assert evidence["litres_affected"] == pytest.approx(cheated, rel=0.35)
+    zh, en = render("METER_BIAS", "T1", metrics)
+    assert "仅 17–23 时" in zh and "between 17:00 and 23:00" in en
+    # a change all day long says no hours
+    (day,) = WetstockJudge("T1", WetstockSettings()).meter_change(T0 + 5 * 86_400.0,
+                                                                 _changing_tank("meter", 2), (), False)
+    assert day.finding.evidence["hours_local"] is None and "from_hour" not in day.finding.metrics
 
 def test_a_meter_change_is_raised_on_the_tank_with_its_candidates_and_a_drift_is_not() -> None:
     """Two days after N2 starts giving 1 % short, the judge's scan raises METER_BIAS on the tank: the

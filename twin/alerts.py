@@ -113,6 +113,12 @@ MESSAGE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
     ("METER_BIAS", "candidate_nozzles"): (
         "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（候选枪 {candidate_nozzles} 支）",
         "{entity}: a nozzle's meter changed by {bias_pct:+.2f} % (candidate nozzles: {candidate_nozzles})"),
+    # ...in some hours of the day only (a cheat switched on by remote control); the last match wins
+    ("METER_BIAS", "from_hour"): (
+        "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（仅 {from_hour:02d}–{to_hour:02d} 时，候选枪 "
+        "{candidate_nozzles} 支）",
+        "{entity}: a nozzle's meter changed by {bias_pct:+.2f} % between {from_hour:02d}:00 and "
+        "{to_hour:02d}:00 (candidate nozzles: {candidate_nozzles})"),
 }
 
 

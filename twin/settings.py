@@ -56,10 +56,12 @@ class TwinSettings(BaseModel):
     #: METER_BIAS from a meter change (WetstockJudge.meter_change): scanned every this many seconds of
     #: event time over onsets of the last ``meter_change_days``; raised at Δχ² ≥ ``meter_change_chi2``
     #: against no change and ≥ ``meter_change_vs_time_chi2`` against a trend from an onset, with the
-    #: change outside ±``meter_change_floor`` at 95 % confidence.
+    #: change outside ±``meter_change_floor`` at 95 % confidence; a change in some hours of the day only
+    #: at Δχ² ≥ ``meter_change_window_chi2``.
     meter_change_every_s: float = Field(default=3 * 3600.0, gt=0)
     meter_change_days: float = Field(default=7.0, gt=0)
     meter_change_chi2: float = Field(default=30.0, ge=0)
+    meter_change_window_chi2: float = Field(default=40.0, ge=0)
     meter_change_vs_time_chi2: float = 9.0
     meter_change_floor: float = Field(default=0.003, ge=0)
     #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
@@ -119,4 +121,5 @@ class TwinSettings(BaseModel):
 #: The TwinSettings fields that are WetstockSettings' (same names).
 _WETSTOCK_FIELDS = ("leak_min_lph", "leak_t", "meter_min", "meter_t", "meter_min_sales_l", "drift_meter_chi2",
                     "leak_meter_chi2", "leak_ci_lags", "meter_change_every_s", "meter_change_days",
-                    "meter_change_chi2", "meter_change_vs_time_chi2", "meter_change_floor")
+                    "meter_change_chi2", "meter_change_window_chi2", "meter_change_vs_time_chi2",
+                    "meter_change_floor")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from twin.detectors.nozzle import Finding
-from twin.detectors.wetstock import WetstockFit, WetstockModel, WetstockSettings
+from twin.detectors.wetstock import ChangeScan, WetstockFit, WetstockModel, WetstockSettings
 
 #: A meter change's candidates: the nozzles whose own change fits within this many residual variances
 #: (Δχ²) of the best one's (3 standard errors for one parameter).
@@ -220,36 +220,62 @@ class WetstockJudge:
         scan = model.change_scan(max(oldest, baseline), now - s.onset_min_s)
         if scan is None or not scan.nozzle_gain.size:
             return []
-        best_tau, best_col = np.unravel_index(int(np.argmax(scan.nozzle_gain)), scan.nozzle_gain.shape)
-        if best_tau == 0 and oldest > baseline:
-            return []  # at the scan's oldest onset: the change may be older, and the column a stand-in
-        gain = float(scan.nozzle_gain[best_tau, best_col])
-        variance = (scan.rss - gain) / scan.dof
-        if not variance > 0:
+        found = None  # the whole day's best change, or a window's if that passes and fits better
+        for windows, threshold in ((slice(0, 1), s.meter_change_chi2),
+                                   (slice(1, None), s.meter_change_window_chi2)):
+            out = self._best_change(scan, windows, threshold, oldest > baseline)
+            if out is not None and (found is None or out[1] > found[1]):
+                found = out
+        if found is None:
             return []
-        chi2 = gain / variance
-        time_chi2 = float(scan.time_gain.max()) / variance
-        change = float(scan.nozzle_coef[best_tau, best_col]) / 1000.0  # per litre sold since τ
-        se = float(scan.nozzle_se[best_tau, best_col]) / 1000.0
-        if (chi2 < s.meter_change_chi2 or chi2 - time_chi2 < s.meter_change_vs_time_chi2
-                or change - 1.96 * se < s.meter_change_floor):
-            return []  # (a change in the customers' favour is also what unrecorded sales look like)
-        per_nozzle = scan.nozzle_gain.max(axis=0) / variance
+        best, chi2, time_chi2, variance, change, se = found
+        best_tau, best_window, best_col = best
+        per_nozzle = scan.nozzle_gain.max(axis=(0, 1)) / variance
         behind = {n: round(chi2 - float(c), 1) for n, c in zip(scan.nozzles, per_nozzle, strict=True)}
         candidates = sorted((n for n, d in behind.items() if d < CANDIDATE_CHI2), key=behind.__getitem__)
-        best = scan.nozzles[best_col]
         # the divergence rises when the meter shows more than it gives: delivered / displayed = 1 − change
         factor = 1.0 - change
         onset = float(scan.taus[best_tau])
+        first_hour, hours = scan.window_hours(best_window)
         evidence = {"tank": self.tank, "how": "meter change since an onset", "onset_ts": onset,
-                    "best_nozzle": best, "candidates": candidates,
+                    "best_nozzle": scan.nozzles[best_col], "candidates": candidates,
                     "chi2_behind_best": behind, "change_pct": round(-100.0 * change, 3),
                     "factor_change": round(factor, 5),
                     "ci95": [round(factor - 1.96 * se, 5), round(factor + 1.96 * se, 5)],
+                    "litres_affected": round(change * float(scan.nozzle_sold_kl[best]) * 1000.0, 1),
+                    "hours_local": [first_hour, (first_hour + hours) % 24] if hours < 24 else None,
                     "chi2_vs_none": round(chi2, 1), "chi2_vs_trend": round(chi2 - time_chi2, 1),
                     "days_scanned": s.meter_change_days}
         metrics = {"bias_pct": round(-100.0 * change, 3), "candidate_nozzles": len(candidates)}
+        if hours < 24:
+            metrics |= {"from_hour": first_hour, "to_hour": (first_hour + hours) % 24}
         return [Verdict(self.tank, Finding("METER_BIAS", "alarm", metrics, evidence), refresh=True)]
+
+    def _best_change(self, scan: ChangeScan, windows: slice, threshold: float, bounded: bool
+                     ) -> tuple[tuple[int, int, int], float, float, float, float, float] | None:
+        """The best (τ, window, nozzle) of ``windows`` if it passes: Δχ² ≥ ``threshold`` against no
+        change, ≥ ``meter_change_vs_time_chi2`` against a trend, the change outside ±``meter_change_floor``
+        at 95 %, giving customers short, and not at the scan's oldest onset when the scan is ``bounded``
+        (by its days, not the data's start: the change may be older, and the column a stand-in). Then
+        ((τ, window, nozzle), Δχ², the trend's Δχ², the residual variance, the change per litre, its SE)."""
+        s = self.settings
+        gains = scan.nozzle_gain[:, windows]
+        tau, window, col = (int(i) for i in np.unravel_index(int(np.argmax(gains)), gains.shape))
+        window += windows.start or 0
+        if tau == 0 and bounded:
+            return None
+        gain = float(scan.nozzle_gain[tau, window, col])
+        variance = (scan.rss - gain) / scan.dof
+        if not variance > 0:
+            return None
+        chi2 = gain / variance
+        time_chi2 = float(scan.time_gain.max()) / variance
+        change = float(scan.nozzle_coef[tau, window, col]) / 1000.0  # per litre sold (in its hours) since τ
+        se = float(scan.nozzle_se[tau, window, col]) / 1000.0
+        if (chi2 < threshold or chi2 - time_chi2 < s.meter_change_vs_time_chi2
+                or change - 1.96 * se < s.meter_change_floor):
+            return None  # (a change in the customers' favour is also what unrecorded sales look like)
+        return (tau, window, col), chi2, time_chi2, variance, change, se
 
     def meter_change_chi2(self, f: WetstockFit, ts: float, model: WetstockModel) -> float:
         """How much better (Δχ², in residual variances) one nozzle's sales since some onset fit the
