@@ -1,21 +1,24 @@
 """Benchmark: how well the gauge can tell that one nozzle's meter changed, told where and when.
 
 Not a test: it prints figures, for README "METER_BIAS: a change is seen, not always whose". Each seed
-of a meter-bias scenario is simulated and fed to the twin up to the expectation's deadline (the onset
-plus ``within``); then the biased nozzle's tank's own wetstock statistics (what the twin kept, the same
-sums its detectors fit) are fitted by an *oracle* that knows what no detector knows — which nozzle
-changed and when — and that there is nothing else: the divergence against each nozzle's sales (one
-factor each, an intercept per stretch between deliveries) plus that nozzle's sales since the onset.
-The onset is taken on the 3-hour grid the statistics keep (the boundary before and the one after it,
-the better fit). The change column's t-statistic is the best any detector could do on these data; the
-twin's own test must also find the onset and the nozzle among many (WetstockJudge.meter_change: Δχ² ≥
-30 against no change and ≥ 9 against a trend), and that costs its false alarms.
+of a meter-bias scenario is simulated and fed to the twin up to the expectation's deadline (the first
+biased sale plus ``within``); then the biased nozzle's tank's own wetstock statistics (what the twin
+kept, the same sums its detectors fit) are fitted by an *oracle* that knows what no detector knows —
+which nozzle changed and when — and that there is nothing else: the divergence against each nozzle's
+sales (one factor each, an intercept per stretch between deliveries) plus that nozzle's sales since the
+onset (for a cheat switched on in some hours of the day, its sales in the smallest of the scan's
+windows that holds those hours, the column ``WetstockModel.change_scan`` builds). The onset is taken on
+the 3-hour grid the statistics keep (the boundary before and the one after it, the better fit). The
+change column's t-statistic is the best any detector could do on these data; the twin's own test must
+also find the onset, the hours and the nozzle among many (WetstockJudge.meter_change: Δχ² ≥ 30 against
+no change, 40 for a window of hours, and ≥ 9 against a trend), and that costs its false alarms.
 Beside it, what the twin's own scan (``WetstockModel.change_scan``, onsets of the last 7 days, not told
 the nozzle) says: how far the culprit's change is behind the best nozzle's, and how many nozzles fit
 within Δχ² 9 of the best — the candidates a tank's METER_BIAS lists.
 
     python bench/meter_bias_bound.py                                    # meter-bias-1pct, 20 seeds
     python bench/meter_bias_bound.py scenarios/meter-bias-0.5pct.yaml --seeds 20 --jobs 2
+    python bench/meter_bias_bound.py scenarios/meter-bias-switched.yaml
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.base import make_runtime  # noqa: E402
-from twin.detectors.wetstock import _centred_sums, _Segment, _solve, _with_change  # noqa: E402
+from simulators.faults import Schedule  # noqa: E402
+from twin.detectors.wetstock import CHANGE_WINDOWS, ChangeScan, _Segment  # noqa: E402
 from twin.detectors.wetstock_judge import CANDIDATE_CHI2  # noqa: E402
 from twin.scenario_runner import _feed, build_district, build_simulator  # noqa: E402
 from twin.scenarios import Scenario, _seconds, load_scenario  # noqa: E402
@@ -48,11 +52,26 @@ def _fault(scn: Scenario) -> dict[str, Any]:
     return faults[0]
 
 
+def first_active(fault: dict[str, Any], onset: float) -> tuple[float, int]:
+    """When the fault first biases a sale (a switched cheat's first hour on) and the scan's window
+    (CHANGE_WINDOWS) the oracle fits: the smallest that holds all the cheat's hours, the whole day for
+    a steady bias or one cycling on and off (whose hours move from day to day)."""
+    schedule = Schedule(fault.get("schedule"), onset)
+    first = next(float(t) for t in np.arange(onset, onset + 8 * 86_400.0, 60.0) if schedule.active(float(t)))
+    if schedule.kind != "hours":
+        return first, 0
+    midnight = first - (first + 8 * 3600) % 86_400.0
+    on = {h for h in range(24) if schedule.active(midnight + h * 3600 + 1800)}
+    fits = [w for w in range(len(CHANGE_WINDOWS))
+            if on <= {(ChangeScan.window_hours(w)[0] + j) % 24 for j in range(ChangeScan.window_hours(w)[1])}]
+    return first, min(fits, key=lambda w: ChangeScan.window_hours(w)[1])
+
+
 def one_seed(path: str, seed: int) -> dict[str, Any]:
     """Simulate ``seed`` to the deadline and fit the oracle on the biased nozzle's tank."""
     scn = load_scenario(path)
     fault = _fault(scn)
-    onset = scn.start + _seconds(fault["at"])
+    onset, window = first_active(fault, scn.start + _seconds(fault["at"]))
     (deadline,) = [e.within for e in scn.expect if e.alert == "METER_BIAS"] or [2 * 86_400.0]
     scn = scn.model_copy(update={"duration": onset + deadline - scn.start})
     sim = build_simulator(scn, seed, build_district(scn, seed))
@@ -69,7 +88,8 @@ def one_seed(path: str, seed: int) -> dict[str, Any]:
     nozzle = station.nozzles[fault["nozzle"]]
     tank = station.tanks[nozzle.tank]
     return {"seed": seed, "factor": float(fault["factor"]), "nozzle": fault["nozzle"], "tank": tank.id,
-            **oracle(tank.wetstock, fault["nozzle"], onset), **whose(tank.wetstock, fault["nozzle"])}
+            "hours": ChangeScan.window_hours(window),
+            **oracle(tank.wetstock, fault["nozzle"], onset, window), **whose(tank.wetstock, fault["nozzle"])}
 
 
 def whose(model: Any, nozzle: str) -> dict[str, Any]:
@@ -87,35 +107,18 @@ def whose(model: Any, nozzle: str) -> dict[str, Any]:
             "candidates": int((behind < CANDIDATE_CHI2).sum()), "nozzles": len(scan.nozzles)}
 
 
-def oracle(model: Any, nozzle: str, onset_ts: float) -> dict[str, Any]:
-    """The change column's estimate (% of the nozzle's sales since the onset), its SE and t."""
-    segments = [g for g in model.segments if g.n >= 2]
-    k = 2 + len(model.nozzles)
-    cxx, cxy, cyy = _centred_sums(segments, k)
-    sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(len(model.nozzles)))
-    active = [2 + i for i in range(len(model.nozzles)) if sold[i] > 1.0]
-    col = 2 + model.nozzles.index(nozzle)
-    if col not in active:
-        return {"change_pct": None, "se_pct": None, "t": None}
-    j = active.index(col)
-    dof = sum(g.n for g in segments) - len(segments) - len(active) - 1
-    best: tuple[float, float, float] | None = None
+def oracle(model: Any, nozzle: str, onset_ts: float, window: int) -> dict[str, Any]:
+    """The change column's estimate (% of the nozzle's sales in the window's hours since the onset), its
+    SE and t, at the better of the grid's onsets either side of the true one."""
     grid = onset_ts - onset_ts % _Segment.CHUNK_S
-    for tau in (grid, grid + _Segment.CHUNK_S):
-        nxx = np.zeros((len(active), len(active) + 1, len(active) + 1))
-        nxy = np.zeros((len(active), len(active) + 1))
-        for g in segments:
-            a, b = _with_change(g, active, tau)
-            nxx += a
-            nxy += b
-        out = _solve(nxx[j], nxy[j], cyy, list(range(len(active) + 1)), dof)
-        if out is not None and (best is None or out[2] < best[2]):
-            best = (float(out[0][0]), float(out[1][0]), out[2])
-    if best is None:
+    scan = model.change_scan(grid, grid + _Segment.CHUNK_S)
+    if scan is None or nozzle not in scan.nozzles:
         return {"change_pct": None, "se_pct": None, "t": None}
+    col = scan.nozzles.index(nozzle)
+    tau = int(np.argmax(scan.nozzle_gain[:, window, col]))
     # Columns are kL of sales; the coefficient is litres of divergence per kL: 10 L/kL = 1 %.
-    change, se = best[0] / 10.0, best[1] / 10.0
-    return {"change_pct": change, "se_pct": se, "t": change / se if se > 0 else None}
+    change, se = scan.nozzle_coef[tau, window, col] / 10.0, scan.nozzle_se[tau, window, col] / 10.0
+    return {"change_pct": float(change), "se_pct": float(se), "t": float(change / se) if se > 0 else None}
 
 
 def main() -> None:
@@ -134,7 +137,10 @@ def main() -> None:
     true_pct = (1.0 - float(fault["factor"])) * 100.0
     print(f"{scn.name}: {fault['station']} {fault['nozzle']} factor {fault['factor']} from {fault['at']}; "
           f"the oracle fitted at the deadline, {len(rows)} seeds")
-    print(f"true change of the divergence per litre sold since the onset ≈ {true_pct:+.2f} %\n")
+    first_hour, hours = rows[0]["hours"]
+    told = ("" if hours == 24 else
+            f", in {first_hour:02d}:00–{(first_hour + hours) % 24:02d}:00 (the scan's window for its hours)")
+    print(f"true change of the divergence per litre sold since the onset{told} ≈ {true_pct:+.2f} %\n")
     print("                 the oracle             the twin's scan")
     print(" seed  tank  change %   SE %      t  culprit behind best (Δχ²)  candidates / nozzles")
     ts, first, within = [], 0, 0

@@ -191,7 +191,7 @@ class _Segment:
         self._starts: list[tuple[int, float]] = []  # (index in _rows, start_ts) of chunks they open
         self._next_chunk = -np.inf
         self._centred: tuple[np.ndarray, np.ndarray, float] | None = None
-        #: The chunks' suffix sums (:func:`_suffix_change_sums`), kept while no row arrives.
+        #: The chunks' sums as arrays (:func:`_chunk_sums`), kept while no row arrives.
         self._suffix: tuple[np.ndarray, ...] | None = None
 
     def add(self, ts: float, row: list[float], sales: Sequence[float]) -> None:
@@ -580,8 +580,8 @@ class WetstockModel:
         The same test as :meth:`change_rss`, which refits each (τ, nozzle) from the segments: here each
         extra column's residual gain comes from the base fit alone (Frisch–Waugh–Lovell: Δrss =
         (z′My)² / z′Mz, M the base fit's residual maker), with the sums over rows after τ read from
-        suffix sums of each segment's chunks, so all onsets, windows and nozzles cost a few numpy
-        operations per segment. Scanning every 3 hours, the per-pair refit took seconds a simulated day."""
+        suffix sums of the segments' chunks, so all onsets, windows and nozzles cost a few dozen numpy
+        operations (_change_sums). Scanning every 3 hours, the per-pair refit took seconds a simulated day."""
         segments = [g for g in self.segments if g.n >= 2]
         if not segments or any(g._chunk_xx is None for g in segments):
             return None
@@ -600,20 +600,13 @@ class WetstockModel:
         a_inv = np.linalg.inv(cxx[np.ix_(cols, cols)])
         beta = a_inv @ cxy[cols]
         rss = max(float(cyy - cxy[cols] @ beta), 0.0)
-        m, n_tau, n_win = len(active), len(taus), len(CHANGE_WINDOWS)
-        # centred sums of the change columns with the base columns, with themselves and with y: per τ,
-        # window and nozzle (``sums``: zx, zz, zy, and the litres each column sold after τ), and per τ
-        # for the time column
-        sums = (np.zeros((n_tau, n_win, m, m)), np.zeros((n_tau, n_win, m)), np.zeros((n_tau, n_win, m)),
-                np.zeros((n_tau, n_win, m)))
-        time = (np.zeros((n_tau, m)), np.zeros(n_tau), np.zeros(n_tau))
-        t0 = self._t0 or 0.0
-        for g in segments:
-            if g.last_ts >= taus[0]:  # a segment wholly before every τ has every column 0 throughout
-                _suffix_change_sums(g, cols, taus, (taus - t0) / 3600.0 - g.x0[0], sums, time)
-        zx, zz, zy, sold_after = sums
+        # a segment wholly before every τ has every column 0 throughout
+        after = [g for g in segments if g.last_ts >= taus[0]]
+        if not after:
+            return None
+        zx, zz, zy, sold_after, time = _change_sums(after, cols, taus, (taus - (self._t0 or 0.0)) / 3600.0)
         num = zy - zx @ beta
-        den = zz - np.einsum("thij,jk,thik->thi", zx, a_inv, zx)
+        den = zz - ((zx @ a_inv) * zx).sum(axis=-1)
         # a column the base already holds (τ before a segment's data: the nozzle's own sales) adds nothing
         ok = den > 1e-8 * np.maximum(zz, 1e-300)
         safe = np.where(ok, den, 1.0)
@@ -623,7 +616,7 @@ class WetstockModel:
         se = np.where(ok, np.sqrt(np.maximum(rss - gain, 0.0) / dof / safe), np.inf)
         tx, tz, ty = time
         t_num = ty - tx @ beta
-        t_den = tz - np.einsum("ti,ij,tj->t", tx, a_inv, tx)
+        t_den = tz - ((tx @ a_inv) * tx).sum(axis=-1)
         t_ok = t_den > 1e-8 * np.maximum(tz, 1e-300)
         time_gain = np.where(t_ok, t_num * t_num / np.where(t_ok, t_den, 1.0), 0.0)
         return ChangeScan(taus, tuple(self.nozzles[c - 2] for c in active), gain, coef, se, sold_after,
@@ -675,103 +668,125 @@ class ChangeScan:
         return _window_hours(CHANGE_WINDOWS[window])
 
 
-def _suffix_change_sums(g: _Segment, cols: np.ndarray, taus: np.ndarray, taus_rel: np.ndarray,
-                        sums: tuple[np.ndarray, ...], time: tuple[np.ndarray, ...]) -> None:
-    """Add one segment's centred sums of the change columns for every τ into ``sums`` and ``time``.
-
-    For nozzle i in window W the column is z = w − w(τ) on rows at or after τ, 0 before, where w is the
-    nozzle's sales in W's hours since the segment began: along the chunks, each chunk of W adds the
-    nozzle's sales from its first row to the next chunk's (over the whole day w is the sales, dxᵢ). For
-    time it is t − τ after, 0 before. Rows after τ are the chunks starting at or after it, so each
-    column's sums are suffix sums of the chunks' sums (n, Σdx, Σdx·dxᵀ, Σdx·dy, Σdy, Σt·dx, Σt·dy and
-    each chunk's first row), w's own built from them, taken at τ's chunk and centred on the segment's
-    means (its intercept). The chunks' suffix sums are kept on a closed segment; w's, which depend on
-    the nozzles sold and are windows × nozzles × nozzles per chunk, are not."""
-    chunks = g.chunks  # folds the rows in
+def _chunk_sums(g: _Segment) -> tuple[np.ndarray, ...]:
+    """A segment's chunks as arrays: starts, n, Σdx, Σt·dx, Σdx·dy, Σdx·dxᵀ, Σdy, Σt·dy and the first
+    row's dx per chunk. Kept on a closed segment (only the open one changes between scans)."""
     if g._suffix is None:
+        chunks = g.chunks  # folds the rows in
         extra = g._chunk_xx
         assert extra is not None
-        n_c = len(chunks)
-        k = len(g.x0)
-        # suffix sums: entry c = chunks c… ; entry n_c = no rows
-        n_r = np.zeros(n_c + 1)
-        sx_r, stx_r, sxy_r = np.zeros((n_c + 1, k)), np.zeros((n_c + 1, k)), np.zeros((n_c + 1, k))
-        sxx_r = np.zeros((n_c + 1, k, k))
-        sy_r, sty_r = np.zeros(n_c + 1), np.zeros(n_c + 1)
-        first = np.zeros((n_c + 1, k))
-        starts = np.empty(n_c)
-        for c, (ch, x) in enumerate(zip(chunks, extra, strict=True)):
-            starts[c] = ch[0]
-            n_r[c], sx_r[c], stx_r[c], sy_r[c], sty_r[c] = ch[1], ch[2], ch[3], ch[4], ch[5]
-            sxx_r[c], sxy_r[c], first[c] = x[0], x[1], x[2]
-        for arr in (n_r, sx_r, stx_r, sxy_r, sxx_r, sy_r, sty_r):
-            arr[:n_c] = arr[n_c - 1::-1].cumsum(axis=0)[::-1]
-        g._suffix = (starts, n_r, sx_r, stx_r, sxy_r, sxx_r, sy_r, sty_r, first)
-    starts, n_r, sx_r, stx_r, sxy_r, sxx_r, sy_r, sty_r, first = g._suffix
-    at = np.searchsorted(starts, taus, side="left")  # the first chunk starting at or after τ
-    n_, sx, stx, sy, sty = n_r[at], sx_r[at], stx_r[at], sy_r[at], sty_r[at]
-    n, mean_x, mean_y = g.n, g.sx / g.n, g.sy / g.n
-    # the windows' columns
-    w_sums = _window_column_sums(g, cols, starts, first, (n_r, sx_r, sxx_r, sxy_r, sy_r))
-    n_t = n_[:, None, None]
-    sw, sww, swx, swy, level, last = (a[at] for a in w_sums)  # (T, W, m[, m])
-    s_z = sw - n_t * level
-    s_zz = sww - 2.0 * level * sw + n_t * level * level
-    s_zx = swx - level[..., None] * sx[:, None, None, cols]
-    s_zy = swy - level * sy[:, None, None]
-    zx, zz, zy, sold_after = sums
-    zx += s_zx - s_z[..., None] * mean_x[cols]
-    zz += s_zz - s_z * s_z / n
-    zy += s_zy - s_z * mean_y
-    sold_after += np.where(n_t > 0, last - level, 0.0)
-    # time column: Σt over rows after τ is sx[:, 0], Σt² is stx[:, 0]
-    tx, tz, ty = time
-    tr = taus_rel
-    s_w = sx[:, 0] - n_ * tr
-    s_ww = stx[:, 0] - 2.0 * tr * sx[:, 0] + n_ * tr * tr
-    s_wx = stx[:, cols] - tr[:, None] * sx[:, cols]
-    s_wy = sty - tr * sy
-    tx += s_wx - s_w[:, None] * mean_x[cols][None, :]
-    tz += s_ww - s_w * s_w / n
-    ty += s_wy - s_w * mean_y
+        g._suffix = (np.array([c[0] for c in chunks]), np.array([c[1] for c in chunks], dtype=float),
+                     np.array([c[2] for c in chunks]), np.array([c[3] for c in chunks]),
+                     np.array([x[1] for x in extra]), np.array([x[0] for x in extra]),
+                     np.array([c[4] for c in chunks]), np.array([c[5] for c in chunks]),
+                     np.array([x[2] for x in extra]))
+    return g._suffix
 
 
-def _window_column_sums(g: _Segment, cols: np.ndarray, starts: np.ndarray, first: np.ndarray,
-                        suffix: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Suffix sums over a segment's chunks (entry c: chunks c…; the last entry: none) of Σw, Σw², Σw·dx
-    and Σw·dy for every window's column w of every nozzle in ``cols`` (see _suffix_change_sums), with w
-    at each chunk's first row and w at the segment's last row (every entry the same). ``suffix``: the
-    chunks' suffix sums of n, Σdx, Σdx·dxᵀ, Σdx·dy and Σdy, whose steps are each chunk's own."""
-    n_c, sx_c, sxx_c, sxy_c, sy_c = (a[:-1] - a[1:] for a in suffix)
-    chunks = len(starts)
-    member = _WINDOW_MEMBER[:, ((starts % 86_400.0) // _Segment.CHUNK_S).astype(int)].T  # (C, W)
-    f = first[:chunks][:, cols]                                                      # (C, m)
+def _change_sums(segments: list[_Segment], cols: np.ndarray, taus: np.ndarray, taus_h: np.ndarray
+                 ) -> tuple[np.ndarray, ...]:
+    """The centred sums of the change columns, summed over ``segments``: with the base columns ``cols``
+    (τ, window, nozzle, base), with themselves and with y (τ, window, nozzle), the kL each column sold
+    after τ, and the time column's three (τ[, base]). ``taus_h``: τ in hours since the model's t0.
+
+    For nozzle i in window W the column is z = w − w(τ) on rows at or after τ, 0 before, where w is the
+    nozzle's sales in W's hours since its segment began: along the chunks, each chunk of W adds the
+    nozzle's sales from its first row to the next chunk's (over the whole day w is the sales, dxᵢ). For
+    time it is t − τ after, 0 before. Rows after τ are the chunks starting at or after it, so each
+    column's sums are suffix sums over the segment's chunks of the chunks' sums (n, Σdx, Σdx·dxᵀ, Σdx·dy,
+    Σdy, Σt·dx, Σt·dy and each chunk's first row; w's own built from them), taken at τ's chunk and
+    centred on the segment's means (its intercept).
+
+    Segments do not overlap, so a τ falls inside one segment at most: every later segment holds the
+    column over all its rows, which its intercept makes the same whatever τ (the segment's first chunk's
+    sums), and every earlier one holds zeros. So the sums are worked out once per chunk, as if τ's chunk
+    were that one, and each τ takes its own segment's chunk plus the later segments' totals."""
+    m, n_seg = len(cols), len(segments)
+    parts = [_chunk_sums(g) for g in segments]
+    starts, n_c, sx, stx, sxy, sxx, sy, sty, first = (np.concatenate(a) for a in zip(*parts, strict=True))
+    sizes = np.array([len(p[0]) for p in parts])
+    ends = np.cumsum(sizes)
+    begins = ends - sizes
+    n_chunks = int(ends[-1])
+    seg_of = np.repeat(np.arange(n_seg), sizes)
+
+    def suffix(v: np.ndarray) -> np.ndarray:
+        """Per chunk: Σ over it and its segment's later chunks."""
+        r = np.zeros((n_chunks + 1, *v.shape[1:]))
+        r[:n_chunks] = v[::-1].cumsum(axis=0)[::-1]
+        return r[:n_chunks] - r[ends][seg_of]
+
+    # the windows' columns, per chunk: w at the chunk's first row (``level``), Σw, Σw², Σw·dx, Σw·dy
+    member = _WINDOW_MEMBER[:, ((starts % 86_400.0) // _Segment.CHUNK_S).astype(int)].T[:, :, None]
+    f = first[:, cols]                                                            # (C, m)
     step = np.zeros_like(f)
     step[:-1] = f[1:] - f[:-1]
-    # w at each chunk's first row: what the window's earlier chunks of the segment sold
-    level = np.zeros((chunks + 1, member.shape[1], len(cols)))
-    np.cumsum(member[:, :, None] * step[:, None, :], axis=0, out=level[1:])
-    a = member[:, :, None]                                                          # (C, W, 1)
-    lv = level[:chunks]
+    step[ends - 1] = 0.0  # nothing after a segment's last chunk
+    run = np.zeros((n_chunks + 1, len(CHANGE_WINDOWS), m))
+    np.cumsum(member * step[:, None, :], axis=0, out=run[1:])
+    level = run[:n_chunks] - run[begins][seg_of]                                  # (C, W, m)
     n = n_c[:, None, None]
-    sxi, sxb = sx_c[:, cols], sx_c[:, cols]
-    sxx = sxx_c[:, cols][:, :, cols]
-    mine = sxi - n_c[:, None] * f                                           # Σ(dxᵢ − fᵢ) in the chunk
-    mine_sq = np.einsum("cii->ci", sxx) - 2.0 * f * sxi + n_c[:, None] * f * f
-    mine_x = sxx - f[:, :, None] * sxb[:, None, :]                         # Σ(dxᵢ − fᵢ)·dx_b
-    mine_y = sxy_c[:, cols] - f * sy_c[:, None]
-    out = [np.zeros((chunks + 1, *lv.shape[1:])), np.zeros((chunks + 1, *lv.shape[1:])),
-           np.zeros((chunks + 1, *lv.shape[1:], len(cols))), np.zeros((chunks + 1, *lv.shape[1:]))]
-    out[0][:chunks] = n * lv + a * mine[:, None, :]
-    out[1][:chunks] = n * lv * lv + 2.0 * lv * a * mine[:, None, :] + a * mine_sq[:, None, :]
-    out[2][:chunks] = lv[..., None] * sxb[:, None, None, :] + a[..., None] * mine_x[:, None, :, :]
-    out[3][:chunks] = lv * sy_c[:, None, None] + a * mine_y[:, None, :]
-    for arr in out:
-        arr[:chunks] = arr[chunks - 1::-1].cumsum(axis=0)[::-1]
-    # w at the last row: the last chunk's first-row value plus, in the window, its sales since then
-    last_dx = g.sold1[cols - 2] / 1000.0 - g.x0[cols]
-    end = level[chunks - 1] + member[-1][:, None] * (last_dx - f[-1])[None, :]
-    return (*out, level, np.broadcast_to(end, level.shape))
+    sxc = sx[:, cols]
+    sxxc = sxx[:, cols][:, :, cols]
+    mine = (sxc - n_c[:, None] * f)[:, None, :]                          # Σ(dxᵢ − fᵢ) in the chunk
+    mine_sq = (np.einsum("cii->ci", sxxc) - 2.0 * f * sxc + n_c[:, None] * f * f)[:, None, :]
+    mine_x = (sxxc - f[:, :, None] * sxc[:, None, :])[:, None]           # Σ(dxᵢ − fᵢ)·dx_b
+    mine_y = (sxy[:, cols] - f * sy[:, None])[:, None, :]
+    sw = suffix(n * level + member * mine)
+    sww = suffix(n * level * level + 2.0 * level * member * mine + member * mine_sq)
+    swx = suffix(level[..., None] * sxc[:, None, None, :] + member[..., None] * mine_x)
+    swy = suffix(level * sy[:, None, None] + member * mine_y)
+    n_, sx_, sy_, stx_, sty_ = suffix(n_c), suffix(sx), suffix(sy), suffix(stx), suffix(sty)
+    # each segment's means, per chunk
+    rows = np.array([g.n for g in segments], dtype=float)
+    mean_x = (np.array([g.sx for g in segments]) / rows[:, None])[seg_of]           # (C, k)
+    mean_y = (np.array([g.sy for g in segments]) / rows)[seg_of]
+    rows = rows[seg_of]
+    nn = n_[:, None, None]
+    s_z = sw - nn * level
+    per_chunk = [
+        swx - level[..., None] * sx_[:, None, None, cols] - s_z[..., None] * mean_x[:, None, None, cols],
+        sww - 2.0 * level * sw + nn * level * level - s_z * s_z / rows[:, None, None],
+        swy - level * sy_[:, None, None] - s_z * mean_y[:, None, None],
+    ]
+    # w at each segment's last row, for the kL each column sold after τ
+    last = np.array([g.sold1[cols - 2] / 1000.0 - g.x0[cols] for g in segments])    # (S, m)
+    end_w = level[ends - 1] + member[ends - 1] * (last - f[ends - 1])[:, None, :]    # (S, W, m)
+    per_chunk.append(end_w[seg_of] - level)
+    # τ: the later segments' totals (their first chunks'), plus its own segment's chunk, if inside one
+    firsts = starts[begins]
+    later = np.searchsorted(firsts, taus, side="left")                 # the first segment starting ≥ τ
+    inside = (later > 0) & (taus <= starts[ends - 1][np.maximum(later - 1, 0)])
+    key = seg_of * 1e10 + starts
+    at = np.searchsorted(key, (later - 1) * 1e10 + taus, side="left")
+    at = np.where(inside, at, n_chunks)                                 # n_chunks: a row of zeros
+    out = []
+    for v in per_chunk:
+        totals = np.zeros((n_seg + 1, *v.shape[1:]))
+        totals[:n_seg] = v[begins][::-1].cumsum(axis=0)[::-1]
+        own = np.concatenate([v, np.zeros((1, *v.shape[1:]))])
+        out.append(totals[later] + own[at])
+    zx, zz, zy, sold_after = out
+    # the time column, t − τ in the segment's own hours: Σt over rows after τ is Σdx₀, Σt² is Σt·dx₀;
+    # for a segment wholly after τ, centred, the same as t − its first row's
+    x0_t = np.array([g.x0[0] for g in segments])[seg_of]
+
+    def time_sums(j: np.ndarray, tr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s_w = sx_[j, 0] - n_[j] * tr
+        s_ww = stx_[j, 0] - 2.0 * tr * sx_[j, 0] + n_[j] * tr * tr
+        s_wx = stx_[j][:, cols] - tr[:, None] * sx_[j][:, cols]
+        s_wy = sty_[j] - tr * sy_[j]
+        return (s_wx - s_w[:, None] * mean_x[j][:, cols], s_ww - s_w * s_w / rows[j], s_wy - s_w * mean_y[j])
+
+    whole = time_sums(begins, np.zeros(n_seg))
+    j = np.minimum(at, n_chunks - 1)
+    part = time_sums(j, taus_h - x0_t[j])
+    time = []
+    for w, p in zip(whole, part, strict=True):
+        totals = np.zeros((n_seg + 1, *w.shape[1:]))
+        totals[:n_seg] = w[::-1].cumsum(axis=0)[::-1]
+        time.append(totals[later] + np.where(inside.reshape(-1, *([1] * (p.ndim - 1))), p, 0.0))
+    return zx, zz, zy, sold_after, tuple(time)
 
 
 def _centred_sums(segments: Sequence[_Segment], k: int) -> tuple[np.ndarray, np.ndarray, float]:
