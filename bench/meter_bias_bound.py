@@ -11,7 +11,7 @@ windows that holds those hours, the column ``WetstockModel.change_scan`` builds)
 the 3-hour grid the statistics keep (the boundary before and the one after it, the better fit). The
 change column's t-statistic is the best any detector could do on these data; the twin's own test must
 also find the onset, the hours and the nozzle among many (WetstockJudge.meter_change: Δχ² ≥ 30 against
-no change, 40 for a window of hours, and ≥ 9 against a trend), and that costs its false alarms.
+no change, 65 for a window of hours, and ≥ 9 against a trend), and that costs its false alarms.
 Beside it, what the twin's own scan (``WetstockModel.change_scan``, onsets of the last 7 days, not told
 the nozzle) says: how far the culprit's change is behind the best nozzle's, and how many nozzles fit
 within Δχ² 9 of the best — the candidates a tank's METER_BIAS lists.

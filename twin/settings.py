@@ -61,7 +61,7 @@ class TwinSettings(BaseModel):
     meter_change_every_s: float = Field(default=3 * 3600.0, gt=0)
     meter_change_days: float = Field(default=7.0, gt=0)
     meter_change_chi2: float = Field(default=30.0, ge=0)
-    meter_change_window_chi2: float = Field(default=40.0, ge=0)
+    meter_change_window_chi2: float = Field(default=65.0, ge=0)
     meter_change_vs_time_chi2: float = 9.0
     meter_change_floor: float = Field(default=0.003, ge=0)
     #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
