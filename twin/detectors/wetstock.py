@@ -98,8 +98,8 @@ class WetstockSettings:
     meter_change_days: float = 7.0
     meter_change_chi2: float = 30.0
     #: ...or, for a change in some hours of the day only (CHANGE_WINDOWS: sixteen more columns per nozzle
-    #: and onset), this much. A nozzle's sales in some hours fit structure healthy tanks have at those
-    #: hours (most likely the chart's slope error at the hours' levels): on 367 healthy tank-months
+    #: and onset), this much. A nozzle's sales in some hours fit what the chart's slope error makes of
+    #: the levels at those hours (gone with exact charts): on 367 healthy tank-months
     #: (healthy-30d and healthy-busy-30d, every scan logged) the best window reached Δχ² 59.5, where the
     #: whole day stayed below 25; at 40 that made 3 false alarms there. 20 meter-bias-switched runs found
     #: in time: 9 at 40 … 60, 8 at 65.

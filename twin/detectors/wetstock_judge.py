@@ -210,10 +210,10 @@ class WetstockJudge:
 
         A cheat switched on for a few hours each evening moves the books only then, so the change is also
         looked for in some hours of the day (CHANGE_WINDOWS), and the alert says which. A window is
-        raised only at ``meter_change_window_chi2``: a nozzle's sales in some hours also fit structure
-        healthy tanks have at those hours, most likely the chart's slope error at the levels they have
-        then (logged on 367 healthy tank-months, the best window reached Δχ² 59.5 where the whole day
-        stayed below 25)."""
+        raised only at ``meter_change_window_chi2``: a nozzle's sales in some hours also fit what the
+        chart's slope error makes of the levels its tank has then (logged on 367 healthy tank-months,
+        the best window reached Δχ² 59.5 where the whole day stayed below 25; with exact charts, the
+        same runs' windows stayed below 25)."""
         s = self.settings
         if ts - getattr(self, "meter_scan_ts", -math.inf) < s.meter_change_every_s:
             return []  # (absent in a checkpoint from before the scan)
