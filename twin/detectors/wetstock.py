@@ -626,14 +626,6 @@ class WetstockModel:
                           time_gain, rss, dof)
 
 
-def _window_hours(window: tuple[int, ...]) -> tuple[int, int]:
-    """(first local hour, hours) of a window of chunks of the day; (0, 24) for the whole day."""
-    if len(window) == CHUNKS_PER_DAY:
-        return (0, 24)
-    hours = int(_Segment.CHUNK_S // 3600)
-    return (int(local_hour(window[0] * _Segment.CHUNK_S)), hours * len(window))
-
-
 #: Chunks of a day: a chunk starts every CHUNK_S of UTC, so chunk c of every day covers the same hours.
 CHUNKS_PER_DAY = int(86_400 // _Segment.CHUNK_S)
 #: Where in the day a meter's change is looked for (WetstockModel.change_scan): the whole day first,
@@ -667,8 +659,11 @@ class ChangeScan:
 
     @staticmethod
     def window_hours(window: int) -> tuple[int, int]:
-        """(first local hour, hours) of window ``window``; (0, 24) for the whole day."""
-        return _window_hours(CHANGE_WINDOWS[window])
+        """(first local hour, hours) of window ``window`` of CHANGE_WINDOWS; (0, 24) for the whole day."""
+        chunks = CHANGE_WINDOWS[window]
+        if len(chunks) == CHUNKS_PER_DAY:
+            return (0, 24)
+        return (int(local_hour(chunks[0] * _Segment.CHUNK_S)), int(_Segment.CHUNK_S // 3600) * len(chunks))
 
 
 def _chunk_sums(g: _Segment) -> tuple[np.ndarray, ...]:
