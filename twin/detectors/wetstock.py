@@ -164,7 +164,7 @@ class _Segment:
 
     __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sold0", "_sx", "_sy", "_sxx", "_sxy", "_syy",
                  "_chunks", "_chunk_xx", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred",
-                 "_suffix")
+                 "_chunk_arrays")
 
     #: Length of the chunks a segment also keeps time sums for (s): the resolution of a leak's onset.
     CHUNK_S = 3 * 3600.0
@@ -195,7 +195,7 @@ class _Segment:
         self._next_chunk = -np.inf
         self._centred: tuple[np.ndarray, np.ndarray, float] | None = None
         #: The chunks' sums as arrays (:func:`_chunk_sums`), kept while no row arrives.
-        self._suffix: tuple[np.ndarray, ...] | None = None
+        self._chunk_arrays: tuple[np.ndarray, ...] | None = None
 
     def add(self, ts: float, row: list[float], sales: Sequence[float]) -> None:
         """One bin: ``row`` = regressors then divergence (absolute; the segment takes them relative)."""
@@ -207,7 +207,7 @@ class _Segment:
         self.n += 1
         self.last_ts = ts
         self._sales = sales
-        self._sold1 = self._centred = self._suffix = None
+        self._sold1 = self._centred = self._chunk_arrays = None
 
     def _fold(self) -> None:
         rows = self._rows
@@ -252,7 +252,7 @@ class _Segment:
         """The chunks' sums as two matrices, not two small arrays per 3-hour chunk: a station actor is
         pickled every few thousand events (its supervisor's snapshot), and tiny arrays dominated that.
         Rows not folded in yet stay as they are, so a restored segment folds exactly as this one would."""
-        skip = ("_chunks", "_chunk_xx", "_centred", "_suffix")
+        skip = ("_chunks", "_chunk_xx", "_centred", "_chunk_arrays")
         state = {name: getattr(self, name) for name in self.__slots__ if name not in skip}
         chunks = self._chunks
         state["_chunks"] = ([c[0] for c in chunks], [c[1] for c in chunks], np.array([c[2] for c in chunks]),
@@ -271,7 +271,7 @@ class _Segment:
             setattr(self, name, value)
         self._chunks = [[s, m, x.copy(), tx.copy(), y, ty]
                         for s, m, x, tx, y, ty in zip(starts, ns, cx, ctx, cy, cty, strict=True)]
-        self._centred = self._suffix = None
+        self._centred = self._chunk_arrays = None
 
     @property
     def sx(self) -> np.ndarray:
@@ -669,16 +669,16 @@ class ChangeScan:
 def _chunk_sums(g: _Segment) -> tuple[np.ndarray, ...]:
     """A segment's chunks as arrays: starts, n, Σdx, Σt·dx, Σdx·dy, Σdx·dxᵀ, Σdy, Σt·dy and the first
     row's dx per chunk. Kept on a closed segment (only the open one changes between scans)."""
-    if g._suffix is None:
+    if g._chunk_arrays is None:
         chunks = g.chunks  # folds the rows in
         extra = g._chunk_xx
         assert extra is not None
-        g._suffix = (np.array([c[0] for c in chunks]), np.array([c[1] for c in chunks], dtype=float),
+        g._chunk_arrays = (np.array([c[0] for c in chunks]), np.array([c[1] for c in chunks], dtype=float),
                      np.array([c[2] for c in chunks]), np.array([c[3] for c in chunks]),
                      np.array([x[1] for x in extra]), np.array([x[0] for x in extra]),
                      np.array([c[4] for c in chunks]), np.array([c[5] for c in chunks]),
                      np.array([x[2] for x in extra]))
-    return g._suffix
+    return g._chunk_arrays
 
 
 def _change_sums(segments: list[_Segment], cols: np.ndarray, taus: np.ndarray, taus_h: np.ndarray
@@ -758,12 +758,17 @@ def _change_sums(segments: list[_Segment], cols: np.ndarray, taus: np.ndarray, t
     key = seg_of * 1e10 + starts
     at = np.searchsorted(key, (later - 1) * 1e10 + taus, side="left")
     at = np.where(inside, at, n_chunks)                                 # n_chunks: a row of zeros
+
+    def from_later(whole: np.ndarray) -> np.ndarray:
+        """Per τ: Σ of ``whole`` (one entry per segment) over the segments starting at or after τ."""
+        totals = np.zeros((n_seg + 1, *whole.shape[1:]))
+        totals[:n_seg] = whole[::-1].cumsum(axis=0)[::-1]
+        return totals[later]
+
     out = []
     for v in per_chunk:
-        totals = np.zeros((n_seg + 1, *v.shape[1:]))
-        totals[:n_seg] = v[begins][::-1].cumsum(axis=0)[::-1]
         own = np.concatenate([v, np.zeros((1, *v.shape[1:]))])
-        out.append(totals[later] + own[at])
+        out.append(from_later(v[begins]) + own[at])
     zx, zz, zy, sold_after = out
     # the time column, t − τ in the segment's own hours: Σt over rows after τ is Σdx₀, Σt² is Σt·dx₀;
     # for a segment wholly after τ, centred, the same as t − its first row's
@@ -781,9 +786,7 @@ def _change_sums(segments: list[_Segment], cols: np.ndarray, taus: np.ndarray, t
     part = time_sums(j, taus_h - x0_t[j])
     time = []
     for w, p in zip(whole, part, strict=True):
-        totals = np.zeros((n_seg + 1, *w.shape[1:]))
-        totals[:n_seg] = w[::-1].cumsum(axis=0)[::-1]
-        time.append(totals[later] + np.where(inside.reshape(-1, *([1] * (p.ndim - 1))), p, 0.0))
+        time.append(from_later(w) + np.where(inside.reshape(-1, *([1] * (p.ndim - 1))), p, 0.0))
     return zx, zz, zy, sold_after, tuple(time)
 
 
