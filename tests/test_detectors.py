@@ -17,6 +17,16 @@ from twin.detectors.wetstock import WetstockModel, WetstockSettings
 T0 = 1_780_243_200.0
 
 
+#: The wetstock model with the chart terms on (off by default): the tests that refit by hand hold them.
+CHARTED = WetstockSettings(chart_terms=2)
+
+
+def _fill(litres_since_delivery: float) -> float:
+    """The book's fill fraction of a 90,000 L tank filled to 95 % at each delivery: the chart terms'
+    regressor, which WetstockModel.close_bin takes from the books."""
+    return 0.95 - litres_since_delivery / 90_000.0
+
+
 def test_totalizer_and_numbering() -> None:
     ledger = NozzleLedger()
     assert ledger.on_txn(10, 30.0, 1030.0, 7000.0, T0, False).findings == []
@@ -117,7 +127,8 @@ def test_wetstock_separates_a_leak_from_meter_errors() -> None:
         ts = T0 + 60 * i
         hour = int((i // 60) % 24)
         sold += rng.poisson(day[hour] * np.array([0.4, 0.3])) * 35.0
-        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0)):
+        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0,
+                                                            _fill(sold.sum() % 60_000.0))):
             fit = fits[-1]  # the longest window
         divergence = -0.76 * (i / 60) + 0.002 * sold[0] - 0.015 * sold[1] + rng.normal(0, 8.0)
         model.add(ts, divergence)
@@ -135,13 +146,15 @@ def test_wetstock_leak_rate_from_its_onset() -> None:
     sold = np.zeros(3)
     day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
     onset = T0 + 3 * 86_400 + 5 * 3600
-    fit = None
+    fit, delivered_at = None, 0.0
     for i in range(5 * 1440):
         ts = T0 + 60 * i
         if i and i % 1700 == 0:
             model.brk()  # deliveries: new intercepts
+            delivered_at = sold.sum()
         sold += rng.poisson(day[int((i // 60) % 24)] * np.array([0.4, 0.3, 0.3])) * 35.0
-        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0)):
+        if model.closes_bin(ts) and (fits := model.close_bin(ts, sold.tolist(), 15.0,
+                                                            _fill(sold.sum() - delivered_at))):
             fit = fits[-1]
         leaked = 0.76 * max(0.0, ts - onset) / 3600.0
         model.add(ts, -leaked + 0.001 * sold[0] + rng.normal(0, 8.0))
@@ -380,7 +393,7 @@ def test_a_gain_from_one_meter_changing_is_told_from_a_drifting_gauge() -> None:
             ts = T0 + 60 * i
             sold += rng.poisson(day[(i // 60) % 24] * np.array([0.4, 0.3, 0.3])) * 35.0
             if model.closes_bin(ts):
-                model.close_bin(ts, sold.tolist(), 15.0)
+                model.close_bin(ts, sold.tolist(), 15.0, _fill(sold.sum() % 60_000.0))
             divergence = 0.002 * sold[0] - 0.001 * sold[1] + rng.normal(0, 10.0)
             if i >= 3 * 1440:
                 at_onset = sold.copy() if at_onset is None else at_onset
@@ -403,16 +416,17 @@ def _changing_tank(kind: str, seed: int, days: int = 5, brk_every: int = 1900) -
     day 3 nozzle N2 gives 1 % short ("meter") or 1 % more ("favour"), the gauge drifts 45 L a day
     ("drift"), or nothing."""
     rng = np.random.default_rng(seed)
-    model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
-    sold, at_onset = np.zeros(3), None
+    model = WetstockModel(("N1", "N2", "N3"), CHARTED)
+    sold, at_onset, delivered_at = np.zeros(3), None, 0.0
     day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
     for i in range(days * 1440):
         ts = T0 + 60 * i + 17
         if i and i % brk_every == 0:
             model.brk()
+            delivered_at = sold.sum()
         sold += rng.poisson(day[(i // 60) % 24] * np.array([0.4, 0.3, 0.3])) * 35.0
         if model.closes_bin(ts):
-            model.close_bin(ts, sold.tolist(), 15.0)
+            model.close_bin(ts, sold.tolist(), 15.0, _fill(sold.sum() - delivered_at))
         divergence = 0.002 * sold[0] - 0.001 * sold[1] + rng.normal(0, 10.0)
         if i >= 3 * 1440 and kind != "none":
             at_onset = sold.copy() if at_onset is None else at_onset
@@ -453,24 +467,24 @@ def test_the_change_scan_equals_refitting_every_onset_and_nozzle() -> None:
     scan = model.change_scan(T0 + 3 * 3600, now - 6 * 3600)
     assert scan is not None and len(scan.taus) == 37 and scan.nozzles == ("N1", "N2", "N3")
     segments = [g for g in model.segments if g.n >= 2]
-    active = [2, 3, 4]
-    cxx, cxy, cyy = _centred_sums(segments, 5)
-    dof = sum(g.n for g in segments) - len(segments) - len(active) - 1
-    base = _solve(cxx, cxy, cyy, active, dof + 1)
+    active, held = [2, 3, 4], [2, 3, 4, 5, 6]  # the nozzles', then the two chart terms'
+    cxx, cxy, cyy = _centred_sums(segments, 7)
+    dof = sum(g.n for g in segments) - len(segments) - len(held) - 1
+    base = _solve(cxx, cxy, cyy, held, dof + 1)
     assert base is not None and scan.rss == pytest.approx(base[2], rel=1e-9) and scan.dof == dof
     for a, tau in enumerate(scan.taus):
-        nxx, nxy = np.zeros((3, 4, 4)), np.zeros((3, 4))
+        nxx, nxy = np.zeros((3, 6, 6)), np.zeros((3, 6))
         for g in segments:
-            xx, xy = _with_change(g, active, float(tau))
+            xx, xy = _with_change(g, active, held, float(tau))
             nxx += xx
             nxy += xy
         for j in range(3):
-            refit = _solve(nxx[j], nxy[j], cyy, [0, 1, 2, 3], dof)
+            refit = _solve(nxx[j], nxy[j], cyy, list(range(6)), dof)
             assert refit is not None
             assert scan.nozzle_gain[a, 0, j] == pytest.approx(base[2] - refit[2], rel=1e-6, abs=1e-3)
             assert scan.nozzle_coef[a, 0, j] == pytest.approx(refit[0][0], rel=1e-6, abs=1e-9)
             assert scan.nozzle_se[a, 0, j] == pytest.approx(refit[1][0], rel=1e-6)
-        trend, _ = model._time_onset(segments, [0, *active], dof, float(tau))
+        trend, _ = model._time_onset(segments, [0, *held], dof, float(tau))
         assert trend is not None
         assert scan.time_gain[a] == pytest.approx(base[2] - trend[2], rel=1e-6, abs=1e-3)
     # A later start skips the segments that end before it (their columns are 0): the same figures.
@@ -488,24 +502,27 @@ def _evening_rows(seed: int, days: int = 5, brk_every: int = 1900
                   ) -> tuple[WetstockModel, list[np.ndarray], float]:
     """The tank of _changing_tank, built row by row as WetstockModel._close builds it, with N2 giving
     1 % short from day 3 only between 18:00 and 22:00 local (a cheat switched on each evening); also
-    returns each segment's rows ([ts, t (h), drift, sales (kL)…, divergence]) for refitting by hand, and
-    the litres the cheat kept."""
+    returns each segment's rows ([ts, t (h), drift, sales (kL)…, u², u³, divergence]) for refitting by
+    hand, and the litres the cheat kept."""
     from twin.detectors.wetstock import _Segment
 
     rng = np.random.default_rng(seed)
-    model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
+    model = WetstockModel(("N1", "N2", "N3"), CHARTED)
     model._t0 = T0 + 17
-    sold, cheated = np.zeros(3), 0.0
+    sold, cheated, delivered_at = np.zeros(3), 0.0, 0.0
     day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
     rows: list[list[list[float]]] = []
     for i in range(days * 1440):
         ts = T0 + 60 * i + 17
         hour = (i // 60) % 24  # T0 is local midnight
+        if i % brk_every == 0:
+            delivered_at = sold.sum()
         step = rng.poisson(day[hour] * np.array([0.4, 0.3, 0.3])) * 35.0
         sold += step
         if i >= 3 * 1440 and 18 <= hour < 22:
             cheated += 0.01 * step[1]
-        row = [(ts - model._t0) / 3600.0, 0.0, *(sold / 1000.0),
+        u = _fill(sold.sum() - delivered_at)
+        row = [(ts - model._t0) / 3600.0, 0.0, *(sold / 1000.0), u * u, u ** 3,
                0.002 * sold[0] - 0.001 * sold[1] + cheated + rng.normal(0, 10.0)]
         if i % brk_every == 0:
             model.segments.append(_Segment(ts, row, sold.tolist()))
@@ -548,9 +565,9 @@ def test_the_change_scan_in_hours_of_the_day_equals_refitting_by_hand() -> None:
         """The refit's residuals, coefficients and (XᵀX)⁻¹; None when the column adds nothing."""
         xs, ys = [], []
         for j, seg in enumerate(rows):
-            x = seg[:, 3:6] if extra is None else np.column_stack([seg[:, 3:6], extra[j]])
+            x = seg[:, 3:8] if extra is None else np.column_stack([seg[:, 3:8], extra[j]])
             xs.append(x - x.mean(axis=0))
-            ys.append(seg[:, 6] - seg[:, 6].mean())
+            ys.append(seg[:, 8] - seg[:, 8].mean())
         x, y = np.vstack(xs), np.concatenate(ys)
         if np.linalg.matrix_rank(x) < x.shape[1]:
             return None
@@ -572,8 +589,8 @@ def test_the_change_scan_in_hours_of_the_day_equals_refitting_by_hand() -> None:
                     continue
                 with_z, coef, inv = refit
                 assert scan.nozzle_gain[a, h, nozzle] == pytest.approx(base - with_z, rel=1e-6, abs=1e-3)
-                assert scan.nozzle_coef[a, h, nozzle] == pytest.approx(coef[3], rel=1e-6, abs=1e-6)
-                se = math.sqrt(with_z / scan.dof * inv[3, 3])
+                assert scan.nozzle_coef[a, h, nozzle] == pytest.approx(coef[5], rel=1e-6, abs=1e-6)
+                se = math.sqrt(with_z / scan.dof * inv[5, 5])
                 assert scan.nozzle_se[a, h, nozzle] == pytest.approx(se, rel=1e-6)
     # The evening's window fits far better than the whole day or a trend. (Which nozzle, it cannot tell
     # here: the three sell in one pattern, so each one's evening sales fit the cheat almost alike.)
@@ -708,17 +725,18 @@ def _trend_rows(monkeypatch: pytest.MonkeyPatch, seed: int, ar: float) -> tuple[
 
     monkeypatch.setattr(wetstock._Segment, "add", record)
     rng = np.random.default_rng(seed)
-    model = WetstockModel(("N1", "N2"), WetstockSettings())
+    model = WetstockModel(("N1", "N2"), CHARTED)
     sold = np.zeros(2)
     day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
-    memory = 0.0
+    memory, delivered_at = 0.0, 0.0
     for i in range(6 * 1440):
         ts = T0 + 60 * i
         if i and i % 1900 == 0:
             model.brk()
+            delivered_at = sold.sum()
         sold += rng.poisson(day[int((i // 60) % 24)] * np.array([0.4, 0.3])) * 35.0
         if model.closes_bin(ts):
-            model.close_bin(ts, sold.tolist(), 15.0)
+            model.close_bin(ts, sold.tolist(), 15.0, _fill(sold.sum() - delivered_at))
         memory = ar * memory + rng.normal(0, 1.0 if ar else 0.0)
         model.add(ts, 0.002 * sold[0] + memory + rng.normal(0, 8.0))
     return model, seen
@@ -738,7 +756,7 @@ def test_the_robust_trend_error_is_driscoll_kraay_on_the_chunks_and_widens_only_
     for g_index, g in enumerate(segments):
         rows = [(ts, row) for sid, ts, row in seen if sid == id(g)]
         a = np.array([row for _, row in rows])
-        x = a[:, [0, 2, 3]]  # time, the nozzles' sales; the drift column is not in the trend fit
+        x = a[:, [0, 2, 3, 4, 5]]  # time, the nozzles' sales, the chart terms; not the drift column
         xs.append(x - x.mean(axis=0))
         ys.append(a[:, -1] - a[:, -1].mean())
         keys += [(g_index, ts - ts % _Segment.CHUNK_S) for ts, _ in rows]
@@ -747,7 +765,7 @@ def test_the_robust_trend_error_is_driscoll_kraay_on_the_chunks_and_widens_only_
     u = y - x @ coef
     order = sorted(set(keys))
     index = {k: i for i, k in enumerate(order)}
-    scores = np.zeros((len(order), 3))
+    scores = np.zeros((len(order), 5))
     np.add.at(scores, [index[k] for k in keys], x * u[:, None])
     meat = scores.T @ scores
     for lag in range(1, 5):
@@ -755,7 +773,7 @@ def test_the_robust_trend_error_is_driscoll_kraay_on_the_chunks_and_widens_only_
         meat += (1 - lag / 5) * (cross + cross.T)
     bread = np.linalg.inv(x.T @ x)
     assert lam == pytest.approx(coef[0], rel=1e-9)
-    assert ols_se == pytest.approx(math.sqrt(u @ u / (len(y) - len(segments) - 3) * bread[0, 0]), rel=1e-9)
+    assert ols_se == pytest.approx(math.sqrt(u @ u / (len(y) - len(segments) - 5) * bread[0, 0]), rel=1e-9)
     assert hac_se == pytest.approx(math.sqrt((bread @ meat @ bread)[0, 0]), rel=1e-9)
     assert hac_se > 3 * ols_se  # hours of memory: the rows are far from independent
 
@@ -786,3 +804,49 @@ def test_a_leaks_interval_is_widened_by_the_robust_error(monkeypatch: pytest.Mon
     ratio = hac_se / ols_se  # both ends are rounded to 1 mL/h
     assert robust == pytest.approx(plain * ratio, abs=0.001 * (1 + ratio))
     assert plain_evidence["se_robust_over_ols"] == 1.0 and evidence["rate_lph"] == plain_evidence["rate_lph"]
+
+
+def _charted_tank(chart_terms: int, seed: int = 3, days: int = 8) -> WetstockModel:
+    """A healthy tank read through a chart drawn for a cylinder 0.075 % too wide (the diameter's share of
+    the simulator's ±0.3 % chart error), refilled to 90 % each morning at 06:00, three nozzles selling
+    in one daily pattern, gauge noise σ 8 L."""
+    from dataclasses import replace
+
+    from twin.physics import HorizontalCylinder
+
+    rng = np.random.default_rng(seed)
+    true = HorizontalCylinder(2600.0, 9000.0, "dished", 650.0)
+    declared = HorizontalCylinder(2600.0 * 1.00075, 9000.0, "dished", 650.0 * 1.00075)
+    model = WetstockModel(("N1", "N2", "N3"), replace(WetstockSettings(), chart_terms=chart_terms))
+    day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+    sold, volume = np.zeros(3), 0.9 * true.capacity_l
+    for i in range(days * 1440):
+        ts = T0 + 60 * i + 17
+        if i and i % 1440 == 6 * 60:
+            model.brk()
+            volume = 0.9 * true.capacity_l
+        step = rng.poisson(day[(i // 60) % 24] * np.array([0.4, 0.3, 0.3])) * 12.0
+        sold += step
+        volume -= step.sum()
+        if model.closes_bin(ts):
+            model.close_bin(ts, sold.tolist(), 15.0, volume / declared.capacity_l)
+        chart_error = float(declared.volume_l(true.level_mm(volume))) - volume
+        model.add(ts, chart_error + rng.normal(0, 8.0))
+    return model
+
+
+def test_the_chart_terms_take_the_charts_error_out_of_a_change_in_some_hours() -> None:
+    """A chart a little too wide errs by 0.5–2 times as much, relative to the volume, at one level as at
+    another, so what the nozzles' constant β leave of it follows the level, and with deliveries at one
+    hour each day, the hour: a nozzle's sales in some hours fit it like a meter cheating then (Δχ² 39–75
+    over six seeds without the chart terms). With u² and u³ of the book's fill fraction in every fit it
+    is gone (5–11), and the fit's residuals shrink."""
+    chi2 = {}
+    for terms in (0, 2):
+        model = _charted_tank(terms)
+        scan = model.change_scan(T0 + 1.5 * 86_400.0, model.segments[-1].last_ts - 6 * 3600)
+        assert scan is not None
+        variance = scan.rss / scan.dof
+        chi2[terms] = (float(scan.nozzle_gain[:, 1:].max()) / variance, variance)
+    assert chi2[0][0] > 30 and chi2[2][0] < 15
+    assert chi2[2][1] < chi2[0][1]

@@ -64,6 +64,10 @@ class TwinSettings(BaseModel):
     meter_change_window_chi2: float = Field(default=65.0, ge=0)
     meter_change_vs_time_chi2: float = 9.0
     meter_change_floor: float = Field(default=0.003, ge=0)
+    #: The declared chart's error beyond a constant factor, fitted in every wetstock fit as a polynomial
+    #: u², u³, … of the book's fill fraction with this many terms; off (0) by default, for charts far
+    #: worse than ±0.3 % (why: WetstockSettings.chart_terms).
+    chart_terms: int = Field(default=0, ge=0, le=4)
     #: A fill the vapor-recovery monitor recorded is the dispenser's transaction if they ended within
     #: ``fill_match_s`` with litres within ``fill_match_pct`` % + 0.5 L; a fill matching none, that the
     #: totalizer did not count either, is an unrecorded sale (twin/detectors/fill_witness.py).
@@ -122,4 +126,4 @@ class TwinSettings(BaseModel):
 _WETSTOCK_FIELDS = ("leak_min_lph", "leak_t", "meter_min", "meter_t", "meter_min_sales_l", "drift_meter_chi2",
                     "leak_meter_chi2", "leak_ci_lags", "meter_change_every_s", "meter_change_days",
                     "meter_change_chi2", "meter_change_window_chi2", "meter_change_vs_time_chi2",
-                    "meter_change_floor")
+                    "meter_change_floor", "chart_terms")
