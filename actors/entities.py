@@ -134,8 +134,8 @@ class TankActor:
                     progress = book.in_progress
                     dispensed = [v + progress.get(n, 0.0)
                                  for n, v in zip(self.nozzles, self.sold, strict=True)]
-                    fits = wetstock.close_bin(ts, dispensed, float(book.geometry.dv_dh(ev.level_mm)),
-                                              book.expected_l / book.geometry.capacity_l)
+                    fill = book.expected_l / book.geometry.capacity_l if wetstock.chart_terms else 0.0
+                    fits = wetstock.close_bin(ts, dispensed, float(book.geometry.dv_dh(ev.level_mm)), fill)
                     if fits:
                         self._judge(fits, ts, alerts, out)
                 wetstock.add(ts, divergence)

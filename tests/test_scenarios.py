@@ -5,8 +5,10 @@ the truth, and a communication loss whose COMM_LOSS is met)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -523,3 +525,26 @@ def test_a_leaks_rate_is_scored_against_the_truth_at_its_first_report_and_its_la
                                 "ci95_holds_truth": 0, "with_ci95": 2}
     table = format_table(agg)
     assert "latest ±30%" in table and "LEAK rate_lph" in table and "0/2" in table
+
+
+def test_a_scenarios_chart_terms_reach_every_tanks_wetstock_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``settings: {chart_terms: 2}`` (off by default): each tank's wetstock rows then end in u², u³ of
+    its books' fill fraction, which the tank actor passes (a fraction of the chart's capacity, so within
+    0–1), after the nozzles' sales; a healthy run stays free of false alarms."""
+    from twin.detectors import wetstock
+
+    widths: set[int] = set()
+    fills: list[float] = []
+    add = wetstock._Segment.add
+
+    def record(self: wetstock._Segment, ts: float, row: list[float], sales: Sequence[float]) -> None:
+        widths.add(len(row) - len(sales))  # time, drift, the chart terms, the divergence
+        u2, u3 = row[-3], row[-2]
+        assert u3 == pytest.approx(u2 ** 1.5, rel=1e-9)
+        fills.append(math.sqrt(u2))
+        add(self, ts, row, sales)
+
+    monkeypatch.setattr(wetstock._Segment, "add", record)
+    report = run_one(load_scenario(text=HEALTHY + "settings: {chart_terms: 2}\n"), 5)
+    assert widths == {5} and report["false_alarms"] == []
+    assert 0.05 < min(fills) < max(fills) <= 1.0 and max(fills) - min(fills) > 0.2
