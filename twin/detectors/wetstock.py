@@ -584,7 +584,8 @@ class WetstockModel:
         """How well a window's trend is told by a steady change from an onset τ, against one nozzle's
         meter changing at τ: (the smallest residual sum of squares with a time column max(t, τ), the
         smallest with nozzle i's sales since τ instead, that nozzle), every nozzle's constant β in both,
-        τ on the 3-hour chunk grid. None where the window is too short or its chunks lack the sums.
+        τ on the 3-hour chunk grid of the window (:meth:`change_scan` over it, its whole-day columns).
+        None where the window is too short or its chunks lack the sums.
 
         A gauge that drifts keeps drifting through the night; a meter that starts giving short moves the
         divergence only while its nozzle sells. Fitted with one constant β per nozzle, a change in one
@@ -592,44 +593,36 @@ class WetstockModel:
         false alarms in 60 meter-bias runs) — so before a gain is called a drifting gauge, the time
         column from its best onset must fit better than the best nozzle's sales from theirs."""
         window = self._onset_window(window_days)
-        if window is None or not window[1] or any(g._chunk_xx is None for g in window[0]):
+        if window is None or not window[1] or not window[3]:
             return None
-        segments, active, dof, taus = window
-        base = self._base(active)
-        k = len(base) + 1
-        best_time, best_nozzle, which = np.inf, np.inf, ""
-        for tau in taus:
-            out, cyy = self._time_onset(segments, [0, *base], dof, tau)
-            if out is not None and out[2] < best_time:
-                best_time = out[2]
-            nxx, nxy = np.zeros((len(active), k, k)), np.zeros((len(active), k))
-            for g in segments:
-                a, b = _with_change(g, active, base, tau)
-                nxx += a
-                nxy += b
-            for j, col in enumerate(active):
-                out = _solve(nxx[j], nxy[j], cyy, list(range(k)), dof)
-                if out is not None and out[2] < best_nozzle:
-                    best_nozzle, which = out[2], self.nozzles[col - 2]
-        if not np.isfinite(best_time) or not np.isfinite(best_nozzle):
+        taus = window[3]
+        scan = self.change_scan(taus[0], taus[-1], window_days)
+        if scan is None:
             return None
-        return float(best_time), float(best_nozzle), which
+        day = scan.nozzle_gain[:, 0]
+        best = np.unravel_index(int(np.argmax(day)), day.shape)
+        return (scan.rss - float(scan.time_gain.max()), scan.rss - float(day[best]),
+                scan.nozzles[int(best[1])])
 
-    def change_scan(self, since_ts: float, until_ts: float) -> ChangeScan | None:
+    def change_scan(self, since_ts: float, until_ts: float,
+                    window_days: float | None = None) -> ChangeScan | None:
         """Every onset τ on the 3-hour chunk grid in [``since_ts``, ``until_ts``], tested two ways against
         the fit with one constant β per nozzle and no trend (the tank as booked): one nozzle's sales since
         τ as an extra column (its meter changed at τ), and hours since τ (a loss or gain that began at τ:
         a leak, a drifting gauge). The nozzle's column is tried over the whole day and over each window
         of CHANGE_WINDOWS, its sales in those hours of the day only (a cheat switched on each evening by
-        remote control moves the books only then). Over the model's whole window; None with too little
-        data or chunk sums missing (a checkpoint from before them).
+        remote control moves the books only then). Over the model's whole window, or its last
+        ``window_days``; None with too little data or chunk sums missing (a checkpoint from before them).
 
-        The same test as :meth:`change_rss`, which refits each (τ, nozzle) from the segments: here each
-        extra column's residual gain comes from the base fit alone (Frisch–Waugh–Lovell: Δrss =
+        Each extra column's residual gain comes from the base fit alone (Frisch–Waugh–Lovell: Δrss =
         (z′My)² / z′Mz, M the base fit's residual maker), with the sums over rows after τ read from
         suffix sums of the segments' chunks, so all onsets, windows and nozzles cost a few dozen numpy
-        operations (_change_sums). Scanning every 3 hours, the per-pair refit took seconds a simulated day."""
+        operations (_change_sums). Scanning every 3 hours, a refit per (τ, nozzle) took seconds a
+        simulated day."""
         segments = [g for g in self.segments if g.n >= 2]
+        if window_days is not None and segments:
+            since = self.segments[-1].last_ts - window_days * 86_400.0
+            segments = [g for g in segments if g.last_ts >= since]
         if not segments or any(g._chunk_xx is None for g in segments):
             return None
         n_noz = len(self.nozzles)
@@ -864,57 +857,6 @@ def _chunk_scores(g: _Segment, cols: list[int], coef: np.ndarray) -> np.ndarray:
     cxx = (sxx_c - xb[None, :, None] * sx_c[:, None, :] - sx_c[:, :, None] * xb[None, None, :]
            + n_c[:, None, None] * np.outer(xb, xb))
     return cxy - cxx @ coef
-
-
-def _with_change(g: _Segment, active: list[int], base: list[int], tau_ts: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """A segment's centred statistics on [z_i, *base] for each active nozzle column i, where z_i is
-    that nozzle's sales since τ (0 before, dx_i − dx_i(τ) after): (len(active), k, k) and (len(active), k),
-    k = len(base) + 1.
-    τ falls on a chunk boundary, and dx_i(τ) is the first row's at or after it."""
-    n, sx, sxx, sxy, sy = g.n, g.sx, g.sxx, g.sxy, g.sy
-    chunks, extra = g.chunks, g._chunk_xx
-    assert extra is not None
-    kx = len(sx)
-    n_r, sx_r, sy_r = 0, np.zeros(kx), 0.0
-    sxx_r, sxy_r, first = np.zeros((kx, kx)), np.zeros(kx), None
-    for c, x in zip(chunks, extra, strict=True):
-        if c[0] < tau_ts:
-            continue
-        if first is None:
-            first = x[2]
-        n_r += c[1]
-        sx_r += c[2]
-        sy_r += c[4]
-        sxx_r += x[0]
-        sxy_r += x[1]
-    cols = np.asarray(base)
-    a_len = len(active)
-    k = len(base) + 1
-    base_x = sx[cols]
-    base_xx = sxx[np.ix_(cols, cols)]
-    base_xy = sxy[cols]
-    out_xx, out_xy = np.empty((a_len, k, k)), np.empty((a_len, k))
-    for j, col in enumerate(active):
-        if first is None:  # no row since τ: z is 0 throughout
-            sz = szz = szy = 0.0
-            szx = np.zeros(k - 1)
-        else:
-            level = first[col]
-            sz = sx_r[col] - n_r * level
-            szz = sxx_r[col, col] - 2.0 * level * sx_r[col] + n_r * level * level
-            szx = sxx_r[col, cols] - level * sx_r[cols]
-            szy = sxy_r[col] - level * sy_r
-        w = np.concatenate(([sz], base_x))
-        ww = np.empty((k, k))
-        ww[0, 0] = szz
-        ww[0, 1:] = ww[1:, 0] = szx
-        ww[1:, 1:] = base_xx
-        wy = np.concatenate(([szy], base_xy))
-        m, my = w / n, sy / n
-        out_xx[j] = ww - n * np.outer(m, m)
-        out_xy[j] = wy - n * m * my
-    return out_xx, out_xy
 
 
 def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
