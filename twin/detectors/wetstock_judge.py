@@ -296,7 +296,8 @@ class WetstockJudge:
         (8 runs), real leaks at −4 … −49 (12 runs). So a drift waits at ≥ 0 (``drift_meter_chi2``) and
         a leak only at ≥ 9 (``leak_meter_chi2``): a missed leak costs more than a late warning. Where the
         nozzles sell round the clock the two explanations look alike (synthetic tanks: ±11 for a drift
-        with flat sales) and a trend is reported as before. About 0.1 s a test, so asked every 6 h."""
+        with flat sales) and a trend is reported as before. Asked every 6 h (when a refit per onset and
+        nozzle cost up to 0.1 s; read off the change scan it is about 1 ms)."""
         last = self.meter_change_verdict
         if last is not None and ts - last[0] < 6 * 3600.0:
             return last[1]
