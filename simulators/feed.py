@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from operator import itemgetter
 from typing import Any
 
@@ -36,7 +36,9 @@ class DistrictSimulator:
     """Seeded physical simulation of every station of a :class:`SimDistrict`.
 
     Station *i* draws from its own ``numpy`` generator seeded by (seed, i), so adding stations or faults
-    to one station leaves the others' events unchanged.
+    to one station leaves the others' events unchanged. That independence is also what lets ``only``
+    simulate some of the stations: each keeps its index, so its events are exactly those it has in the
+    whole district's run (the scenario runner spreads one run's stations over processes this way).
     """
 
     def __init__(self, sim_district: SimDistrict, seed: int, start_ts: float,
@@ -44,7 +46,7 @@ class DistrictSimulator:
                  noise: NoiseSettings | None = None, *, block_s: float = 600.0,
                  running_update_s: float | None = 10.0, truth_every: int = 1,
                  faults: dict[str, list[StationFault]] | None = None,
-                 vapor: bool | VaporSimSettings = False):
+                 vapor: bool | VaporSimSettings = False, only: Collection[str] | None = None):
         self.sim_district = sim_district
         self.seed = seed
         self.start_ts = float(start_ts)
@@ -55,6 +57,8 @@ class DistrictSimulator:
         faults = faults or {}
         self.stations: list[StationSim] = []
         for i, spec in enumerate(sim_district.district.stations):
+            if only is not None and spec.id not in only:
+                continue
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, i)))
             prices = StationPrices.draw(self.board, rng, sorted({t.grade for t in spec.tanks}))
             nozzles = sim_district.station_nozzles(spec.id)

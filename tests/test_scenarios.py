@@ -548,3 +548,41 @@ def test_a_scenarios_chart_terms_reach_every_tanks_wetstock_rows(monkeypatch: py
     report = run_one(load_scenario(text=HEALTHY + "settings: {chart_terms: 2}\n"), 5)
     assert widths == {5} and report["false_alarms"] == []
     assert 0.05 < min(fills) < max(fills) <= 1.0 and max(fills) - min(fills) > 0.2
+
+
+SPREAD = """\
+name: spread
+seed: 4
+start: "2026-06-01T00:00:00+08:00"
+duration: 1d
+district: {stations: 3}
+faults:
+  - {type: theft, station: BH-0001, tank: T1, at: 9h, volume_l: 80, duration: 5m}
+  - {type: comm_loss, station: BH-0002, at: 10h, for: 30m}
+  - {type: totalizer_jump, station: BH-0003, nozzle: N2, at: 12h, litres: 500}
+expect:
+  - {alert: SUDDEN_LOSS, station: BH-0001, tank: T1, within: 30m}
+  - {alert: COMM_LOSS, station: BH-0002, within: 15m}
+  - {alert: TOTALIZER_MISMATCH, station: BH-0003, nozzle: N2, within: 1h}
+"""
+
+
+@pytest.mark.timeout(180)
+def test_one_run_spread_over_two_processes_gives_the_same_report(capsys: pytest.CaptureFixture[str]) -> None:
+    """With fewer runs than jobs, a run's stations are simulated and twinned in several processes; no
+    station's events or state depend on another's, so the report is the one process's, to the value."""
+    from twin.scenario_runner import run_suite, station_parts
+
+    scn = load_scenario(text=SPREAD)
+    groups = station_parts(scn, 4, 2)
+    assert len(groups) == 2 and sorted(groups[0] | groups[1]) == ["BH-0001", "BH-0002", "BH-0003"]
+    assert not groups[0] & groups[1]
+
+    alone = run_one(scn, 4)
+    suite = run_suite([scn], seeds=1, jobs=2, progress=True)
+    assert "spread seed 4: 2 processes, stations BH-0" in capsys.readouterr().err
+    (spread,) = suite["runs"]
+    assert [e["met"] for e in alone["expectations"]] == [True, True, True] and alone["false_alarms"] == []
+    assert len(alone["faults"]) == 3 and alone["deliveries"]["matched"] >= 1
+    assert _without_wall_time(spread) == _without_wall_time(alone)
+    assert suite["throughput"]["jobs"] == 2 and suite["throughput"]["events"] == alone["figures"]["events"]

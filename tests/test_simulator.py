@@ -87,6 +87,17 @@ def test_same_seed_same_events_whatever_the_chunking() -> None:
     assert other != whole[: len(other)]
 
 
+def test_some_stations_alone_make_exactly_their_events_in_the_whole_district() -> None:
+    """What lets the scenario runner spread one run's stations over processes."""
+    sd = synthetic_district(3, 8)
+    whole = DistrictSimulator(sd, 8, START, vapor=True).advance(START + DAY / 2)
+    part = DistrictSimulator(sd, 8, START, vapor=True, only={"BH-0003", "BH-0001"})
+    mine = part.advance(START + DAY / 4) + part.advance(START + DAY / 2)
+    assert {e["station"] for e in mine} == {"BH-0001", "BH-0003"} and len(mine) > 10_000
+    assert mine == [e for e in whole if e["station"] != "BH-0002"]
+    assert [s.id for s in part.stations] == ["BH-0001", "BH-0003"]
+
+
 def test_events_are_sorted_and_never_repeated(run) -> None:
     sim, events = run
     ts = [e["ts"] for e in events]

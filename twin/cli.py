@@ -280,7 +280,8 @@ def scenario() -> None:
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="Write the full JSON report here.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Runs in parallel processes (local runtime).")
+              help="Processes (local runtime): runs in parallel, or with fewer runs than jobs each "
+                   "run's stations spread over them.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def scenario_run(files: tuple[str, ...], seeds: int, runtime: str, shards: int | None,
                  report_path: str | None, jobs: int, quiet: bool) -> None:
