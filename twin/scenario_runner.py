@@ -342,7 +342,8 @@ def station_parts(scn: Scenario, seed: int, parts: int) -> list[frozenset[str]]:
     A station's work is the events it makes in a day: a reading per tank and interval, a clock tick a
     minute, ``EVENTS_PER_FILL`` a fill. Largest first, each to the lightest group (within 4/3 of the
     best split). The heaviest group goes first because the calling process runs it at once while the
-    other processes still start up."""
+    other processes still start up. Not ``actors.base.partition``: that hashes station ids so that a
+    station keeps its shard across processes and restarts, and a run of three stations needs balance."""
     sim_district = build_district(scn, seed)
     interval = scn.noise.reading_interval_s or READING_INTERVAL_S
     weight = {st.id: len(st.tanks) * 86_400.0 / interval + 1_440.0
