@@ -273,6 +273,47 @@ async def test_scenarios_page_runs_one_and_shows_its_report(twin: Twin, browser:
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_scenarios_page_stops_a_run_and_scores_one_over_seeds(twin: Twin, browser: Browser,
+                                                                   tmp_path: Path) -> None:
+    """A tester stops a run started by mistake, then runs a scenario over three seeds: the page shows
+    each expectation's detections over the seeds and its Pd (as the report's summary has them), the
+    false alarms per tank-month, and each seed's own report folded away."""
+    (tmp_path / "long-healthy.yaml").write_text(
+        "name: long-healthy\nseed: 9\nstart: \"2026-06-01T00:00:00+08:00\"\nduration: 30d\n"
+        "district: {stations: 2}\nfaults: []\nexpect: []\n", encoding="utf-8")
+    (tmp_path / "short-comm-loss.yaml").write_text(
+        "name: short-comm-loss\nseed: 5\nstart: \"2026-06-01T00:00:00+08:00\"\nduration: 6h\n"
+        "district: {stations: 1}\nfaults:\n  - {type: comm_loss, station: BH-0001, at: 3h, for: 30m}\n"
+        "expect:\n  - {alert: COMM_LOSS, station: BH-0001, within: 15m}\n", encoding="utf-8")
+    twin.app.state.scenario_runs.directory = tmp_path
+    offsite: list[str] = []
+    page = await open_page(browser, offsite)
+    await page.goto(twin.base + "/scenarios")
+    await page.locator("button[data-run='long-healthy.yaml']").click()
+    await page.locator("#report button[data-stop]").click(timeout=30_000)
+    await page.locator("#report [data-status='stopped']").wait_for(timeout=30_000)
+    assert "已停止" in (await page.locator("#report [data-status]").text_content() or "")
+
+    await page.locator("#seeds").fill("3")
+    await page.locator("button[data-run='short-comm-loss.yaml']").click()
+    cell = page.locator("#report [data-summary='short-comm-loss'] td[data-detections]")
+    await cell.wait_for(timeout=90_000)
+    listing = await page.evaluate("fetch('/api/v1/scenarios').then((r) => r.json())")
+    run_id = listing["runs"][0]["id"]
+    run = await page.evaluate(f"fetch('/api/v1/scenarios/runs/{run_id}').then((r) => r.json())")
+    assert run["seeds"] == 3 and run["status"] == "done"
+    (expect,) = run["report"]["summary"]["scenarios"][0]["expectations"]
+    assert await cell.get_attribute("data-detections") == f"{expect['detections']}/3"
+    pd = page.locator("#report [data-summary='short-comm-loss'] td[data-pd]")
+    assert float(await pd.get_attribute("data-pd") or "nan") == expect["pd"]
+    assert await page.locator("#report details[data-seed]").count() == 3
+    await page.locator("#report details[data-seed='5'] > summary").click()
+    await page.screenshot(path=str(SHOTS / "scenarios-seeds.png"))
+    fa = run["report"]["summary"]["scenarios"][0]["false_alarms"]["count"]
+    assert await page.locator("#report [data-false-alarms]").get_attribute("data-false-alarms") == str(fa)
+    assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_scenarios_page_shows_a_leaks_estimate_against_the_truth(twin: Twin, browser: Browser,
                                                                        tmp_path: Path) -> None:
     """A tester sees what the twin estimated next to what was injected: the LEAK's rate at its last

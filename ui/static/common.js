@@ -43,6 +43,10 @@ const FT = (() => {
       vehicle: "车辆", seals: "铅封", arrive: "到站", detected: "识别进油 L", drawn: "已售出 L",
       notMatched: "尚未匹配到收油", noPo: "无票", share: "占比", shareNow: "当前罐内占比", remaining: "剩余 L",
       txns: "笔数", variancePct: "损溢率", partial: "未结", date: "日期",
+      seeds: "随机种子数", seedsHint: "同一场景按连续种子重复运行，统计检出率与误报率",
+      useCores: "进程数", stopped: "已停止", summary: "多种子汇总", pd: "检出率", detections: "检出",
+      ttdMedian: "用时中位", ttdMax: "用时最大", perTankMonth: "每罐·月误报", tankMonths: "罐·月",
+      seedsDone: "已完成种子", runs: "运行", stopFailed: "停止失败：",
     },
     en: {
       appTitle: "Binhai fuel station supervision — live wall", wall: "Wall", station: "Station twin",
@@ -85,6 +89,10 @@ const FT = (() => {
       notMatched: "not matched to a delivery yet", noPo: "undocumented", share: "Share",
       shareNow: "Share of tank now", remaining: "Remaining L", txns: "Txns", variancePct: "Variance %",
       partial: "open", date: "Date",
+      seeds: "Seeds", seedsHint: "Repeat the scenario over consecutive seeds: probability of detection and false-alarm rate",
+      useCores: "Processes", stopped: "stopped", summary: "Over all seeds", pd: "Pd", detections: "Detected",
+      ttdMedian: "Median time", ttdMax: "Max time", perTankMonth: "False alarms per tank-month",
+      tankMonths: "tank-months", seedsDone: "Seeds done", runs: "Runs", stopFailed: "Stop failed: ",
     },
   };
   const ALERT_CODES = {

@@ -1,13 +1,21 @@
-// Scenarios: the files in scenarios/, run one in a background process (progress by simulated day), and
-// its report: each expected detection met or missed with its time to detect and, where the truth can
-// score it, the alert's estimate; every false alarm.
+// Scenarios: the files in scenarios/, run one over one or many seeds in a background process (progress
+// by simulated day and seeds done; a run can be stopped), and its report: over many seeds each expected
+// detection's probability of detection and the false alarms per tank-month; per seed each expectation
+// met or missed with its time to detect and, where the truth can score it, the alert's estimate; every
+// false alarm.
 "use strict";
 
 (() => {
   const {t, fmt, el, getJSON, postJSON} = FT;
   FT.header("scenarios");
   const main = document.getElementById("main");
-  const listBox = el("section", {class: "panel"}, el("h2", {"data-i18n": "scenarios"}), el("div", {class: "scroll", id: "files"}));
+  const seedsIn = el("input", {type: "number", id: "seeds", min: "1", max: "50", value: "1", style: "width:4rem"});
+  const jobsIn = el("input", {type: "number", id: "jobs", min: "1", max: "1", value: "1", style: "width:3rem"});
+  const options = el("div", {class: "small run-options"},
+    el("label", null, el("span", {"data-i18n": "seeds"}), " ", seedsIn), " ",
+    el("label", null, el("span", {"data-i18n": "useCores"}), " ", jobsIn), " ",
+    el("span", {class: "muted", "data-i18n": "seedsHint"}));
+  const listBox = el("section", {class: "panel"}, el("h2", {"data-i18n": "scenarios"}), options, el("div", {class: "scroll", id: "files"}));
   const runBox = el("section", {class: "panel", id: "run"}, el("h2", {"data-i18n": "report"}), el("div", {id: "report", class: "muted", text: "—"}));
   main.append(listBox, runBox);
   let current = null, known = new Set();
@@ -18,6 +26,8 @@
     const d = await getJSON("/api/v1/scenarios");
     const box = document.getElementById("files");
     if (!d) { box.textContent = t("noData"); return; }
+    seedsIn.max = String(d.max_seeds ?? 50);
+    jobsIn.max = String(d.max_jobs ?? 1);
     const hello = await getJSON("/api/v1/stations");
     known = new Set((hello || []).map((s) => s.id));
     const head = el("tr", null, ...["file", "duration", "stations", "faults", "expects", ""].map((k) => el("th", {text: k ? t(k) : ""})));
@@ -31,11 +41,39 @@
 
   async function start(file) {
     try {
-      current = (await postJSON(`/api/v1/scenarios/${encodeURIComponent(file)}/run`)).id;
+      const body = {seeds: Number(seedsIn.value) || 1, jobs: Number(jobsIn.value) || 1};
+      current = (await postJSON(`/api/v1/scenarios/${encodeURIComponent(file)}/run`, body)).id;
       poll();
     } catch (e) {
       document.getElementById("report").textContent = t("failed") + e.message;
     }
+  }
+
+  async function stop(id) {
+    try {
+      renderRun(await postJSON(`/api/v1/scenarios/runs/${id}/stop`));
+    } catch (e) {
+      document.getElementById("report").prepend(el("div", {class: "bad small", text: t("stopFailed") + e.message}));
+    }
+  }
+
+  // Over several seeds: each expectation's detections / trials, Pd and times; false alarms per tank-month.
+  function summaryParts(summary) {
+    const parts = [el("h2", {"data-i18n": "summary", text: t("summary")})];
+    for (const s of summary.scenarios) {
+      const fa = s.false_alarms;
+      parts.push(el("table", {class: "list", "data-summary": s.scenario},
+        el("tr", null, ...["expectations", "stations", "detections", "pd", "ttdMedian", "ttdMax"].map((k) => el("th", {text: t(k)}))),
+        ...s.expectations.map((e) => el("tr", {"data-alert": e.alert},
+          el("td", {text: `${e.alert} ≤ ${dur(e.within_s)}`}), el("td", {text: (e.where || []).join(", ")}),
+          el("td", {"data-detections": `${e.detections}/${e.trials}`, text: `${e.detections}/${e.trials}`}),
+          el("td", {class: e.pd >= 0.95 ? "ok" : "bad", "data-pd": String(e.pd), text: e.pd == null ? "—" : e.pd.toFixed(2)}),
+          el("td", {text: dur(e.ttd_median_s)}), el("td", {text: dur(e.ttd_max_s)})))));
+      parts.push(el("div", {"data-false-alarms": String(fa.count)},
+        el("b", {text: `${t("falseAlarms")}: ${fa.count}`}),
+        el("span", {class: "muted small", text: ` · ${fa.tank_months} ${t("tankMonths")} · ${t("perTankMonth")} ${fa.per_tank_month.toFixed(3)} · ${t("runs")} ${s.passed_runs}/${s.runs} ${t("passed")}`})));
+    }
+    return parts;
   }
 
   function stationLink(s) {
@@ -55,29 +93,35 @@
   function renderRun(r) {
     const box = document.getElementById("report");
     box.className = "";
-    const pct = r.days ? Math.min(100, 100 * r.day / r.days) : r.status === "done" ? 100 : 0;
+    const many = (r.seeds || 1) > 1;
+    const pct = r.status === "done" ? 100 : Math.min(100, 100 * (r.progress || 0));
+    const where = many ? `${t("seedsDone")} ${r.seeds_done} / ${r.seeds}` : r.days ? `${r.day.toFixed(1)} / ${r.days} d` : "";
     const parts = [el("div", null, el("b", {text: r.file}), " ", el("span", {class: "status-pill", "data-status": r.status, text: t(r.status)}),
-      " ", el("span", {class: "muted small", text: r.days ? `${r.day.toFixed(1)} / ${r.days} d` : ""})),
+      " ", el("span", {class: "muted small", "data-where": "", text: where}),
+      r.status === "running" ? el("button", {type: "button", "data-stop": r.id, text: t("stop"), onclick: () => stop(r.id)}) : null),
       el("div", {class: "run-bar"}, el("i", {style: `width:${pct}%`}))];
     if (r.error) parts.push(el("pre", {class: "bad small", text: r.error}));
     const rep = r.report;
     if (rep) {
+      if (many && rep.summary) parts.push(...summaryParts(rep.summary));
       for (const run of rep.runs) {
-        parts.push(el("h2", null, el("span", {text: `${run.scenario} · seed ${run.seed}`}),
-          el("span", {class: run.passed ? "ok" : "bad", "data-passed": String(run.passed), text: run.passed ? t("passed") : "FAILED"})));
-        parts.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect", "estimate"].map((k) => el("th", {text: t(k)}))),
+        const head = el(many ? "summary" : "h2", null, el("span", {text: `${run.scenario} · seed ${run.seed} `}),
+          el("span", {class: run.passed ? "ok" : "bad", "data-passed": String(run.passed), text: run.passed ? t("passed") : "FAILED"}));
+        const section = [];
+        section.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect", "estimate"].map((k) => el("th", {text: t(k)}))),
           ...run.expectations.map((e) => el("tr", null, el("td", {text: e.alert}),
             el("td", null, stationLink(e.station), e.entity ? ` / ${e.entity}` : ""),
             el("td", {class: e.met ? "ok" : "bad", text: e.met ? t("met") : t("missed")}),
             el("td", {text: dur(e.time_to_detect_s)}), estimateCell(e.estimate)))));
-        parts.push(el("div", null, el("b", {text: `${t("falseAlarms")}: ${run.false_alarms.length}`})));
+        section.push(el("div", null, el("b", {text: `${t("falseAlarms")}: ${run.false_alarms.length}`})));
         if (run.false_alarms.length) {
-          parts.push(el("table", {class: "list"}, ...run.false_alarms.slice(0, 50).map((a) => el("tr", null,
+          section.push(el("table", {class: "list"}, ...run.false_alarms.slice(0, 50).map((a) => el("tr", null,
             el("td", {text: a.code}), el("td", null, stationLink(a.station)), el("td", {text: a.entity || ""}),
             el("td", {text: fmt.datetime(a.first_ts)})))));
         }
         const fig = run.figures || {};
-        parts.push(el("div", {class: "small muted", text: `${fmt.int(fig.events)} events · ${fig.wall_s} s · ${fmt.int(fig.events_per_s)} ${t("events_s")}`}));
+        section.push(el("div", {class: "small muted", text: `${fmt.int(fig.events)} events · ${fig.wall_s} s · ${fmt.int(fig.events_per_s)} ${t("events_s")}`}));
+        parts.push(...(many ? [el("details", {"data-seed": String(run.seed)}, head, ...section)] : [head, ...section]));
       }
     }
     box.replaceChildren(...parts);
