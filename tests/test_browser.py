@@ -311,6 +311,22 @@ async def test_scenarios_page_stops_a_run_and_scores_one_over_seeds(twin: Twin, 
     await page.screenshot(path=str(SHOTS / "scenarios-seeds.png"))
     fa = run["report"]["summary"]["scenarios"][0]["false_alarms"]["count"]
     assert await page.locator("#report [data-false-alarms]").get_attribute("data-false-alarms") == str(fa)
+
+    # A fault nobody expected: its alert is a false alarm, shown with what the twin said.
+    (tmp_path / "unexpected.yaml").write_text(
+        (tmp_path / "short-comm-loss.yaml").read_text(encoding="utf-8")
+        .replace("short-comm-loss", "unexpected").split("expect:")[0] + "expect: []\n", encoding="utf-8")
+    await page.goto(twin.base + "/scenarios")
+    await page.locator("button[data-run='unexpected.yaml']").click()
+    await page.locator("#report [data-passed='false']").wait_for(timeout=60_000)
+    listing = await page.evaluate("fetch('/api/v1/scenarios').then((r) => r.json())")
+    last = listing["runs"][0]["id"]
+    run = await page.evaluate(f"fetch('/api/v1/scenarios/runs/{last}').then((r) => r.json())")
+    alarms = run["report"]["runs"][0]["false_alarms"]
+    assert alarms and {a["code"] for a in alarms} == {"COMM_LOSS"}
+    cells = page.locator("#report td[data-message]")
+    assert await cells.all_text_contents() == [a["message_zh"] for a in alarms]
+    assert all(a["message_zh"] for a in alarms)
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
 
 

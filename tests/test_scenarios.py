@@ -234,6 +234,16 @@ def test_an_expectation_is_met_by_the_first_alert_inside_its_deadline() -> None:
     assert [(a["code"], a["entity"], a["at"]) for a in fas] == [("LEAK", "T2", "2026-06-02T00:00:00+08:00")]
 
 
+def test_a_false_alarm_carries_the_messages_it_was_raised_with() -> None:
+    first = _alert("SENSOR_DRIFT", "T1", START + D) | {"message_zh": "T1 液位计漂移 +0.9 mm/天",
+                                                       "message_en": "T1: gauge drifting +0.9 mm/day"}
+    later = first | {"message_zh": "T1 液位计漂移 +1.4 mm/天", "message_en": "T1: gauge drifting +1.4 mm/day"}
+    (fa,) = false_alarms([first, later], set())
+    assert (fa["message_zh"], fa["message_en"]) == (first["message_zh"], first["message_en"])
+    (bare,) = false_alarms([_alert("OVERFILL", "T3", START)], set())  # an alert dict without messages
+    assert (bare["message_zh"], bare["message_en"]) == ("", "")
+
+
 def test_a_late_alert_misses_but_is_no_false_alarm() -> None:
     s = _scenario({"alert": "LEAK", "station": "BH-0001", "tank": "T2", "within": "7d"})
     alerts = [_alert("LEAK", "T2", START + 9.5 * D)]

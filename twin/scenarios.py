@@ -730,10 +730,12 @@ def score_estimate(fault: FaultTruth, first: Mapping[str, Any], latest: Mapping[
 
 
 def false_alarms(alerts: Iterable[Mapping[str, Any]], claimed: set[str]) -> list[dict[str, Any]]:
-    """Every alert no expectation accounts for, informational events aside, once per alert id."""
+    """Every alert no expectation accounts for, informational events aside, once per alert id — with
+    what the twin said when it raised it, so a tester reads why without rerunning."""
     return [{"id": a["id"], "code": a["code"], "station": a["station"], "entity": a["entity"],
              "severity": a.get("severity"), "first_ts": a["first_ts"], "at": iso(a["first_ts"]),
-             "metrics": dict(a.get("metrics") or {})}
+             "metrics": dict(a.get("metrics") or {}),
+             "message_zh": a.get("message_zh", ""), "message_en": a.get("message_en", "")}
             for a in unique_alerts(alerts) if a["code"] not in INFO_CODES and a["id"] not in claimed]
 
 

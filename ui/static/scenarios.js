@@ -117,7 +117,8 @@
         if (run.false_alarms.length) {
           section.push(el("table", {class: "list"}, ...run.false_alarms.slice(0, 50).map((a) => el("tr", null,
             el("td", {text: a.code}), el("td", null, stationLink(a.station)), el("td", {text: a.entity || ""}),
-            el("td", {text: fmt.datetime(a.first_ts)})))));
+            el("td", {text: fmt.datetime(a.first_ts)}),
+            el("td", {class: "small", "data-message": "", text: (FT.lang() === "zh" ? a.message_zh : a.message_en) || ""})))));
         }
         const fig = run.figures || {};
         section.push(el("div", {class: "small muted", text: `${fmt.int(fig.events)} events · ${fig.wall_s} s · ${fmt.int(fig.events_per_s)} ${t("events_s")}`}));
