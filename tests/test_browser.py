@@ -307,6 +307,11 @@ async def test_scenarios_page_stops_a_run_and_scores_one_over_seeds(twin: Twin, 
     pd = page.locator("#report [data-summary='short-comm-loss'] td[data-pd]")
     assert float(await pd.get_attribute("data-pd") or "nan") == expect["pd"]
     assert await page.locator("#report details[data-seed]").count() == 3
+    link = page.locator("#report a[data-download]")
+    assert await link.get_attribute("download") == f"short-comm-loss-{run_id}.json"
+    saved = await page.evaluate("fetch(document.querySelector('#report a[data-download]').href)"
+                                ".then((r) => r.json())")
+    assert saved == run["report"]  # the file is the report the command line writes
     await page.locator("#report details[data-seed='5'] > summary").click()
     await page.screenshot(path=str(SHOTS / "scenarios-seeds.png"))
     fa = run["report"]["summary"]["scenarios"][0]["false_alarms"]["count"]

@@ -46,7 +46,7 @@ const FT = (() => {
       seeds: "随机种子数", seedsHint: "同一场景按连续种子重复运行，统计检出率与误报率",
       useCores: "进程数", stopped: "已停止", summary: "多种子汇总", pd: "检出率", detections: "检出",
       ttdMedian: "用时中位", ttdMax: "用时最大", perTankMonth: "每罐·月误报", tankMonths: "罐·月",
-      seedsDone: "已完成种子", runs: "运行", stopFailed: "停止失败：",
+      seedsDone: "已完成种子", runs: "运行", stopFailed: "停止失败：", downloadReport: "下载报告（JSON）",
     },
     en: {
       appTitle: "Binhai fuel station supervision — live wall", wall: "Wall", station: "Station twin",
@@ -93,6 +93,7 @@ const FT = (() => {
       useCores: "Processes", stopped: "stopped", summary: "Over all seeds", pd: "Pd", detections: "Detected",
       ttdMedian: "Median time", ttdMax: "Max time", perTankMonth: "False alarms per tank-month",
       tankMonths: "tank-months", seedsDone: "Seeds done", runs: "Runs", stopFailed: "Stop failed: ",
+      downloadReport: "Download report (JSON)",
     },
   };
   const ALERT_CODES = {

@@ -18,7 +18,7 @@
   const listBox = el("section", {class: "panel"}, el("h2", {"data-i18n": "scenarios"}), options, el("div", {class: "scroll", id: "files"}));
   const runBox = el("section", {class: "panel", id: "run"}, el("h2", {"data-i18n": "report"}), el("div", {id: "report", class: "muted", text: "—"}));
   main.append(listBox, runBox);
-  let current = null, known = new Set();
+  let current = null, known = new Set(), reportUrl = null;
 
   function dur(s) { return s == null ? "—" : s >= 86400 ? `${(s / 86400).toFixed(2)} d` : s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`; }
 
@@ -103,6 +103,11 @@
     if (r.error) parts.push(el("pre", {class: "bad small", text: r.error}));
     const rep = r.report;
     if (rep) {
+      // The same JSON the command line writes with --report, to keep with the tester's records.
+      if (reportUrl) URL.revokeObjectURL(reportUrl);
+      reportUrl = URL.createObjectURL(new Blob([JSON.stringify(rep, null, 1)], {type: "application/json"}));
+      parts.push(el("div", {class: "small"}, el("a", {href: reportUrl, "data-download": "",
+        download: `${r.file.replace(/\.ya?ml$/, "")}-${r.id}.json`, text: t("downloadReport")})));
       if (many && rep.summary) parts.push(...summaryParts(rep.summary));
       for (const run of rep.runs) {
         const head = el(many ? "summary" : "h2", null, el("span", {text: `${run.scenario} · seed ${run.seed} `}),
