@@ -363,6 +363,24 @@ async def test_scenarios_page_shows_a_leaks_estimate_against_the_truth(twin: Twi
     holds = await cell.locator("[data-ci-holds]").get_attribute("data-ci-holds")
     assert holds == str(est["latest"]["ci95_holds_truth"]).lower()
     assert ("95% 区间含真值" if est["latest"]["ci95_holds_truth"] else "95% 区间不含真值") in text
+
+    # The shape that raised it: the tank's divergence around the LEAK, drawn when opened — the report's
+    # points, falling 10 L an hour, with the alert's time marked.
+    shape = report["report"]["runs"][0]["expectations"][0]["divergence"]
+    drop = shape["divergence_l"][0] - min(shape["divergence_l"])
+    assert shape["tank"] == "T1" and drop > 5 * (shape["ts"][-1] - shape["ts"][0]) / 3600
+    details = page.locator("#report details[data-divergence='T1']")
+    assert await details.get_attribute("data-points") == str(len(shape["ts"]))
+    await details.locator("summary").click()
+    await page.wait_for_function("document.querySelector('#report [data-chart]').dataset.drawn === '1'")
+    drawn = await page.evaluate("""() => {
+        const o = echarts.getInstanceByDom(document.querySelector('#report [data-chart]')).getOption();
+        return {points: o.series[0].data, mark: o.series[0].markLine.data[0].xAxis};
+    }""")
+    pairs = zip(shape["ts"], shape["divergence_l"], strict=True)
+    assert drawn["points"] == [[ts * 1000, v] for ts, v in pairs]
+    assert drawn["mark"] == report["report"]["runs"][0]["expectations"][0]["detected_ts"] * 1000
+    await page.screenshot(path=str(SHOTS / "scenarios-divergence.png"))
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
 
 

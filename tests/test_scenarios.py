@@ -594,5 +594,13 @@ def test_one_run_spread_over_two_processes_gives_the_same_report(capsys: pytest.
     (spread,) = suite["runs"]
     assert [e["met"] for e in alone["expectations"]] == [True, True, True] and alone["false_alarms"] == []
     assert len(alone["faults"]) == 3 and alone["deliveries"]["matched"] >= 1
+    # The theft's detection shows its tank's divergence stepping down by the 80 L, on both sides of the
+    # split: the parts' divergence merges as one process's would.
+    theft = alone["expectations"][0]["divergence"]
+    assert theft["tank"] == "T1" and theft["step_s"] == 600
+    points = list(zip(theft["ts"], theft["divergence_l"], strict=True))
+    before = [v for ts, v in points if ts < START + 9 * 3600 - 600]
+    after = [v for ts, v in points if ts > alone["expectations"][0]["detected_ts"]]
+    assert before and after and 60 < sum(before) / len(before) - sum(after) / len(after) < 100
     assert _without_wall_time(spread) == _without_wall_time(alone)
     assert suite["throughput"]["jobs"] == 2 and suite["throughput"]["events"] == alone["figures"]["events"]

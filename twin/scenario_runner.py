@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from twin.divergence_bins import DivergenceBins
 from twin.scenarios import (
     MONTH_S,
     DeliveryTruth,
@@ -263,6 +264,7 @@ class _Collected:
     events: int
     rejected: list[dict[str, Any]]
     wall_s: float
+    divergence: DivergenceBins
 
 
 @dataclass(slots=True)
@@ -285,6 +287,7 @@ async def _feed(scn: Scenario, sim: DistrictSimulator, runtime: Any, progress: P
     alerts: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+    divergence = DivergenceBins()
     events = 0
     t0 = time.perf_counter()
     t, end = scn.start, scn.end
@@ -298,11 +301,13 @@ async def _feed(scn: Scenario, sim: DistrictSimulator, runtime: Any, progress: P
         out = await runtime.process(groups, with_states=False)
         alerts.extend(out.alerts)
         deliveries.extend(out.deliveries)
+        divergence.add(out.divergence)
+        divergence.add_deliveries(out.deliveries)
         rejected.extend({"reason": r.get("reason"), "station": r.get("station")} for r in out.rejected)
         events += len(accepted)
         if progress is not None:
             progress.update((t - scn.start) / 86_400.0, events, time.perf_counter() - t0)
-    return _Collected(alerts, deliveries, events, rejected, time.perf_counter() - t0)
+    return _Collected(alerts, deliveries, events, rejected, time.perf_counter() - t0, divergence)
 
 
 def _run_part(scn: Scenario, seed: int, runtime: str, shards: int | None, stations: frozenset[str] | None,
@@ -385,6 +390,9 @@ def run_one(scn: Scenario, seed: int, runtime: str = "local", shards: int | None
             parts.extend(f.result() for f in futures)
         wall_s = time.perf_counter() - t0
     whole = parts[0]
+    divergence = DivergenceBins()
+    for p in parts:
+        divergence.merge(p.got.divergence)
     events = sum(p.got.events for p in parts)
     rejected = [r for p in parts for r in p.got.rejected]
     figures = {
@@ -402,7 +410,7 @@ def run_one(scn: Scenario, seed: int, runtime: str = "local", shards: int | None
     report = score_run(scn, seed, alerts=[a for p in parts for a in p.got.alerts],
                        deliveries=[d for p in parts for d in p.got.deliveries], faults=faults,
                        truth_deliveries=[d for p in parts for d in p.truth_deliveries], figures=figures,
-                       nozzle_tanks=whole.nozzle_tanks)
+                       nozzle_tanks=whole.nozzle_tanks, divergence=divergence)
     if prog is not None:
         prog.done(report)
     return report

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -44,11 +44,15 @@ from twin.registry import District, NozzleSpec, StationSpec, TankSpec
 from twin.settings import TwinSettings
 from twin.timeutil import to_local
 
+if TYPE_CHECKING:
+    from twin.divergence_bins import DivergenceBins
+
 __all__ = [
     "ALERT_CODES", "FAULT_ALERT", "INFO_CODES", "NAMES_CANDIDATES", "TANK_FOR_NOZZLE", "DeliveryTruth",
     "DistrictSpec",
     "Expectation", "FaultTruth", "NoiseSpec", "ProfileSpec", "Scenario", "ScenarioError", "StationEntry",
-    "aggregate", "entity_problems", "false_alarms", "fmt_duration", "format_table", "load_scenario",
+    "aggregate", "attach_divergence", "entity_problems", "false_alarms", "fmt_duration", "format_table",
+    "load_scenario",
     "match_expectations", "parse_scenario", "score_deliveries", "score_run",
 ]
 
@@ -802,13 +806,42 @@ def score_deliveries(truth: Iterable[DeliveryTruth], detected: Iterable[Mapping[
             "unmatched_items": phantom}
 
 
+def attach_divergence(results: Sequence[dict[str, Any]], fas: Sequence[dict[str, Any]],
+                      alerts: Sequence[Mapping[str, Any]], divergence: DivergenceBins,
+                      nozzle_tanks: Mapping[tuple[str, str], str]) -> None:
+    """Give each detection (its alert's first version) and each false alarm the divergence of its tank:
+    the alert's own entity, or the tank a nozzle draws from. Station-wide alerts get none."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for a in alerts:
+        first.setdefault(a["id"], a)
+
+    def around(alert: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if alert is None or not alert.get("entity"):
+            return None
+        station, entity = alert["station"], alert["entity"]
+        tank = entity if divergence.has(station, entity) else nozzle_tanks.get((station, entity))
+        return divergence.around(alert, tank) if tank is not None else None
+
+    for r in results:
+        if r.get("alert_id") is not None:
+            r["divergence"] = around(first.get(r["alert_id"]))
+    for fa in fas:
+        fa["divergence"] = around(first.get(fa["id"]))
+
+
 def score_run(scenario: Scenario, seed: int, *, alerts: Sequence[Mapping[str, Any]],
               deliveries: Sequence[Mapping[str, Any]], faults: Sequence[FaultTruth],
               truth_deliveries: Sequence[DeliveryTruth], figures: Mapping[str, Any],
-              nozzle_tanks: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """The report of one run (one scenario, one seed): expectations, false alarms, deliveries, figures."""
+              nozzle_tanks: Mapping[tuple[str, str], str] | None = None,
+              divergence: DivergenceBins | None = None) -> dict[str, Any]:
+    """The report of one run (one scenario, one seed): expectations, false alarms, deliveries, figures.
+
+    With the run's ``divergence``, each false alarm and each detection of a tank or of a nozzle's tank
+    carries that tank's divergence around it (``DivergenceBins.around``)."""
     results, claimed = match_expectations(scenario.expect, alerts, faults, scenario.start, nozzle_tanks)
     fas = false_alarms(alerts, claimed)
+    if divergence is not None:
+        attach_divergence(results, fas, alerts, divergence, nozzle_tanks or {})
     return {
         "scenario": scenario.name, "file": scenario.source, "seed": seed,
         "start": iso(scenario.start), "duration_s": scenario.duration,

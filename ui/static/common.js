@@ -47,6 +47,7 @@ const FT = (() => {
       useCores: "进程数", stopped: "已停止", summary: "多种子汇总", pd: "检出率", detections: "检出",
       ttdMedian: "用时中位", ttdMax: "用时最大", perTankMonth: "每罐·月误报", tankMonths: "罐·月",
       seedsDone: "已完成种子", runs: "运行", stopFailed: "停止失败：", downloadReport: "下载报告（JSON）",
+      divergenceShape: "差值曲线", deliveryMark: "卸油", divergenceAround: "{tank} 差值（升，{step} 分钟均值），竖线为告警时刻",
     },
     en: {
       appTitle: "Binhai fuel station supervision — live wall", wall: "Wall", station: "Station twin",
@@ -94,6 +95,7 @@ const FT = (() => {
       ttdMedian: "Median time", ttdMax: "Max time", perTankMonth: "False alarms per tank-month",
       tankMonths: "tank-months", seedsDone: "Seeds done", runs: "Runs", stopFailed: "Stop failed: ",
       downloadReport: "Download report (JSON)",
+      divergenceShape: "Divergence", deliveryMark: "Delivery", divergenceAround: "{tank} divergence (L, {step}-minute means); the line marks the alert",
     },
   };
   const ALERT_CODES = {

@@ -2,7 +2,7 @@
 // by simulated day and seeds done; a run can be stopped), and its report: over many seeds each expected
 // detection's probability of detection and the false alarms per tank-month; per seed each expectation
 // met or missed with its time to detect and, where the truth can score it, the alert's estimate; every
-// false alarm.
+// false alarm, each detection and false alarm with its tank's divergence around it.
 "use strict";
 
 (() => {
@@ -90,6 +90,43 @@
       holds == null ? "" : el("div", {class: "small", "data-ci-holds": String(holds), text: t(holds ? "ciHolds" : "ciMisses")}));
   }
 
+  // The tank's divergence around an alert (the report's 10-minute means, ≤ 300 points), drawn when the
+  // reader opens it: a chart inside a closed <details> has no width to draw in. A delivery reads as a
+  // rise of thousands of litres until the twin books it (≈ 10 min after the drop settles): its span is
+  // shaded, and the y axis fits the other points, so a 60 L step stays visible next to it.
+  const BOOKING_S = 1800;
+  function divergenceCell(d, alertTs) {
+    if (!d) return el("td", {class: "muted", text: "—"});
+    const box = el("div", {class: "div-shape", "data-chart": ""});
+    const det = el("details", {"data-divergence": d.tank, "data-points": String(d.ts.length)},
+      el("summary", {class: "small", text: t("divergenceShape")}), box);
+    det.addEventListener("toggle", () => {
+      if (!det.open || box.dataset.drawn) return;
+      box.dataset.drawn = "1";
+      const spans = d.deliveries || [];
+      const inDelivery = (ts) => spans.some(([a, b]) => ts >= a - d.step_s && ts <= b + BOOKING_S);
+      const kept = d.divergence_l.filter((v, i) => !inDelivery(d.ts[i]));
+      const lo = Math.min(...kept), hi = Math.max(...kept), pad = Math.max(5, 0.1 * (hi - lo));
+      const days = (d.to_ts - d.from_ts) > 2 * 86400;
+      echarts.init(box).setOption({animation: false, grid: {left: 48, right: 10, top: 22, bottom: 22}, tooltip: {trigger: "axis"},
+        title: {text: t("divergenceAround", {tank: d.tank, step: Math.round(d.step_s / 60)}),
+                textStyle: {color: "#8aa0b8", fontSize: 11, fontWeight: "normal"}, left: 0, top: 0},
+        xAxis: {type: "time", splitNumber: 4, axisLabel: {color: "#8aa0b8", fontSize: 10, hideOverlap: true,
+                formatter: (v) => days ? fmt.time(v / 1000).slice(0, -3).replace(",", "") : fmt.time(v / 1000).slice(-8, -3)},
+                axisLine: {lineStyle: {color: "#2a4466"}}},
+        yAxis: {type: "value", min: kept.length ? Math.floor(lo - pad) : null, max: kept.length ? Math.ceil(hi + pad) : null,
+                axisLabel: {color: "#8aa0b8", fontSize: 10}, splitLine: {lineStyle: {color: "#1b3050"}}},
+        series: [{type: "line", symbol: "none", data: d.ts.map((x, i) => [x * 1000, d.divergence_l[i]]),
+                  lineStyle: {color: "#f1c40f", width: 1.5},
+                  markLine: {symbol: "none", silent: true, lineStyle: {color: "#e74c3c", type: "dashed"}, label: {show: false},
+                             data: [{xAxis: alertTs * 1000}]},
+                  markArea: {silent: true, itemStyle: {color: "rgba(58,160,255,0.15)"},
+                             label: {color: "#8aa0b8", fontSize: 10},
+                             data: spans.map(([a, b]) => [{xAxis: a * 1000, name: t("deliveryMark")}, {xAxis: (b + BOOKING_S) * 1000}])}}]});
+    });
+    return el("td", null, det);
+  }
+
   function renderRun(r) {
     const box = document.getElementById("report");
     box.className = "";
@@ -113,17 +150,19 @@
         const head = el(many ? "summary" : "h2", null, el("span", {text: `${run.scenario} · seed ${run.seed} `}),
           el("span", {class: run.passed ? "ok" : "bad", "data-passed": String(run.passed), text: run.passed ? t("passed") : "FAILED"}));
         const section = [];
-        section.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect", "estimate"].map((k) => el("th", {text: t(k)}))),
+        section.push(el("table", {class: "list"}, el("tr", null, ...["expectations", "stations", "met", "timeToDetect", "estimate", "divergenceShape"].map((k) => el("th", {text: t(k)}))),
           ...run.expectations.map((e) => el("tr", null, el("td", {text: e.alert}),
             el("td", null, stationLink(e.station), e.entity ? ` / ${e.entity}` : ""),
             el("td", {class: e.met ? "ok" : "bad", text: e.met ? t("met") : t("missed")}),
-            el("td", {text: dur(e.time_to_detect_s)}), estimateCell(e.estimate)))));
+            el("td", {text: dur(e.time_to_detect_s)}), estimateCell(e.estimate),
+            divergenceCell(e.divergence, e.detected_ts)))));
         section.push(el("div", null, el("b", {text: `${t("falseAlarms")}: ${run.false_alarms.length}`})));
         if (run.false_alarms.length) {
           section.push(el("table", {class: "list"}, ...run.false_alarms.slice(0, 50).map((a) => el("tr", null,
             el("td", {text: a.code}), el("td", null, stationLink(a.station)), el("td", {text: a.entity || ""}),
             el("td", {text: fmt.datetime(a.first_ts)}),
-            el("td", {class: "small", "data-message": "", text: (FT.lang() === "zh" ? a.message_zh : a.message_en) || ""})))));
+            el("td", {class: "small", "data-message": "", text: (FT.lang() === "zh" ? a.message_zh : a.message_en) || ""}),
+            divergenceCell(a.divergence, a.first_ts)))));
         }
         const fig = run.figures || {};
         section.push(el("div", {class: "small muted", text: `${fmt.int(fig.events)} events · ${fig.wall_s} s · ${fmt.int(fig.events_per_s)} ${t("events_s")}`}));
