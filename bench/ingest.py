@@ -43,7 +43,7 @@ def peak_rss_mb() -> float:
 def simulator(args: argparse.Namespace) -> tuple[object, DistrictSimulator]:
     sim_district = synthetic_district(args.stations, args.seed)
     return sim_district, DistrictSimulator(sim_district, seed=args.seed, start_ts=START,
-                                           reading_interval_s=args.reading_interval)
+                                           reading_interval_s=args.reading_interval, truth_every=None)
 
 
 def batches(args: argparse.Namespace, sim: DistrictSimulator) -> Iterator[tuple[list[dict], float]]:

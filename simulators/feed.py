@@ -44,7 +44,7 @@ class DistrictSimulator:
     def __init__(self, sim_district: SimDistrict, seed: int, start_ts: float,
                  reading_interval_s: float = 10.0, tick_interval_s: float = 60.0,
                  noise: NoiseSettings | None = None, *, block_s: float = 600.0,
-                 running_update_s: float | None = 10.0, truth_every: int = 1,
+                 running_update_s: float | None = 10.0, truth_every: int | None = 1,
                  faults: dict[str, list[StationFault]] | None = None,
                  vapor: bool | VaporSimSettings = False, only: Collection[str] | None = None):
         self.sim_district = sim_district

@@ -247,8 +247,9 @@ async def run_served(*, stations: int, seed: int, start_ts: float, speed: float,
         sim = build_simulator(scenario, seed, build_district(scenario, seed))
         until = scenario.end
     else:
+        # Served until stopped, scored by nobody: no true state per reading (it only grew).
         sim = DistrictSimulator(synthetic_district(stations, seed), seed=seed, start_ts=start_ts,
-                                reading_interval_s=reading_interval_s, vapor=True)
+                                reading_interval_s=reading_interval_s, vapor=True, truth_every=None)
     if poll_interval_s is None and speed > 1:
         # Every reading must be on its device when it is polled, and the twin must not see 5 minutes of
         # event time pass between two polls of a live gauge: poll twice per reading interval at most.

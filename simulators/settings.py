@@ -40,8 +40,10 @@ class Timing:
     #: do; the twin then books the tank's loss while the fill is under way. None: only the four states.
     running_update_s: float | None = None
     #: Keep the true tank state of every n-th reading in the ground truth (1 = all; raise it for
-    #: week-long runs, ~32 bytes per tank reading).
-    truth_every: int = 1
+    #: week-long runs, ~32 bytes per tank reading). None keeps none: for a feed that runs indefinitely
+    #: and never scores (the demo, ``simulate serve``), where the series only grew — about 1 MB a
+    #: station and day at 10-s readings (bench/memory.py).
+    truth_every: int | None = 1
 
     def __post_init__(self) -> None:
         if self.reading_interval_s <= 0 or self.tick_interval_s <= 0:
@@ -50,5 +52,5 @@ class Timing:
             raise ValueError(f"block_s={self.block_s} must divide a day (86400 s)")
         if self.running_update_s is not None and self.running_update_s <= 0:
             raise ValueError("running_update_s must be > 0 or None")
-        if self.truth_every < 1:
-            raise ValueError("truth_every must be >= 1")
+        if self.truth_every is not None and self.truth_every < 1:
+            raise ValueError("truth_every must be >= 1 or None")

@@ -553,6 +553,9 @@ class StationSim:
 
     def _record_truth(self, ts: np.ndarray, net: np.ndarray, level: np.ndarray, temp: np.ndarray) -> None:
         every = self.timing.truth_every
+        if every is None:
+            self._reading_no += len(ts)
+            return
         water = np.repeat(self.water_mm[:, None], len(ts), axis=1)
         if every == 1:
             self.truth.record_readings(self.id, ts, net, level, temp, water)

@@ -98,6 +98,17 @@ def test_some_stations_alone_make_exactly_their_events_in_the_whole_district() -
     assert [s.id for s in part.stations] == ["BH-0001", "BH-0003"]
 
 
+def test_a_feed_that_keeps_no_true_readings_sends_the_same_events() -> None:
+    """The demo and `simulate serve` run until stopped and score nothing: they keep no true state per
+    reading (it only grew), and that changes nothing they send; a scoring run's series is unchanged."""
+    sd = synthetic_district(2, 5)
+    scoring, endless = DistrictSimulator(sd, 5, START), DistrictSimulator(sd, 5, START, truth_every=None)
+    assert endless.advance(START + DAY / 4) == scoring.advance(START + DAY / 4)
+    assert len(scoring.truth.tank_series("BH-0001", "T1").ts) == DAY / 4 / 10  # one per 10-s reading
+    assert len(endless.truth.tank_series("BH-0001", "T1").ts) == 0
+    assert endless.truth.deliveries == scoring.truth.deliveries  # the rest of the truth is kept
+
+
 def test_events_are_sorted_and_never_repeated(run) -> None:
     sim, events = run
     ts = [e["ts"] for e in events]

@@ -104,8 +104,9 @@ async def run_demo(o: DemoOptions) -> None:
     service.subscribe(hub.publish)
     app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo"))
     server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
+    # The demo runs for as long as it is left on and scores nothing: no true state per reading.
     simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
-                                  reading_interval_s=o.reading_interval_s)
+                                  reading_interval_s=o.reading_interval_s, truth_every=None)
     # Simulated seconds per step: a minute as fast as possible; live, about two steps a wall second.
     step_s = 60.0 if o.speed is None else min(60.0, max(1.0, o.speed / 2))
     feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed, step_s=step_s))
