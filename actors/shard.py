@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from actors.entities import StationActor
 from actors.supervision import ActorCrashed, Supervised
@@ -29,6 +30,32 @@ def shard_of(station_id: str, shards: int) -> int:
 
 
 RunMessage = tuple[Sequence[EventBase], list[int], bool, bool]
+
+#: Each event class's field names, in the order of its instances' ``__dict__``.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _pack_run(message: RunMessage) -> tuple[list[tuple[Any, ...]], bool, bool]:
+    """A station batch as its supervisor journals it: each event as one tuple (its class, then its
+    values). A validated event costs ~1.1 kB as a pydantic object (its ``__dict__`` and fields set),
+    the tuple ~0.15 kB plus the values; a station journals up to 20,000 events between snapshots, so
+    this is the difference between ~22 MB and ~5 MB a busy station (bench/memory.py)."""
+    events, _, flush, with_state = message
+    packed = []
+    for e in events:
+        d = e.__dict__
+        cls = type(e)
+        if cls not in _FIELDS:
+            _FIELDS[cls] = tuple(d)
+        packed.append((cls, *d.values()))
+    return packed, flush, with_state
+
+
+def _unpack_run(entry: tuple[list[tuple[Any, ...]], bool, bool]) -> RunMessage:
+    """The journaled batch as events again, for a replay (validated once: rebuilt unchecked)."""
+    packed, flush, with_state = entry
+    events = [row[0].model_construct(**dict(zip(_FIELDS[row[0]], row[1:], strict=True))) for row in packed]
+    return events, [0], flush, with_state
 
 
 def _run(actor: StationActor, message: RunMessage, out: Outputs) -> None:
@@ -48,7 +75,8 @@ class Shard:
                  snapshot_every: int = 5000):
         settings = settings or TwinSettings()
         self.stations: dict[str, Supervised[StationActor]] = {
-            spec.id: Supervised(spec.id, StationActor(spec, settings), snapshot_every, Outputs)
+            spec.id: Supervised(spec.id, StationActor(spec, settings), snapshot_every, Outputs,
+                                codec=(_pack_run, _unpack_run))
             for spec in stations
         }
         self.crashes = 0

@@ -1,7 +1,8 @@
 """Supervision by snapshot and journal: a crashed actor comes back as it was, minus the poison message.
 
 The actor's state is pickled every ``snapshot_every`` messages (more, for a big state: see
-:class:`Supervised`) and every message since is journaled.
+:class:`Supervised`) and every message since is journaled — through a ``codec`` where the messages are
+big objects the journal can hold in a smaller form (a shard's station batches: see actors/shard.py).
 When handling a message raises, the instance is rebuilt from the snapshot and the journal replayed into
 a throwaway sink (its outputs were delivered the first time); the failing message is reported, not
 retried. Actors here are deterministic state machines, so replay reproduces the state exactly.
@@ -42,7 +43,8 @@ class Supervised(Generic[S]):
 
     def __init__(self, name: str, instance: S, snapshot_every: int = 2000,
                  sink_factory: Callable[[], Any] = lambda: None, strategy: str = "restart",
-                 snapshot_bytes_per_message: float = 12.0):
+                 snapshot_bytes_per_message: float = 12.0,
+                 codec: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None):
         if strategy not in ("restart", "resume"):
             raise ValueError(f"unknown supervision strategy {strategy!r}")
         self.name = name
@@ -53,6 +55,8 @@ class Supervised(Generic[S]):
         self.snapshot_bytes_per_message = snapshot_bytes_per_message
         self._snapshot = b""
         self._due = snapshot_every
+        #: (pack, unpack): what a message is journaled as, and how it is read back for a replay.
+        self._pack, self._unpack = codec if codec is not None else (None, None)
         self._journal: list[tuple[Handler, Any]] = []
         self._journal_weight = 0
         self.restarts = 0
@@ -76,7 +80,7 @@ class Supervised(Generic[S]):
             raise ActorCrashed(self.name, exc) from exc
         if self.strategy == "resume":
             return result
-        self._journal.append((handler, message))
+        self._journal.append((handler, message if self._pack is None else self._pack(message)))
         self._journal_weight += weight
         if self._journal_weight >= self._due:
             self.checkpoint()
@@ -107,6 +111,7 @@ class Supervised(Generic[S]):
         self.restarts += 1
         self.instance = pickle.loads(self._snapshot)
         journal, self._journal = self._journal, []
-        for handler, message in journal:
+        for handler, entry in journal:
+            message = entry if self._unpack is None else self._unpack(entry)
             handler(self.instance, message, self.sink_factory())
-            self._journal.append((handler, message))
+            self._journal.append((handler, entry))

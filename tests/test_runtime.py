@@ -110,3 +110,42 @@ def test_station_crash_restores_station_and_spares_the_others(
     assert points == [T0 + 70]
     assert shard.state(b)["tanks"][0]["last_ts"] == T0 + 80
     assert shard.stats()["crashes"] == 1
+
+
+def _txn(sid: str, seq: int, txn_no: int, litres: float, totalizer: float) -> object:
+    ts = T0 + seq * 10
+    return parse({"kind": "nozzle.txn", "ts": ts, "station": sid, "entity": "N1", "source": f"{sid}:fcc",
+                  "seq": seq, "txn_no": txn_no, "grade": "92#", "volume_l": litres,
+                  "amount_cny": round(litres * 7.3, 2), "unit_price": 7.3, "start_ts": ts - 60, "end_ts": ts,
+                  "totalizer_l": totalizer, "totalizer_cny": round(totalizer * 7.3, 2)})
+
+
+def test_a_restart_replays_the_compact_journal_to_the_same_state(
+        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between snapshots a station's batches are journaled as tuples, not as the pydantic events (a
+    fifth of the memory); a crash rebuilds the events from them, and the replayed station is the one
+    that never crashed."""
+    original = StationActor._price
+
+    def fragile(self: StationActor, ev, out) -> None:  # type: ignore[no-untyped-def]
+        if ev.unit_price == 66.6:
+            raise RuntimeError("firmware bug")
+        original(self, ev, out)
+
+    monkeypatch.setattr(StationActor, "_price", fragile)
+    a = "BH-0001"
+    first = ([_reading(a, i, 1500 - i) for i in range(5)] + [_price(a, 5, 7.3)]
+             + [_txn(a, 6, 41, 30.5, 1030.5), _txn(a, 7, 42, 12.0, 1042.5)])
+    crashing, steady = Shard(small_district.stations[:1]), Shard(small_district.stations[:1])
+    for shard in (crashing, steady):
+        shard.process({a: first})
+    journal = crashing.stations[a]._journal  # what the supervisor holds until its next snapshot
+    assert journal and all(type(row) is tuple for _, (rows, *_) in journal for row in rows)
+    out = crashing.process({a: [_price(a, 8, 66.6), _reading(a, 9, 1490)]})
+    steady.process({a: [_reading(a, 9, 1490)]})
+    assert [r["reason"] for r in out.rejected] == [
+        "actor BH-0001 failed on a message: RuntimeError: firmware bug"]
+    assert crashing.stations[a].restarts == 1
+    replayed, reference = crashing.state(a), steady.state(a)
+    assert replayed["nozzles"][0]["totalizer_l"] == 1042.5 and replayed["prices"] == {"92#": 7.3}
+    assert replayed == reference
