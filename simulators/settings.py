@@ -41,7 +41,7 @@ class Timing:
     running_update_s: float | None = None
     #: Keep the true tank state of every n-th reading in the ground truth (1 = all; raise it for
     #: week-long runs, ~32 bytes per tank reading). None keeps none: for a feed that runs indefinitely
-    #: and never scores (the demo, ``simulate serve``), where the series only grew — about 1 MB a
+    #: and never scores (the demo, ``simulate serve``), where the series only grew — about 1.4 MB a
     #: station and day at 10-s readings (bench/memory.py).
     truth_every: int | None = 1
 

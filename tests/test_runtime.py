@@ -83,8 +83,8 @@ def _price(sid: str, seq: int, price: float) -> object:
                   "seq": seq, "grade": "92#", "unit_price": price})
 
 
-def test_station_crash_restores_station_and_spares_the_others(
-        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+def _poison_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A station actor whose price handler fails on a price of 66.6 (a firmware bug)."""
     original = StationActor._price
 
     def fragile(self: StationActor, ev, out) -> None:  # type: ignore[no-untyped-def]
@@ -93,6 +93,11 @@ def test_station_crash_restores_station_and_spares_the_others(
         original(self, ev, out)
 
     monkeypatch.setattr(StationActor, "_price", fragile)
+
+
+def test_station_crash_restores_station_and_spares_the_others(
+        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    _poison_price(monkeypatch)
     shard = Shard(small_district.stations, snapshot_every=3)
     a, b = "BH-0001", "BH-0002"
     shard.process({a: [_reading(a, i, 1500 - i) for i in range(5)] + [_price(a, 5, 7.3)],
@@ -125,14 +130,7 @@ def test_a_restart_replays_the_compact_journal_to_the_same_state(
     """Between snapshots a station's batches are journaled as tuples, not as the pydantic events (a
     fifth of the memory); a crash rebuilds the events from them, and the replayed station is the one
     that never crashed."""
-    original = StationActor._price
-
-    def fragile(self: StationActor, ev, out) -> None:  # type: ignore[no-untyped-def]
-        if ev.unit_price == 66.6:
-            raise RuntimeError("firmware bug")
-        original(self, ev, out)
-
-    monkeypatch.setattr(StationActor, "_price", fragile)
+    _poison_price(monkeypatch)
     a = "BH-0001"
     first = ([_reading(a, i, 1500 - i) for i in range(5)] + [_price(a, 5, 7.3)]
              + [_txn(a, 6, 41, 30.5, 1030.5), _txn(a, 7, 42, 12.0, 1042.5)])
