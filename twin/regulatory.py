@@ -35,7 +35,7 @@ from typing import Any
 
 from twin.alerts import AlertBook
 from twin.detectors.nozzle import Finding
-from twin.detectors.regulatory import PaperTrail, RegulatorySettings
+from twin.detectors.regulatory import DAY_S, PaperTrail, RegulatorySettings
 from twin.ledger import TankLedger
 from twin.outputs import Outputs
 from twin.registry import StationSpec
@@ -110,6 +110,9 @@ class StationRegulator:
         net = float(found["net_l_20c"])
         before = tank.book.expected_l - net
         lot = self.lots.receive(tid, found["start_ts"], found["end_ts"], net, before)
+        # Past the paper trail's memory no order can still link to a lot: an emptied one may go.
+        for gone in self.lots.retire(found["end_ts"] - self.s.keep_days * DAY_S):
+            self.lot_day.pop(gone, None)
         found["lot"] = lot
         found["ledger_day"] = self.ledgers[tid].book("receipts_detected_l", net)
         self.lot_day[lot] = found["ledger_day"]

@@ -108,6 +108,17 @@ class LotBook:
                     self.dirty.add(k)
         return lot
 
+    def retire(self, before_ts: float) -> list[str]:
+        """Forget the delivery lots no tank holds any more (drawn out, or folded into ``earlier``) that
+        ended before ``before_ts`` and have nothing unwritten: their records stay in the store, which is
+        what the API reads. Without it a station's lots only grew, and every receipt walks them all."""
+        gone = [k for k, info in self.lots.items()
+                if info["kind"] == "delivery" and info["share_now"] == 0.0 and k not in self.dirty
+                and info["end_ts"] is not None and info["end_ts"] < before_ts]
+        for k in gone:
+            del self.lots[k]
+        return gone
+
     def link(self, lot: str, po_no: str) -> None:
         info = self.lots.get(lot)
         if info is not None and info["po_no"] != po_no:
