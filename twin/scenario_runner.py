@@ -302,7 +302,6 @@ async def _feed(scn: Scenario, sim: DistrictSimulator, runtime: Any, progress: P
         alerts.extend(out.alerts)
         deliveries.extend(out.deliveries)
         divergence.add(out.divergence)
-        divergence.add_deliveries(out.deliveries)
         rejected.extend({"reason": r.get("reason"), "station": r.get("station")} for r in out.rejected)
         events += len(accepted)
         if progress is not None:
@@ -393,6 +392,7 @@ def run_one(scn: Scenario, seed: int, runtime: str = "local", shards: int | None
     divergence = DivergenceBins()
     for p in parts:
         divergence.merge(p.got.divergence)
+        divergence.add_deliveries(p.got.deliveries)  # the spans its windows list, from the run's own list
     events = sum(p.got.events for p in parts)
     rejected = [r for p in parts for r in p.got.rejected]
     figures = {

@@ -811,9 +811,7 @@ def attach_divergence(results: Sequence[dict[str, Any]], fas: Sequence[dict[str,
                       nozzle_tanks: Mapping[tuple[str, str], str]) -> None:
     """Give each detection (its alert's first version) and each false alarm the divergence of its tank:
     the alert's own entity, or the tank a nozzle draws from. Station-wide alerts get none."""
-    first: dict[str, Mapping[str, Any]] = {}
-    for a in alerts:
-        first.setdefault(a["id"], a)
+    first = {a["id"]: a for a in unique_alerts(alerts)}
 
     def around(alert: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if alert is None or not alert.get("entity"):
