@@ -197,14 +197,15 @@ def _check_positive(name: str, value: float) -> float:
     return v
 
 
-# Level grid of the cylinder's inverse table. 0.05 mm is twice the magnetostrictive probe's
-# resolution (0.025 mm, DOMAIN.md). Near the bottom and the top V(h) grows like h^1.5, whose inverse
-# has unbounded slope, so linear interpolation on a uniform grid would err by up to ~0.15 step there;
-# the first and last _EDGE_MM are therefore tabulated at _EDGE_STEP_MM, which keeps the round-trip
-# error of level -> volume -> level below ~1e-3 mm everywhere (see tests).
-_TABLE_STEP_MM = 0.05
-_EDGE_MM = 1.0
-_EDGE_STEP_MM = 0.001
+# The inverse table's levels are spaced evenly in the angle θ of the liquid surface's chord,
+# h = r(1 - cos θ): their spacing dh = r sin θ dθ shrinks towards the bottom and the top, where V(h)
+# grows like h^1.5 and its inverse is steepest. Linear interpolation of h(V) between two such levels
+# errs by about dh²/8 · V''/V', and V''/V' = (r - h)/(2rh - h²) for the straight shell, so by at most
+# r·dθ²/8 whatever the level: the step below keeps it under _TABLE_ERROR_MM. The table is ~70 kB for
+# D = 3 m; an even 0.05 mm grid (0.001 mm in the first and last mm) had needed 1 MB, and a simulated
+# tank's true geometry is its own (strapping error), so every simulated tank held one: 3.7 MB a station
+# in bench/memory.py (tracemalloc, session 15).
+_TABLE_ERROR_MM = 1e-4
 
 
 @lru_cache(maxsize=128)
@@ -213,19 +214,16 @@ def _cylinder_table(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Volume (L) and level (mm) arrays for the inverse of a horizontal cylinder, built once.
 
-    Cached by dimensions so tanks of the same model share one table (about 1 MB for D = 3 m).
+    Cached by dimensions so tanks of the same model share one table (about 70 kB for D = 3 m).
     """
-    d = diameter_mm
-    edge = min(_EDGE_MM, d / 2.0)
-    bottom = np.linspace(0.0, edge, max(2, math.ceil(edge / _EDGE_STEP_MM) + 1))
-    top = d - bottom[::-1]
-    # Interior points strictly between the two edge zones (no near-duplicates at the joins).
-    n_mid = max(2, math.ceil((d - 2.0 * edge) / _TABLE_STEP_MM) + 1)
-    middle = np.linspace(edge, d - edge, n_mid)[1:-1]
-    levels = np.concatenate([bottom, middle, top]) if d > 2.0 * edge else np.concatenate([bottom, top[1:]])
-    volumes = _cylinder_volume_array(levels, d / 2.0, length_mm, dish_depth_mm)
+    r = diameter_mm / 2.0
+    n = max(16, math.ceil(math.pi / math.sqrt(8.0 * _TABLE_ERROR_MM / r)) + 1)
+    theta = np.linspace(0.0, math.pi, n)
+    levels = 2.0 * r * np.sin(theta / 2.0) ** 2  # r(1 - cos θ) without cancellation near the bottom
+    levels[-1] = diameter_mm
+    volumes = _cylinder_volume_array(levels, r, length_mm, dish_depth_mm)
     if not np.all(np.diff(volumes) > 0.0):  # would make np.interp's inverse ill-defined
-        raise ValueError(f"cylinder D={d} mm L={length_mm} mm gives a non-increasing volume table")
+        raise ValueError(f"cylinder D={diameter_mm} mm L={length_mm} mm gives a non-increasing volume table")
     # Left writeable on purpose: np.interp copies read-only inputs (measured: ~190 µs per scalar call on a
     # 54k-row table instead of ~0.7 µs). The arrays are private to this module; do not mutate them.
     return volumes, levels
@@ -274,7 +272,7 @@ class HorizontalCylinder:
             raise ValueError(f"ends must be 'flat' or 'dished', got {self.ends!r}")
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the dimensions only: the cached inverse table (~1 MB) is rebuilt where it is used."""
+        """Pickle the dimensions only: the cached inverse table (~70 kB) is rebuilt where it is used."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @property
@@ -313,8 +311,8 @@ class HorizontalCylinder:
     def level_mm(self, volume_l: FloatOrArray) -> FloatOrArray:
         """Level (mm) holding ``volume_l``, by interpolation in a precomputed table (no closed form).
 
-        The table (0.05 mm steps, 0.001 mm in the first and last mm) is built on first use and shared
-        by tanks with the same dimensions. Round-trip error is below ~1e-3 mm.
+        The table (levels evenly spaced in the surface chord's angle, see ``_TABLE_ERROR_MM``) is built
+        on first use and shared by tanks with the same dimensions. Round-trip error is below ~1e-4 mm.
         """
         volumes, levels = self._table
         if _is_scalar(volume_l):
