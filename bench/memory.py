@@ -4,8 +4,9 @@ Not a test: it prints figures. A city is a thousand stations or more on one mach
 memory per station matters as much as its speed. The simulated district is fed to the local runtime
 (no Redis: its log lives in another process) for ``--days`` simulated days, and each day it prints
 
-* the process's resident memory, and its growth per station since the start (the simulator's own
-  state is in it too, without its per-reading ground truth, as in ``fueltwin demo``);
+* the twin's resident memory, and its growth per station since the start; the simulator runs in a
+  process of its own (as a field bridge would), without its per-reading ground truth, as in
+  ``fueltwin demo``, and its resident memory is printed apart;
 * the events the stations' supervisors hold in their journals (every event since each station's last
   snapshot, kept to replay a station that crashes) and the stations' pickled state (that snapshot).
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import multiprocessing
 import os
 import pickle
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,39 +49,53 @@ def supervisors(runtime: object) -> list:
     return [s for c in cells.values() for s in c.supervised.instance.shard.stations.values()]
 
 
-async def run(args: argparse.Namespace) -> None:
-    sim_district = synthetic_district(args.stations, args.seed)
-    district = sim_district.district
-    # As the demo: no true state per reading (the simulator's scoring series is not the twin's memory).
-    sim = DistrictSimulator(sim_district, seed=args.seed, start_ts=START,
+def feed(conn: Connection, args: argparse.Namespace) -> None:
+    """The simulated district in its own process: a batch of raw events (and this process's resident
+    memory) per ``--batch-s`` simulated seconds, then None. The pipe's buffer paces it to the twin."""
+    sim = DistrictSimulator(synthetic_district(args.stations, args.seed), seed=args.seed, start_ts=START,
                             reading_interval_s=args.reading_interval, truth_every=None)
+    t, end = START, START + args.days * 86_400
+    while t < end:
+        t = min(t + args.batch_s, end)
+        conn.send((t, sim.advance(t), rss_mb()))
+    conn.send(None)
+    conn.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    district = synthetic_district(args.stations, args.seed).district
     validator = Validator(district.directory())
     runtime = make_runtime("local", district)
     gc.collect()
     base = rss_mb()
     print(f"{args.stations} stations, {args.days:g} days, readings every {args.reading_interval:g} s; "
-          f"start {base:.0f} MB resident")
-    print("  day   resident   per station   journals (events)   pickled state   events/s")
-    t, end, mark, events = START, START + args.days * 86_400, START + 86_400, 0
+          f"twin starts at {base:.0f} MB resident")
+    print("  day   twin resident   per station   journals (events)   pickled state   simulator   events/s")
+    receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
+    simulator = multiprocessing.get_context("spawn").Process(target=feed, args=(sender, args), daemon=True)
+    simulator.start()
+    sender.close()
+    mark, events = START + 86_400, 0
     t0 = time.perf_counter()
-    while t < end:
-        t = min(t + args.batch_s, end)
-        accepted, _ = validator.validate(sim.advance(t), t)
+    while (batch := receiver.recv()) is not None:
+        t, raw, sim_rss = batch
+        accepted, _ = validator.validate(raw, t)
         groups: dict[str, list] = {}
         for ev in accepted:
             groups.setdefault(ev.station, []).append(ev)
         await runtime.process(groups, False)
         events += len(accepted)
-        if t >= mark or t >= end:
+        if t >= mark or t >= START + args.days * 86_400:
             mark += 86_400
             gc.collect()
             sups = supervisors(runtime)
             journal = sum(s._journal_weight for s in sups)
             state = sum(len(pickle.dumps(s.instance, pickle.HIGHEST_PROTOCOL)) for s in sups)
             now = rss_mb()
-            print(f"  {(t - START) / 86_400:3.0f} {now:8.0f} MB {(now - base) / args.stations:9.1f} MB"
-                  f" {journal:14,} {state / 2**20:12.1f} MB {events / (time.perf_counter() - t0):10,.0f}",
-                  flush=True)
+            print(f"  {(t - START) / 86_400:3.0f} {now:11.0f} MB {(now - base) / args.stations:9.1f} MB"
+                  f" {journal:14,} {state / 2**20:15.1f} MB {sim_rss:8.0f} MB"
+                  f" {events / (time.perf_counter() - t0):10,.0f}", flush=True)
+    simulator.join(timeout=30)
     await runtime.stop()
 
 
