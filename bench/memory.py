@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace) -> None:
     simulator = multiprocessing.get_context("spawn").Process(target=feed, args=(sender, args), daemon=True)
     simulator.start()
     sender.close()
-    mark, events = START + 86_400, 0
+    end, mark, events = START + args.days * 86_400, START + 86_400, 0
     t0 = time.perf_counter()
     while (batch := receiver.recv()) is not None:
         t, raw, sim_rss = batch
@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> None:
             groups.setdefault(ev.station, []).append(ev)
         await runtime.process(groups, False)
         events += len(accepted)
-        if t >= mark or t >= START + args.days * 86_400:
+        if t >= mark or t >= end:
             mark += 86_400
             gc.collect()
             sups = supervisors(runtime)
