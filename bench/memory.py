@@ -12,6 +12,7 @@ memory per station matters as much as its speed. The simulated district is fed t
 
     python bench/memory.py                                # 10 stations, 14 days, readings every 60 s
     python bench/memory.py --stations 20 --days 21 --reading-interval 10
+    python bench/memory.py --days 14 --reading-interval 10 --tracemalloc   # what holds it, by line
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import pickle
 import sys
 import time
+import tracemalloc
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -47,6 +49,17 @@ def supervisors(runtime: object) -> list:
     """Every station's supervisor in the local runtime (its shards' cells)."""
     cells = runtime.system._cells  # type: ignore[attr-defined]
     return [s for c in cells.values() for s in c.supervised.instance.shard.stations.values()]
+
+
+def print_allocations(stations: int) -> None:
+    """What the twin's live allocations are, by line of code (slow: run it on a few days)."""
+    gc.collect()
+    top = tracemalloc.take_snapshot().statistics("lineno")
+    print(f"live allocations: {sum(s.size for s in top) / 2**20 / stations:.2f} MB a station; largest:")
+    for stat in top[:15]:
+        frame = stat.traceback[0]
+        print(f"  {stat.size / 2**20 / stations:6.2f} MB a station {stat.count:9,} blocks  "
+              f"{frame.filename}:{frame.lineno}")
 
 
 def feed(conn: Connection, args: argparse.Namespace) -> None:
@@ -75,6 +88,8 @@ async def run(args: argparse.Namespace) -> None:
     simulator = multiprocessing.get_context("spawn").Process(target=feed, args=(sender, args), daemon=True)
     simulator.start()
     sender.close()
+    if args.tracemalloc:
+        tracemalloc.start()
     end, mark, events = START + args.days * 86_400, START + 86_400, 0
     t0 = time.perf_counter()
     while (batch := receiver.recv()) is not None:
@@ -96,6 +111,8 @@ async def run(args: argparse.Namespace) -> None:
                   f" {journal:14,} {state / 2**20:15.1f} MB {sim_rss:8.0f} MB"
                   f" {events / (time.perf_counter() - t0):10,.0f}", flush=True)
     simulator.join(timeout=30)
+    if args.tracemalloc:
+        print_allocations(args.stations)
     await runtime.stop()
 
 
@@ -106,6 +123,8 @@ def main() -> None:
     ap.add_argument("--reading-interval", type=float, default=60.0)
     ap.add_argument("--batch-s", type=float, default=60.0, help="simulated seconds per batch")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="at the end, the twin's live allocations by line of code (several times slower)")
     args = ap.parse_args()
     tune_gc()  # as `fueltwin demo` does
     asyncio.run(run(args))
