@@ -285,34 +285,75 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
     assert math.isclose(seg.sy, dy.sum(), rel_tol=1e-12) and math.isclose(seg.syy, dy @ dy, rel_tol=1e-12)
     # chunks: one per 3-hour clock block the rows touch, holding exactly that block's rows
     blocks = [ts - ts % _Segment.CHUNK_S for ts in stamps]
-    assert [c[0] for c in seg.chunks] == sorted(set(blocks))
-    for start, m, cx, ctx, cy, cty in seg.chunks:
-        sel = np.array([b == start for b in blocks])
-        assert m == sel.sum()
-        np.testing.assert_allclose(cx, dx[sel].sum(axis=0), rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(ctx, dx[sel, 0] @ dx[sel], rtol=1e-12, atol=1e-9)
-        assert math.isclose(cy, dy[sel].sum(), rel_tol=1e-12, abs_tol=1e-9)
-        assert math.isclose(cty, dx[sel, 0] @ dy[sel], rel_tol=1e-12, abs_tol=1e-9)
-    assert seg._chunk_xx is not None and len(seg._chunk_xx) == len(seg.chunks)
-    for (start, *_), (xx, xy, first) in zip(seg.chunks, seg._chunk_xx, strict=True):
-        sel = np.array([b == start for b in blocks])
-        np.testing.assert_allclose(xx, dx[sel].T @ dx[sel], rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(xy, dx[sel].T @ dy[sel], rtol=1e-12, atol=1e-9)
-        np.testing.assert_array_equal(first, dx[np.flatnonzero(sel)[0]])
+    table = seg.chunks
+    assert table.start[:table.size].tolist() == sorted(set(blocks))
+    for c in range(table.size):
+        sel = np.array([b == table.start[c] for b in blocks])
+        assert table.n[c] == sel.sum()
+        np.testing.assert_allclose(table.sx[c], dx[sel].sum(axis=0), rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(table.stx[c], dx[sel, 0] @ dx[sel], rtol=1e-12, atol=1e-9)
+        assert math.isclose(table.sy[c], dy[sel].sum(), rel_tol=1e-12, abs_tol=1e-9)
+        assert math.isclose(table.sty[c], dx[sel, 0] @ dy[sel], rel_tol=1e-12, abs_tol=1e-9)
+        assert table.sxx is not None and table.sxy is not None and table.first is not None
+        np.testing.assert_allclose(table.sxx[c], dx[sel].T @ dx[sel], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(table.sxy[c], dx[sel].T @ dy[sel], rtol=1e-12, atol=1e-9)
+        np.testing.assert_array_equal(table.first[c], dx[np.flatnonzero(sel)[0]])
     cxx, cxy, cyy = seg.centred()
     xc, yc = dx - dx.mean(axis=0), dy - dy.mean()
     assert twin is not None  # the copy restored mid-stream ends with the very same sums
     assert twin.n == seg.n and np.array_equal(twin.sxx, seg.sxx) and np.array_equal(twin.sx, seg.sx)
-    assert [c[:2] + [c[4], c[5]] for c in twin.chunks] == [c[:2] + [c[4], c[5]] for c in seg.chunks]
-    assert all(np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
-               for a, b in zip(twin.chunks, seg.chunks, strict=True))
-    assert twin._chunk_xx is not None and all(
-        all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
-        for a, b in zip(twin._chunk_xx, seg._chunk_xx, strict=True))
+    assert twin.chunks.size == table.size and seg.has_chunk_xx and twin.has_chunk_xx
+    assert all(np.array_equal(a, b) for a, b in zip(twin.chunks.arrays(), table.arrays(), strict=True))
     np.testing.assert_allclose(cxx, xc.T @ xc, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(cxy, xc.T @ yc, rtol=1e-9, atol=1e-6)
     assert math.isclose(cyy, yc @ yc, rel_tol=1e-9)
 
+
+
+def test_wetstock_chunk_table_grows_trims_and_reads_checkpoints_from_before_it() -> None:
+    """Three days of rows open 24+ chunks, past the table's first day of rows; a sealed segment gives its
+    spare rows back; a checkpoint pickled when the chunks were lists restores to the same sums."""
+    from twin.detectors.wetstock import _ChunkTable, _Segment
+
+    rng = np.random.default_rng(5)
+    k = 4
+    seg: _Segment | None = None
+    reference: _Segment | None = None  # every row folded on arrival
+    for i in range(3 * 24 * 6):
+        ts = T0 + 600.0 * i
+        row = [float(v) for v in rng.normal(size=k + 1) * 50 + i]
+        sales = [float(i), 2.0 * i]
+        if seg is None:
+            seg, reference = _Segment(ts, row, sales), _Segment(ts, row, sales)
+        assert reference is not None
+        seg.add(ts, row, sales)
+        reference.add(ts, row, sales)
+        reference.sx  # noqa: B018 - reading folds
+    assert seg is not None and reference is not None
+    table = seg.chunks
+    chunks = len({ts - ts % _Segment.CHUNK_S for ts in T0 + 600.0 * np.arange(3 * 24 * 6)})
+    assert table.size == chunks > 3 * _ChunkTable.GROW and len(table.start) > table.size  # spare rows
+    for a, b in zip(table.arrays(), reference.chunks.arrays(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+    seg.seal()
+    assert len(seg.chunks.start) == seg.chunks.size == chunks
+    # the state as segments pickled it before the table: lists and stacked arrays
+    old = {name: getattr(seg, name) for name in _Segment.__slots__ if name not in ("_chunks", "_centred")}
+    t = seg.chunks
+    old["_chunks"] = (t.start.tolist(), [int(v) for v in t.n], t.sx.copy(), t.stx.copy(), t.sy.tolist(),
+                      t.sty.tolist())
+    old["_chunk_xx"] = (t.sxx.copy(), t.sxy.copy(), t.first.copy())
+    restored = _Segment.__new__(_Segment)
+    restored.__setstate__(dict(old))
+    assert isinstance(restored.chunks, _ChunkTable) and restored.has_chunk_xx
+    assert all(np.array_equal(a, b) for a, b in zip(restored.chunks.arrays(), t.arrays(), strict=True))
+    old["_chunk_xx"] = None  # older still: no nozzle sums, so no change scan on it
+    older = _Segment.__new__(_Segment)
+    older.__setstate__(dict(old))
+    assert not older.has_chunk_xx and older.chunks.size == chunks
+    # and the table itself survives pickling, trimmed
+    again = pickle.loads(pickle.dumps(seg))
+    assert all(np.array_equal(a, b) for a, b in zip(again.chunks.arrays(), t.arrays(), strict=True))
 
 def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrecorded_fills() -> None:
     """A burst of truck fills (3,000 L in 10 min on two high-flow nozzles) through meters and a chart

@@ -170,6 +170,103 @@ class WetstockFit:
         return self.leak_t >= 3.0 or self.drift_preferred or abs(self.common_t) >= 3.0
 
 
+class _ChunkTable:
+    """A segment's per-chunk sums, row c for its c-th 3-hour chunk, in arrays that grow a day at a time.
+
+    Held as two lists of small numpy arrays per chunk (five arrays with their headers and two lists), plus
+    a stacked copy the change scan made of them, the chunks were ~9,000 small blocks and ~0.9 MB a
+    station at day 14 (``bench/memory.py --tracemalloc``), the most of any detector's state. Rows of a
+    matrix are that stacked form already, so the scan reads views and nothing is copied. Each row is
+    summed into exactly as its list entry was, so the sums are the same to the bit."""
+
+    __slots__ = ("size", "start", "n", "sx", "stx", "sy", "sty", "sxx", "sxy", "first")
+
+    #: Rows added when the table is full: a day of chunks.
+    GROW = 8
+
+    def __init__(self, k: int, with_xx: bool = True, capacity: int = GROW):
+        self.size = 0
+        #: each chunk's start (s), its row count, Σdx, Σt·dx, Σdy, Σt·dy (t = dx₀, the hours): what a
+        #: time column that starts at a chunk boundary needs (see WetstockModel.onset_rate)
+        self.start = np.zeros(capacity)
+        self.n = np.zeros(capacity)
+        self.sx = np.zeros((capacity, k))
+        self.stx = np.zeros((capacity, k))
+        self.sy = np.zeros(capacity)
+        self.sty = np.zeros(capacity)
+        #: Σdx·dxᵀ, Σdx·dy and the first row's dx: what a nozzle's sales column that starts at a chunk
+        #: boundary needs (see WetstockModel.change_scan). None in a segment restored from a checkpoint
+        #: from before them.
+        self.sxx: np.ndarray | None = np.zeros((capacity, k, k)) if with_xx else None
+        self.sxy: np.ndarray | None = np.zeros((capacity, k)) if with_xx else None
+        self.first: np.ndarray | None = np.zeros((capacity, k)) if with_xx else None
+
+    @property
+    def with_xx(self) -> bool:
+        return self.sxx is not None
+
+    def open(self, start: float, first: np.ndarray) -> int:
+        """A new chunk from ``start`` whose first row is ``first`` (dx): its row index."""
+        if self.size == len(self.start):
+            self._resize(self.size + self.GROW)
+        i = self.size
+        self.start[i] = start
+        if self.first is not None:
+            self.first[i] = first
+        self.size += 1
+        return i
+
+    def trim(self) -> None:
+        """Give back the unused rows: the segment will take no more."""
+        if self.size < len(self.start):
+            self._resize(self.size)
+
+    def _resize(self, capacity: int) -> None:
+        for name in self.__slots__[1:]:
+            old = getattr(self, name)
+            if old is not None:
+                new = np.zeros((capacity, *old.shape[1:]))
+                keep = min(self.size, capacity)
+                new[:keep] = old[:keep]
+                setattr(self, name, new)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Views of the used rows: start, n, Σdx, Σt·dx, Σdx·dy, Σdx·dxᵀ, Σdy, Σt·dy, first row's dx (the
+        order _change_sums takes). Valid until the next row is folded in."""
+        m = self.size
+        assert self.sxx is not None and self.sxy is not None and self.first is not None
+        return (self.start[:m], self.n[:m], self.sx[:m], self.stx[:m], self.sxy[:m], self.sxx[:m],
+                self.sy[:m], self.sty[:m], self.first[:m])
+
+    def __getstate__(self) -> tuple:
+        m = self.size
+        return tuple(None if (v := getattr(self, name)) is None else v[:m].copy()
+                     for name in self.__slots__[1:])
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__[1:], state, strict=True):
+            setattr(self, name, value)
+        self.size = len(self.start)
+
+    @classmethod
+    def from_lists(cls, k: int, chunks: tuple, extra: tuple | None) -> _ChunkTable:
+        """A checkpoint's chunks as the segment pickled them before this table: lists and stacked
+        arrays, ``(starts, ns, Σdx, Σt·dx, Σdy, Σt·dy)`` and ``(Σdx·dxᵀ, Σdx·dy, first)`` or None."""
+        starts, ns, cx, ctx, cy, cty = chunks
+        table = cls(k, extra is not None, capacity=len(starts))
+        table.size = len(starts)
+        if table.size:
+            table.start[:] = starts
+            table.n[:] = ns
+            table.sx[:] = cx
+            table.stx[:] = ctx
+            table.sy[:] = cy
+            table.sty[:] = cty
+            if extra is not None:
+                table.sxx[:], table.sxy[:], table.first[:] = extra
+        return table
+
+
 class _Segment:
     """Sufficient statistics of one stretch of rows; x and y relative to the stretch's first row.
 
@@ -182,8 +279,7 @@ class _Segment:
     """
 
     __slots__ = ("first_ts", "last_ts", "x0", "y0", "n", "sold0", "_sx", "_sy", "_sxx", "_sxy", "_syy",
-                 "_chunks", "_chunk_xx", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred",
-                 "_chunk_arrays")
+                 "_chunks", "_rows", "_starts", "_next_chunk", "_sales", "_sold1", "_centred")
 
     #: Length of the chunks a segment also keeps time sums for (s): the resolution of a leak's onset.
     CHUNK_S = 3 * 3600.0
@@ -202,19 +298,11 @@ class _Segment:
         self.sold0 = np.array(sales, dtype=float)
         self._sales: Sequence[float] = sales
         self._sold1: np.ndarray | None = self.sold0
-        #: [start_ts, n, Σdx, Σdt·dx, Σdy, Σdt·dy] per chunk: what a time column that starts at a
-        #: chunk boundary needs (see WetstockModel.onset_rate).
-        self._chunks: list[list] = []
-        #: [Σdx·dxᵀ, Σdx·dy, the first row's dx] per chunk, beside ``_chunks``: what a nozzle's sales
-        #: column that starts at a chunk boundary needs (see WetstockModel.change_rss). None in a segment
-        #: restored from a checkpoint from before it.
-        self._chunk_xx: list[list[np.ndarray]] | None = []
+        self._chunks = _ChunkTable(k)
         self._rows: list[list[float]] = []  # not folded in yet
         self._starts: list[tuple[int, float]] = []  # (index in _rows, start_ts) of chunks they open
         self._next_chunk = -np.inf
         self._centred: tuple[np.ndarray, np.ndarray, float] | None = None
-        #: The chunks' sums as arrays (:func:`_chunk_sums`), kept while no row arrives.
-        self._chunk_arrays: tuple[np.ndarray, ...] | None = None
 
     def add(self, ts: float, row: list[float], sales: Sequence[float]) -> None:
         """One bin: ``row`` = regressors then divergence (absolute; the segment takes them relative)."""
@@ -226,7 +314,12 @@ class _Segment:
         self.n += 1
         self.last_ts = ts
         self._sales = sales
-        self._sold1 = self._centred = self._chunk_arrays = None
+        self._sold1 = self._centred = None
+
+    def seal(self) -> None:
+        """The segment takes no more rows (the model began the next): fold them and trim the chunks."""
+        self._fold()
+        self._chunks.trim()
 
     def _fold(self) -> None:
         rows = self._rows
@@ -240,57 +333,46 @@ class _Segment:
         self._sxx += dx.T @ dx
         self._sxy += dx.T @ dy
         self._syy += float(dy @ dy)
-        chunks, starts = self._chunks, self._starts
+        table, starts = self._chunks, self._starts
         # stretches of the buffered rows by chunk: the first may continue the last chunk folded
         edges: list[tuple[int, float | None]] = [] if starts and starts[0][0] == 0 else [(0, None)]
         edges.extend(starts)
-        k = dx.shape[1]
-        extra = self._chunk_xx
         for j, (i0, start) in enumerate(edges):
             i1 = edges[j + 1][0] if j + 1 < len(edges) else len(rows)
             d, e = dx[i0:i1], dy[i0:i1]
-            if start is not None:
-                chunks.append([start, 0, np.zeros(k), np.zeros(k), 0.0, 0.0])
-                if extra is not None:
-                    extra.append([np.zeros((k, k)), np.zeros(k), d[0].copy()])
-            c = chunks[-1]
+            c = table.open(start, d[0]) if start is not None else table.size - 1
             t = d[:, 0]
-            c[1] += i1 - i0
-            c[2] += d.sum(axis=0)
-            c[3] += t @ d
-            c[4] += float(e.sum())
-            c[5] += float(t @ e)
-            if extra is not None:
-                x = extra[-1]
-                x[0] += d.T @ d
-                x[1] += d.T @ e
+            table.n[c] += i1 - i0
+            table.sx[c] += d.sum(axis=0)
+            table.stx[c] += t @ d
+            table.sy[c] += float(e.sum())
+            table.sty[c] += float(t @ e)
+            if table.sxx is not None and table.sxy is not None:
+                table.sxx[c] += d.T @ d
+                table.sxy[c] += d.T @ e
         rows.clear()
         starts.clear()
 
     def __getstate__(self) -> dict:
-        """The chunks' sums as two matrices, not two small arrays per 3-hour chunk: a station actor is
-        pickled every few thousand events (its supervisor's snapshot), and tiny arrays dominated that.
-        Rows not folded in yet stay as they are, so a restored segment folds exactly as this one would."""
-        skip = ("_chunks", "_chunk_xx", "_centred", "_chunk_arrays")
-        state = {name: getattr(self, name) for name in self.__slots__ if name not in skip}
-        chunks = self._chunks
-        state["_chunks"] = ([c[0] for c in chunks], [c[1] for c in chunks], np.array([c[2] for c in chunks]),
-                            np.array([c[3] for c in chunks]), [c[4] for c in chunks], [c[5] for c in chunks])
-        extra = self._chunk_xx
-        state["_chunk_xx"] = (None if extra is None
-                              else tuple(np.array([x[i] for x in extra]) for i in range(3)))
-        return state
+        """The chunk table trimmed to its rows. Rows not folded in yet stay as they are, so a restored
+        segment folds exactly as this one would."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_centred"}
 
     def __setstate__(self, state: dict) -> None:
-        starts, ns, cx, ctx, cy, cty = state.pop("_chunks")
-        extra = state.pop("_chunk_xx", None)  # absent in a checkpoint from before it
-        self._chunk_xx = (None if extra is None
-                          else [[a.copy(), b.copy(), c.copy()] for a, b, c in zip(*extra, strict=True)])
+        chunks = state.pop("_chunks")
+        if not isinstance(chunks, _ChunkTable):  # a checkpoint from before the table
+            k = len(state["x0"])
+            extra = state.pop("_chunk_xx", None)  # absent in one from before those sums
+            state.pop("_chunk_arrays", None)
+            chunks = _ChunkTable.from_lists(
+                k, tuple(np.asarray(v, dtype=float).reshape(-1, *([k] if i in (2, 3) else []))
+                         for i, v in enumerate(chunks)),
+                None if extra is None else (extra[0].reshape(-1, k, k), extra[1].reshape(-1, k),
+                                            extra[2].reshape(-1, k)))
+        self._chunks = chunks
         for name, value in state.items():
             setattr(self, name, value)
-        self._chunks = [[s, m, x.copy(), tx.copy(), y, ty]
-                        for s, m, x, tx, y, ty in zip(starts, ns, cx, ctx, cy, cty, strict=True)]
-        self._centred = self._chunk_arrays = None
+        self._centred = None
 
     @property
     def sx(self) -> np.ndarray:
@@ -318,9 +400,14 @@ class _Segment:
         return self._syy
 
     @property
-    def chunks(self) -> list[list]:
+    def chunks(self) -> _ChunkTable:
         self._fold()
         return self._chunks
+
+    @property
+    def has_chunk_xx(self) -> bool:
+        """Whether the chunks hold the sums a nozzle's column needs (not in a checkpoint from before)."""
+        return self._chunks.with_xx
 
     @property
     def sold1(self) -> np.ndarray:
@@ -428,6 +515,8 @@ class WetstockModel:
         self._n = 0
         self._sum = self._t_sum = 0.0
         if self._break or not self.segments:
+            if self.segments:
+                self.segments[-1].seal()
             self.segments.append(_Segment(t_mid, row, sales))
             self._break = False
         self.segments[-1].add(t_mid, row, sales)
@@ -528,7 +617,7 @@ class WetstockModel:
         estimator on chunk sums, as Driscoll and Kraay do for panels), from the statistics the segments
         already keep: Σ over a chunk of (x − x̄)(y − ȳ − (x − x̄)·β), x̄ and ȳ the segment's means."""
         window = self._onset_window(window_days)
-        if window is None or any(g._chunk_xx is None for g in window[0]):
+        if window is None or not all(g.has_chunk_xx for g in window[0]):
             return None
         segments, active, dof, _ = window
         cols = [0, *self._base(active)]
@@ -563,7 +652,7 @@ class WetstockModel:
         if dof < 10:
             return None
         limit = now - self.settings.onset_min_s
-        taus = sorted({c[0] for g in segments for c in g.chunks if c[0] <= limit})
+        taus = sorted({t for g in segments for t in g.chunks.start[:g.chunks.size].tolist() if t <= limit})
         return segments, active, dof, taus
 
     def _time_onset(self, segments: list[_Segment], cols: list[int], dof: int, tau: float
@@ -623,7 +712,7 @@ class WetstockModel:
         if window_days is not None and segments:
             since = self.segments[-1].last_ts - window_days * 86_400.0
             segments = [g for g in segments if g.last_ts >= since]
-        if not segments or any(g._chunk_xx is None for g in segments):
+        if not segments or not all(g.has_chunk_xx for g in segments):
             return None
         n_noz = len(self.nozzles)
         sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(n_noz))
@@ -706,17 +795,8 @@ class ChangeScan:
 
 def _chunk_sums(g: _Segment) -> tuple[np.ndarray, ...]:
     """A segment's chunks as arrays: starts, n, Σdx, Σt·dx, Σdx·dy, Σdx·dxᵀ, Σdy, Σt·dy and the first
-    row's dx per chunk. Kept on a closed segment (only the open one changes between scans)."""
-    if g._chunk_arrays is None:
-        chunks = g.chunks  # folds the rows in
-        extra = g._chunk_xx
-        assert extra is not None
-        g._chunk_arrays = (np.array([c[0] for c in chunks]), np.array([c[1] for c in chunks], dtype=float),
-                     np.array([c[2] for c in chunks]), np.array([c[3] for c in chunks]),
-                     np.array([x[1] for x in extra]), np.array([x[0] for x in extra]),
-                     np.array([c[4] for c in chunks]), np.array([c[5] for c in chunks]),
-                     np.array([x[2] for x in extra]))
-    return g._chunk_arrays
+    row's dx per chunk (views: the caller must not change them)."""
+    return g.chunks.arrays()  # folds the rows in
 
 
 def _change_sums(segments: list[_Segment], cols: np.ndarray, base: np.ndarray, taus: np.ndarray,
@@ -843,15 +923,11 @@ def _centred_sums(segments: Sequence[_Segment], k: int) -> tuple[np.ndarray, np.
 def _chunk_scores(g: _Segment, cols: list[int], coef: np.ndarray) -> np.ndarray:
     """Each chunk's Σ (x − x̄)(y − ȳ − (x − x̄)·coef) over ``cols``, x̄ and ȳ the segment's means: the
     residuals' scores the HAC estimate sums per chunk, one row per chunk."""
-    extra = g._chunk_xx
-    assert extra is not None
-    chunks = g.chunks
-    n_c = np.array([c[1] for c in chunks], dtype=float)
-    sy_c = np.array([c[4] for c in chunks])
+    _, n_c, sx_c, _, sxy_c, sxx_c, sy_c, _, _ = _chunk_sums(g)
     idx = np.asarray(cols)
-    sx_c = np.array([c[2] for c in chunks])[:, idx]
-    sxx_c = np.array([x[0] for x in extra])[:, idx][:, :, idx]
-    sxy_c = np.array([x[1] for x in extra])[:, idx]
+    sx_c = sx_c[:, idx]
+    sxx_c = sxx_c[:, idx][:, :, idx]
+    sxy_c = sxy_c[:, idx]
     xb, yb = (g.sx / g.n)[idx], g.sy / g.n
     cxy = sxy_c - yb * sx_c - np.outer(sy_c, xb) + np.outer(n_c, xb * yb)
     cxx = (sxx_c - xb[None, :, None] * sx_c[:, None, :] - sx_c[:, :, None] * xb[None, None, :]
@@ -864,7 +940,11 @@ def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
     """A segment's centred statistics on ``cols`` with column 0 (time) replaced by max(t, τ)."""
     n = g.n
     sx, sxx, sxy = g.sx.copy(), g.sxx.copy(), g.sxy.copy()
-    for start, m, cx, ctx, cy, cty in g.chunks:
+    table = g.chunks
+    m_c = table.size
+    for start, m, cx, ctx, cy, cty in zip(table.start[:m_c].tolist(), table.n[:m_c].tolist(), table.sx[:m_c],
+                                          table.stx[:m_c], table.sy[:m_c].tolist(), table.sty[:m_c].tolist(),
+                                          strict=True):
         if start >= tau_ts:
             break
         # rows of this chunk: t' = τ instead of t
