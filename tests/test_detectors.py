@@ -286,7 +286,7 @@ def test_wetstock_segment_folds_rows_in_batches_to_the_same_statistics() -> None
     # chunks: one per 3-hour clock block the rows touch, holding exactly that block's rows
     blocks = [ts - ts % _Segment.CHUNK_S for ts in stamps]
     table = seg.chunks
-    assert table.start[:table.size].tolist() == sorted(set(blocks))
+    assert table.starts.tolist() == sorted(set(blocks))
     for c in range(table.size):
         sel = np.array([b == table.start[c] for b in blocks])
         assert table.n[c] == sel.sum()

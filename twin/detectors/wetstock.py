@@ -205,6 +205,11 @@ class _ChunkTable:
     def with_xx(self) -> bool:
         return self.sxx is not None
 
+    @property
+    def starts(self) -> np.ndarray:
+        """The chunks' start times (a view)."""
+        return self.start[:self.size]
+
     def open(self, start: float, first: np.ndarray) -> int:
         """A new chunk from ``start`` whose first row is ``first`` (dx): its row index."""
         if self.size == len(self.start):
@@ -222,7 +227,7 @@ class _ChunkTable:
             self._resize(self.size)
 
     def _resize(self, capacity: int) -> None:
-        for name in self.__slots__[1:]:
+        for name in self.__slots__[1:]:  # every array (slot 0 is the size)
             old = getattr(self, name)
             if old is not None:
                 new = np.zeros((capacity, *old.shape[1:]))
@@ -251,19 +256,18 @@ class _ChunkTable:
     @classmethod
     def from_lists(cls, k: int, chunks: tuple, extra: tuple | None) -> _ChunkTable:
         """A checkpoint's chunks as the segment pickled them before this table: lists and stacked
-        arrays, ``(starts, ns, Σdx, Σt·dx, Σdy, Σt·dy)`` and ``(Σdx·dxᵀ, Σdx·dy, first)`` or None."""
-        starts, ns, cx, ctx, cy, cty = chunks
+        arrays, ``(starts, ns, Σdx, Σt·dx, Σdy, Σt·dy)`` and ``(Σdx·dxᵀ, Σdx·dy, first)`` or None (the
+        stacked arrays of no chunks are 1-D: every value is read as ``(chunks, *row shape)``)."""
+        starts = chunks[0]
         table = cls(k, extra is not None, capacity=len(starts))
         table.size = len(starts)
-        if table.size:
-            table.start[:] = starts
-            table.n[:] = ns
-            table.sx[:] = cx
-            table.stx[:] = ctx
-            table.sy[:] = cy
-            table.sty[:] = cty
-            if extra is not None:
-                table.sxx[:], table.sxy[:], table.first[:] = extra
+        for name, value in zip(("start", "n", "sx", "stx", "sy", "sty"), chunks, strict=True):
+            target = getattr(table, name)
+            target[:] = np.asarray(value, dtype=float).reshape(target.shape)
+        if extra is not None:
+            for name, value in zip(("sxx", "sxy", "first"), extra, strict=True):
+                target = getattr(table, name)
+                target[:] = np.asarray(value, dtype=float).reshape(target.shape)
         return table
 
 
@@ -361,14 +365,8 @@ class _Segment:
     def __setstate__(self, state: dict) -> None:
         chunks = state.pop("_chunks")
         if not isinstance(chunks, _ChunkTable):  # a checkpoint from before the table
-            k = len(state["x0"])
             extra = state.pop("_chunk_xx", None)  # absent in one from before those sums
-            state.pop("_chunk_arrays", None)
-            chunks = _ChunkTable.from_lists(
-                k, tuple(np.asarray(v, dtype=float).reshape(-1, *([k] if i in (2, 3) else []))
-                         for i, v in enumerate(chunks)),
-                None if extra is None else (extra[0].reshape(-1, k, k), extra[1].reshape(-1, k),
-                                            extra[2].reshape(-1, k)))
+            chunks = _ChunkTable.from_lists(len(state["x0"]), chunks, extra)
         self._chunks = chunks
         for name, value in state.items():
             setattr(self, name, value)
@@ -652,7 +650,7 @@ class WetstockModel:
         if dof < 10:
             return None
         limit = now - self.settings.onset_min_s
-        taus = sorted({t for g in segments for t in g.chunks.start[:g.chunks.size].tolist() if t <= limit})
+        taus = sorted({t for g in segments for t in g.chunks.starts.tolist() if t <= limit})
         return segments, active, dof, taus
 
     def _time_onset(self, segments: list[_Segment], cols: list[int], dof: int, tau: float
@@ -942,7 +940,7 @@ def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
     sx, sxx, sxy = g.sx.copy(), g.sxx.copy(), g.sxy.copy()
     table = g.chunks
     m_c = table.size
-    for start, m, cx, ctx, cy, cty in zip(table.start[:m_c].tolist(), table.n[:m_c].tolist(), table.sx[:m_c],
+    for start, m, cx, ctx, cy, cty in zip(table.starts.tolist(), table.n[:m_c].tolist(), table.sx[:m_c],
                                           table.stx[:m_c], table.sy[:m_c].tolist(), table.sty[:m_c].tolist(),
                                           strict=True):
         if start >= tau_ts:
