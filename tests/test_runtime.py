@@ -128,18 +128,24 @@ def _txn(sid: str, seq: int, txn_no: int, litres: float, totalizer: float) -> ob
 def test_a_restart_replays_the_compact_journal_to_the_same_state(
         small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
     """Between snapshots a station's batches are journaled pickled, not as the pydantic events (a
-    twentieth of the memory); a crash rebuilds the events from them, and the replayed station is the one
-    that never crashed."""
+    twentieth of the memory), and sealed compressed in groups; a crash rebuilds the events from them, and
+    the replayed station is the one that never crashed."""
     _poison_price(monkeypatch)
     a = "BH-0001"
     first = ([_reading(a, i, 1500 - i) for i in range(5)] + [_price(a, 5, 7.3)]
              + [_txn(a, 6, 41, 30.5, 1030.5), _txn(a, 7, 42, 12.0, 1042.5)])
     crashing, steady = Shard(small_district.stations[:1]), Shard(small_district.stations[:1])
+    cell = crashing.stations[a]
+    cell.seal_every = 3  # seal every three batches: the replay crosses sealed groups and loose entries
     for shard in (crashing, steady):
-        shard.process({a: first})
-    journal = crashing.stations[a]._journal  # what the supervisor holds until its next snapshot
-    assert journal and all(type(blob) is bytes for _, (blob, *_) in journal)
-    assert sum(len(blob) for _, (blob, *_) in journal) < 100 * len(first)  # ~1.1 kB an event as pydantic
+        for i in range(0, len(first), 2):
+            shard.process({a: first[i:i + 2]})
+    # what the supervisor holds until its next snapshot: one sealed group of three batches, one loose
+    assert len(cell._sealed) == 1 and len(cell._sealed[0][0]) == 3 and len(cell._journal) == 1
+    journal = cell._entries()
+    assert len(journal) == 4 and all(type(blob) is bytes for _, (blob, *_) in journal)
+    # two events a batch: each blob also names its classes once; ~1.1 kB an event as pydantic
+    assert sum(len(blob) for _, (blob, *_) in journal) < 150 * len(first)
     out = crashing.process({a: [_price(a, 8, 66.6), _reading(a, 9, 1490)]})
     steady.process({a: [_reading(a, 9, 1490)]})
     assert [r["reason"] for r in out.rejected] == [
