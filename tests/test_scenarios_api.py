@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,19 @@ def _group(pgid: int) -> list[int]:
     return pids
 
 
+def _scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the temporary folders the server makes at a folder of the test's own, to see them go."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return scratch
+
+
 async def test_a_run_over_seeds_reports_each_expectations_probability_of_detection(
-        ui_server: Any, tmp_path: Path) -> None:
+        ui_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "short-comm-loss.yaml").write_text(SHORT, encoding="utf-8")
     runs = _runs(ui_server, tmp_path)
+    scratch = _scratch(tmp_path, monkeypatch)
     async with httpx.AsyncClient(base_url=ui_server.base, timeout=10) as client:
         resp = await client.post("/api/v1/scenarios/short-comm-loss.yaml/run", json={"seeds": 3})
         assert resp.status_code == 200, resp.text
@@ -84,6 +94,7 @@ async def test_a_run_over_seeds_reports_each_expectations_probability_of_detecti
     assert comm["detections"] == sum(r["expectations"][0]["met"] for r in report["runs"])
     assert comm["pd"] == comm["detections"] / 3
     assert summary["false_alarms"]["count"] == sum(len(r["false_alarms"]) for r in report["runs"])
+    assert list(scratch.iterdir()) == []  # the run's report folder went with the run
 
 
 async def test_a_run_request_out_of_bounds_is_refused_with_its_reason(ui_server: Any, tmp_path: Path) -> None:
@@ -103,12 +114,14 @@ async def test_a_run_request_out_of_bounds_is_refused_with_its_reason(ui_server:
     assert runs.runs == {}  # nothing was started by a refused request
 
 
-async def test_a_stopped_run_ends_its_processes_and_frees_the_runner(ui_server: Any, tmp_path: Path) -> None:
+async def test_a_stopped_run_ends_its_processes_and_frees_the_runner(
+        ui_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopped on two processes (a pool worker besides the runner): every process of the run ends, the
-    run says it was stopped with no report, and the next run may start."""
+    run says it was stopped with no report and leaves no folder behind, and the next run may start."""
     (tmp_path / "long-healthy.yaml").write_text(LONG, encoding="utf-8")
     (tmp_path / "short-comm-loss.yaml").write_text(SHORT, encoding="utf-8")
     runs = _runs(ui_server, tmp_path)
+    scratch = _scratch(tmp_path, monkeypatch)
     async with httpx.AsyncClient(base_url=ui_server.base, timeout=30) as client:
         resp = await client.post("/api/v1/scenarios/long-healthy.yaml/run", json={"seeds": 2, "jobs": 2})
         assert resp.status_code == 200, resp.text
@@ -119,6 +132,7 @@ async def test_a_stopped_run_ends_its_processes_and_frees_the_runner(ui_server: 
         pid = run["pid"]
         members = _group(pid)
         assert pid in members and len(members) >= 2, members  # the runner and its workers
+        assert [p.name[:22] for p in scratch.iterdir()] == ["fueltwin-scenario-run-"]
         busy = await client.post("/api/v1/scenarios/short-comm-loss.yaml/run", json={})
         assert busy.status_code == 409 and "stop it" in busy.json()["detail"]
 
@@ -129,6 +143,7 @@ async def test_a_stopped_run_ends_its_processes_and_frees_the_runner(ui_server: 
         for member in members:
             await _gone(member)
         assert _group(pid) == []
+        assert list(scratch.iterdir()) == []
         again = await client.post(f"/api/v1/scenarios/runs/{run_id}/stop")
         assert again.status_code == 409 and "stopped" in again.json()["detail"]
         listing = (await client.get("/api/v1/scenarios")).json()

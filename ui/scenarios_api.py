@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -63,7 +64,6 @@ class ScenarioRuns:
         self._ids = itertools.count(1)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
-        self._tmp = Path(tempfile.mkdtemp(prefix="fueltwin-scenarios-"))
         #: Notified whenever a run's status or progress changes (tests and pushers wait on it).
         self.changed = asyncio.Condition()
 
@@ -98,14 +98,13 @@ class ScenarioRuns:
         if any(r["status"] == "running" for r in self.runs.values()):
             raise HTTPException(409, "a scenario is already running; wait for it to finish or stop it")
         run_id = f"r{next(self._ids)}"
-        report = self._tmp / f"{run_id}.json"
         run = {"id": run_id, "file": file, "status": "running", "started": time.time(), "finished": None,
                "seeds": request.seeds, "jobs": request.jobs, "seeds_done": 0, "progress": 0.0,
                "day": 0.0, "days": None, "log": [], "report": None, "error": None}
         self.runs[run_id] = run
         while len(self.runs) > KEEP_RUNS:
             self.runs.popitem(last=False)
-        self._tasks[run_id] = asyncio.create_task(self._run(run, path, report))
+        self._tasks[run_id] = asyncio.create_task(self._run(run, path))
         return self.public(run)
 
     async def stop(self, run_id: str) -> dict[str, Any]:
@@ -134,8 +133,12 @@ class ScenarioRuns:
         async with self.changed:
             self.changed.notify_all()
 
-    async def _run(self, run: dict[str, Any], path: Path, report: Path) -> None:
+    async def _run(self, run: dict[str, Any], path: Path) -> None:
         seed_day: dict[str, float] = {}
+        # The runner's report goes through a folder of the run's own, removed when the run ends however
+        # it ends: a server that lives for months and serves many runs leaves nothing behind in /tmp.
+        tmp = Path(tempfile.mkdtemp(prefix="fueltwin-scenario-run-"))
+        report = tmp / "report.json"
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "twin.cli", "scenario", "run", str(path), "--report", str(report),
@@ -171,8 +174,7 @@ class ScenarioRuns:
             run["finished"] = time.time()
             self._tasks.pop(run["id"], None)
             self._procs.pop(run["id"], None)
-            with contextlib.suppress(OSError):
-                report.unlink()
+            shutil.rmtree(tmp, ignore_errors=True)
             await self._notify()
 
     @staticmethod
