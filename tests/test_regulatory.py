@@ -12,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -464,7 +465,7 @@ def _po_doc(po_no: str, ts: float, **over: Any) -> dict[str, Any]:
     return doc
 
 
-async def test_documents_rest_csv_and_cli(ui_server: Any) -> None:
+async def test_documents_rest_csv_and_cli(ui_server: Any, tmp_path: Path) -> None:
     ui = ui_server
     last = ui.t0 + 600
     await ui.ingest([ui.feed.reading("BH-0001", "T1", ui.t0), ui.feed.tick("BH-0001", last)])
@@ -535,15 +536,14 @@ async def test_documents_rest_csv_and_cli(ui_server: Any) -> None:
         assert trace["transport"]["seals"] == ["TJ9", "TJ10"]
         assert trace["transport"]["route"] == [[117.7, 39.0], [117.71, 39.01]]
 
-    import tempfile  # the CLI against the running server, in a subprocess
-
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as fh:
-        fh.write(
-            "kind,station,ts,day,grade,volume_l,revenue_cny\n"
-            f"doc.declaration,BH-0002,{last},2026-05-28,92#,100,730\n"
-            f"doc.declaration,BH-0002,{last},2026-05-28,92#,-5,730\n"
-        )
-        name = fh.name
+    # the CLI against the running server, in a subprocess
+    name = str(tmp_path / "declarations.csv")
+    Path(name).write_text(
+        "kind,station,ts,day,grade,volume_l,revenue_cny\n"
+        f"doc.declaration,BH-0002,{last},2026-05-28,92#,100,730\n"
+        f"doc.declaration,BH-0002,{last},2026-05-28,92#,-5,730\n",
+        encoding="utf-8",
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
