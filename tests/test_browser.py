@@ -29,6 +29,7 @@ from simulators.faults import build_fault
 from simulators.feed import DistrictSimulator, run_live
 from twin.service import TwinService
 from twin.store import Store, connect
+from twin.timeutil import local_day
 from ui.app import AppContext, create_app
 from ui.hub import LiveHub
 from ui.plain_tiles import TileServer
@@ -493,12 +494,19 @@ async def test_wall_draws_tiles_when_a_tile_server_is_set(twin: Twin, browser: B
 # ---- the station twin on three simulated days: meter factors, the ledger, deliveries and their trace ----
 
 REG_T0 = 1_780_243_200.0  # 2026-06-01 00:00 Beijing: whole local days
-LEDGER_NUMBERS = ("opening_measured_l", "receipts_documented_l", "receipts_detected_l", "sales_metered_l",
-                  "closing_book_l", "closing_measured_l", "variance_l")
+LEDGER_NUMBERS = ("opening_measured_l", "receipts_documented_l", "receipts_detected_l",
+                  "receipts_undocumented_l", "sales_metered_l", "closing_book_l", "closing_measured_l",
+                  "variance_l")
 
 
 def _number(text: str) -> float:
     return float(text.replace(",", "").replace("%", "").strip())
+
+
+def _litres(text: str) -> float:
+    """A volume as the UI shows it: "6,012 升", "6,012 L" or "30.50 万升"."""
+    number = float(re.sub(r"[^0-9.\-]", "", text))
+    return number * 1e4 if "万" in text else number
 
 
 async def _ledger_matches(page: Page, http: httpx.AsyncClient, station: str,
@@ -527,12 +535,16 @@ async def _ledger_matches(page: Page, http: httpx.AsyncClient, station: str,
 async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url: str,
                                                                       browser: Browser) -> None:
     """One simulated station for three days (its paperwork included: purchase orders, one of them only
-    matched after its drop) through the twin, then its page against the REST API and the simulator."""
+    matched after its drop; and a drop with no paper at all on the third day) through the twin, then its
+    page and the wall against the REST API and the simulator."""
     tw = Twin(redis_url, stations=1, start_ts=REG_T0, reading_interval_s=60.0)
     try:
-        await tw.warm_up(3 * 86_400, step_s=3600.0)
-        await tw.start_server()
         sid = tw.sim_district.district.stations[0].id
+        # 无票油 at 01:00 on the third day: undocumented 12 h later, well before the day ends.
+        tw.sim.add_fault(*build_fault({"type": "delivery_without_po", "station": sid, "tank": "T1",
+                                       "at": "49h", "volume_l": 6000}, REG_T0, 7))
+        await tw.warm_up(3 * 86_400 - 1800, step_s=3600.0)  # to 23:30 of the third day
+        await tw.start_server()
         offsite: list[str] = []
         page = await open_page(browser, offsite)
         async with httpx.AsyncClient(base_url=tw.base, timeout=30) as http:
@@ -570,16 +582,30 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
             # Deliveries with their purchase orders, as the simulator ordered them. One order only matched
             # after its drop had been recognised: the stored delivery has no PO, the page must show it.
             stored = await tw.store.deliveries(sid, 50)
-            late = [d for d in stored if d["po_no"] is None]
-            assert late and len(stored) >= 2
+            truth = [d for d in tw.sim.truth.deliveries if d.station == sid]
+
+            def ordered(d: dict[str, Any]) -> bool:
+                return any(t.tank == d["tank"] and abs(t.start_ts - d["start_ts"]) < 900 for t in truth)
+
+            (unpapered,) = [d for d in stored if not ordered(d)]
+            assert unpapered["tank"] == "T1" and unpapered["po_no"] is None
+            late = [d for d in stored if d["po_no"] is None and ordered(d)]
+            assert late and len(stored) >= 3
+            # The drop with no paper is its day's undocumented receipts, and no other day has any.
+            undocumented = {r["key"]: r["receipts_undocumented_l"] for r in days}
+            booked = undocumented.pop(local_day(unpapered["end_ts"]))
+            assert booked == pytest.approx(unpapered["net_l_20c"], abs=0.5)
+            assert set(undocumented.values()) == {0.0}
             await page.wait_for_selector("#deliveries tr[data-lot]")
             rows = await page.evaluate(
                 "[...document.querySelectorAll('#deliveries tr[data-lot]')].map(r => ({lot: r.dataset.lot, "
                 "po: r.dataset.po, tank: r.cells[0].textContent, "
                 "poText: r.querySelector('[data-field=po]').textContent}))")
-            truth = [d for d in tw.sim.truth.deliveries if d.station == sid]
             assert len(rows) == len(stored)
             for row in rows:
+                if row["lot"] == unpapered["lot"]:
+                    assert row["po"] == "" and row["poText"] == "—", row
+                    continue
                 start = next(d["start_ts"] for d in stored if d["lot"] == row["lot"])
                 true = next(d for d in truth if d.tank == row["tank"] and abs(d.start_ts - start) < 900)
                 assert row["po"] == true.po_no and row["poText"] == true.po_no, (row, true)
@@ -601,10 +627,14 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
             for shown, d in zip(detected, trace["deliveries"], strict=True):
                 assert abs(_number(shown) - d["detected_net_l_20c"]) <= 0.5 + 1e-6
             # A lot's own trace, and a transaction's lots.
-            lot = rows[0]["lot"]
+            await page.click(f"#deliveries tr[data-lot='{unpapered['lot']}'] [data-field=lot] a")
+            await page.wait_for_selector(f"#trace[data-kind=lot][data-key='{unpapered['lot']}']")
+            assert await box.locator("dd[data-field=po_no]").text_content() == "未匹配采购单"
+            ordered_row = next(r for r in rows if r["lot"] != unpapered["lot"])
+            lot = ordered_row["lot"]
             await page.click(f"#deliveries tr[data-lot='{lot}'] [data-field=lot] a")
             await page.wait_for_selector(f"#trace[data-kind=lot][data-key='{lot}']")
-            assert await box.locator("dd[data-field=po_no]").text_content() == rows[0]["po"]
+            assert await box.locator("dd[data-field=po_no]").text_content() == ordered_row["po"]
             lot_api = (await http.get(f"/api/v1/trace/lot/{lot}")).json()
             drawn = _number(await box.locator("td[data-field=drawn]").first.text_content())
             assert lot_api["drawn_l_20c"] > 0 and abs(drawn - lot_api["drawn_l_20c"]) <= 0.5 + 1e-6
@@ -630,6 +660,20 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
             # The ledger is redrawn when its re-read returns (a fetch after the switch): wait for it.
             await page.wait_for_function("document.querySelector('#ledger th').textContent === 'Period'",
                                          timeout=10_000)
+
+            # The wall's receipts today: documented, paper pending, undocumented (flagged), as the ledger.
+            await page.goto(f"{tw.base}/")
+            await page.wait_for_selector("#kpi-receipts:not([hidden])")
+            ledger = (await http.get(f"/api/v1/stations/{sid}/ledger", params={"period": "day"})).json()
+            today = ledger["station_total"][-1]
+            assert today["key"] == local_day(unpapered["end_ts"]) and not today["complete"]
+            doc, undoc = today["receipts_documented_l"], today["receipts_undocumented_l"]
+            pending = max(0.0, today["receipts_detected_l"] - doc - undoc)
+            assert undoc == pytest.approx(unpapered["net_l_20c"], abs=0.5)
+            for key, want in (("doc", doc), ("pending", pending), ("undoc", undoc)):
+                shown = await page.locator(f"#k-receipts-{key}").text_content()
+                assert abs(_litres(shown) - want) <= (50.0 if "万" in shown else 0.5), (key, shown, want)
+            assert await page.locator("#k-receipts-undoc.flag").count() == 1
         assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
     finally:
         await tw.close()

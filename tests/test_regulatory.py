@@ -114,6 +114,53 @@ def test_matching_split_tolerance_and_late_paper() -> None:
     assert ("close", "DELIVERY_UNDOCUMENTED", "T2") in late
 
 
+def test_the_ledger_books_a_drop_undocumented_past_its_window_and_takes_it_back_for_late_paper() -> None:
+    """Detected receipts split three ways on the day's row: documented, undocumented (an alert was due),
+    and the rest still within the window. Paper filed after the window moves the litres back."""
+    import pickle
+    from types import SimpleNamespace
+
+    from simulators.district import synthetic_district
+    from twin.alerts import AlertBook
+    from twin.outputs import Outputs
+    from twin.regulatory import StationRegulator
+
+    spec = synthetic_district(1, 3).district.stations[0]
+    tank_spec = spec.tanks[0]
+    reg = StationRegulator(spec, RegulatorySettings(), {t.id: t.declared_capacity_l for t in spec.tanks})
+    alerts, out = AlertBook(spec.id), Outputs()
+    tank = SimpleNamespace(id=tank_spec.id, book=SimpleNamespace(observed_l=20_000.0, gross_l=20_000.0,
+                                                                   expected_l=30_000.0),
+                           deliveries=SimpleNamespace(active=False))
+    reg.reading(tank, T0 + 60, alerts, out)
+    reg.tick(T0 + 60, alerts, out)
+
+    def row() -> dict[str, Any]:
+        r = reg.ledgers[tank.id].open_row()
+        assert r is not None
+        return r
+
+    found = {"start_ts": T0 + 3600, "end_ts": T0 + 4500, "net_l_20c": 10_000.0}
+    reg.delivery(tank, found, alerts, out)
+    assert row()["receipts_detected_l"] == 10_000.0 and row()["receipts_undocumented_l"] == 0.0
+    window = RegulatorySettings().undocumented_window_s
+    reg.tick(T0 + 4500 + window - 60, alerts, out)  # still within its window: not undocumented yet
+    assert row()["receipts_undocumented_l"] == 0.0
+    reg.tick(T0 + 4500 + window + 60, alerts, out)
+    assert (tank.id, "DELIVERY_UNDOCUMENTED") in {(a.entity, a.code) for a in alerts.open.values()}
+    assert row()["receipts_undocumented_l"] == 10_000.0 and row()["receipts_documented_l"] == 0.0
+    reg.tick(T0 + 4500 + window + 3600, alerts, out)  # judged once: not booked again
+    assert row()["receipts_undocumented_l"] == 10_000.0
+    reg = pickle.loads(pickle.dumps(reg))  # through a checkpoint
+    po = _po("P-LATE", T0 + 4500 + window + 7200, 10_010.0, T0 + 3000)
+    po = po.model_copy(update={"grade": tank_spec.grade, "station": spec.id})
+    reg.document(po, alerts, out)
+    r = reg.ledgers[tank.id].open_row()
+    assert r is not None
+    assert r["receipts_undocumented_l"] == 0.0 and r["receipts_documented_l"] == pytest.approx(10_010.0)
+    assert not any(a.code == "DELIVERY_UNDOCUMENTED" for a in alerts.open.values())
+
+
 def _invoice(invoice_no: str, ts: float, volume: float) -> Any:
     return parse({"kind": "doc.invoice", "ts": ts, "station": "S", "source": "t", "seq": 1,
                   "invoice_no": invoice_no, "direction": "purchase", "grade": "92#", "volume_l": volume,
@@ -318,6 +365,7 @@ async def _check_ledger(
     # Receipts of the month: what really went in (truth), within the twin's delivery error (≤ 0.5 %).
     month = (await http.get(f"/api/v1/stations/{spec.id}/ledger", params={"period": "month"})).json()
     for r in month["tanks"]:
+        assert r["receipts_undocumented_l"] == 0.0, r  # every drop had its order (some filed after it)
         drops = [
             d for d in truth.deliveries if d.station == spec.id and d.tank == r["tank"] and d.start_ts < end
         ]

@@ -5,6 +5,10 @@ A day's row (volumes in litres at 20 °C unless named otherwise, GB/T 1885):
 - ``opening_measured_l``: the tank's observed net volume at its first trusted reading of the day;
 - ``receipts_documented_l``: purchase-order volume matched to the deliveries recognised that day;
 - ``receipts_detected_l``: what the twin recognised from the tank itself (``twin.deliveries``);
+- ``receipts_undocumented_l``: the part of those receipts that no purchase order matched within the
+  paper trail's window (DELIVERY_UNDOCUMENTED, 无票油), taken back out if the order comes later. The
+  rest, detected − documented − undocumented, is paperwork still within its window: a drop's order is
+  often filed after the drop, so "not documented yet" is not "undocumented";
 - ``sales_metered_l`` (displayed litres, the meters' own figure) and ``sales_metered_l_20c``: the
   transactions that *ended* that local day (the calendar the declarations and tax use);
 - ``closing_book_l`` = opening measured + detected receipts − metered sales at 20 °C *between the two
@@ -31,6 +35,7 @@ from twin.timeutil import local_day
 SUMS = (
     "receipts_documented_l",
     "receipts_detected_l",
+    "receipts_undocumented_l",
     "sales_metered_l",
     "sales_metered_l_20c",
     "txns",
@@ -49,6 +54,7 @@ def new_row(period: str, key: str, tank: str, grade: str) -> dict[str, Any]:
         "opening_measured_l": None,
         "receipts_documented_l": 0.0,
         "receipts_detected_l": 0.0,
+        "receipts_undocumented_l": 0.0,
         "sales_metered_l": 0.0,
         "sales_metered_l_20c": 0.0,
         "txns": 0,
@@ -88,8 +94,8 @@ def roll(agg: dict[str, Any] | None, day: dict[str, Any], period: str, key: str)
     out = dict(agg) if agg is not None else new_row(period, key, day["tank"], day["grade"])
     if out["opening_measured_l"] is None:
         out["opening_measured_l"] = day["opening_measured_l"]
-    for k in SUMS:
-        out[k] += day[k]
+    for k in SUMS:  # .get: a row from a checkpoint older than a column
+        out[k] = out.get(k, 0.0) + day.get(k, 0.0)
     out["days"] += 1
     out["closing_measured_l"] = day["closing_measured_l"]
     out["complete"] = bool(day["complete"])
@@ -102,7 +108,7 @@ def combine(rows: list[dict[str, Any]], tank: str, grade: str) -> dict[str, Any]
         return None
     out = new_row(rows[0]["period"], rows[0]["key"], tank, grade)
     for k in SUMS:
-        out[k] = sum(r[k] for r in rows)
+        out[k] = sum(r.get(k, 0.0) for r in rows)
     for k in ("opening_measured_l", "closing_measured_l"):
         vals = [r[k] for r in rows]
         out[k] = None if any(v is None for v in vals) else sum(vals)
@@ -164,7 +170,7 @@ class TankLedger:
         """Book a flow on the day now open (between its measurements): receipts, the book's sales."""
         if self.row is None:
             return None
-        self.row[field] += value
+        self.row[field] = self.row.get(field, 0.0) + value
         return self.day
 
     def add(self, ts: float, field: str, value: float) -> None:
@@ -181,17 +187,17 @@ class TankLedger:
     def amend(self, day: str, field: str, value: float) -> None:
         """A late change to a closed day (a document that arrived after the day closed)."""
         if self.row is not None and day == self.day:
-            self.row[field] += value
+            self.row[field] = self.row.get(field, 0.0) + value
             return
         row = self.closed.get(day)
         if row is None:
             return
-        row[field] += value
+        row[field] = row.get(field, 0.0) + value
         finish(row)
         month, year = day[:7], day[:4]
         for agg in (self.months.get(month), self.years.get(year)):
             if agg is not None:
-                agg[field] += value
+                agg[field] = agg.get(field, 0.0) + value
                 finish(agg)
         self.changed.extend(r for r in (row, self.months.get(month), self.years.get(year)) if r is not None)
 

@@ -70,6 +70,13 @@ class StationRegulator:
         self._po_dirty: set[str] = set()
         #: The ledger day each lot's receipt was booked in (documented receipts go to the same day).
         self.lot_day: dict[str, str | None] = {}
+        #: Lots booked as undocumented receipts (DELIVERY_UNDOCUMENTED): tank, ledger day, litres at 20 °C;
+        #: an order matched later takes them back out of that day.
+        self.unpapered: dict[str, tuple[str, str, float]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("unpapered", {})  # a checkpoint from before the undocumented receipts column
+        self.__dict__.update(state)
 
     # ---- hooks called by the station actor ------------------------------------------------------
 
@@ -113,6 +120,7 @@ class StationRegulator:
         # Past the paper trail's memory no order can still link to a lot: an emptied one may go.
         for gone in self.lots.retire(found["end_ts"] - self.s.keep_days * DAY_S):
             self.lot_day.pop(gone, None)
+            self.unpapered.pop(gone, None)
         found["lot"] = lot
         found["ledger_day"] = self.ledgers[tid].book("receipts_detected_l", net)
         self.lot_day[lot] = found["ledger_day"]
@@ -296,6 +304,8 @@ class StationRegulator:
         for act in actions:
             if act[0] == "raise":
                 self._raise(alerts, act[1], ts, act[2], out)
+                if act[2].code == "DELIVERY_UNDOCUMENTED":
+                    self._unpapered(act[2])
             elif act[0] == "close":
                 closed = alerts.close(act[1], act[2], ts)
                 if closed is not None:
@@ -306,12 +316,26 @@ class StationRegulator:
                 day = self.lot_day.pop(lot, None)
                 if day is not None:
                     self.ledgers[tank].amend(day, "receipts_documented_l", documented)
+                if lot in self.unpapered:  # the paperwork came after the window: documented after all
+                    tid, booked_day, net = self.unpapered.pop(lot)
+                    self.ledgers[tid].amend(booked_day, "receipts_undocumented_l", -net)
                 doc = self.po_docs.get(po_no)
                 if doc is not None and lot not in doc["lots"]:
                     doc["lots"].append(lot)
                     self._po_dirty.add(po_no)
                 if found is not None and found.get("lot") == lot:
                     found["po_no"] = po_no
+
+    def _unpapered(self, finding: Finding) -> None:
+        """Book a drop no order matched in time as the undocumented part of its day's receipts (each
+        drop, although the tank's alert is raised once while it is open)."""
+        lot, tid = finding.evidence.get("lot"), finding.evidence["tank"]
+        day = self.lot_day.get(lot) if lot is not None else None
+        if day is None or lot in self.unpapered:
+            return
+        net = float(finding.metrics["net_l"])
+        self.unpapered[lot] = (tid, day, net)
+        self.ledgers[tid].amend(day, "receipts_undocumented_l", net)
 
     def flush(self, out: Outputs) -> None:
         recs = self.records

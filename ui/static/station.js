@@ -273,7 +273,7 @@
     // 20 °C except metered sales (displayed litres); the current period's row is still open.
     const rows = (d && (d.station_total || [])) || [];
     const cols = [["key", "key"], ["opening", "opening_measured_l"], ["receiptsDoc", "receipts_documented_l"],
-      ["receiptsDet", "receipts_detected_l"], ["sales", "sales_metered_l"], ["closingBook", "closing_book_l"],
+      ["receiptsDet", "receipts_detected_l"], ["receiptsUndoc", "receipts_undocumented_l"], ["sales", "sales_metered_l"], ["closingBook", "closing_book_l"],
       ["closingMeas", "closing_measured_l"], ["variance", "variance_l"], ["variancePct", "variance_pct"]];
     const cell = (r, f) => f === "key" ? r.key + (r.complete ? "" : ` (${t("partial")})`)
       : f === "variance_pct" ? (r[f] == null ? "—" : `${fmt.signed(r[f], 2)} %`) : fmt.int(r[f]);

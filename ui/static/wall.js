@@ -51,11 +51,12 @@
     st.prices = s.prices || {};
     const reg = s.regulatory && s.regulatory.ledger_today;
     if (reg) {
-      let doc = 0, det = 0, day = null;
+      let doc = 0, det = 0, undoc = 0, day = null;
       for (const row of Object.values(reg)) {
-        doc += row.receipts_documented_l || 0; det += row.receipts_detected_l || 0; day = row.key || day;
+        doc += row.receipts_documented_l || 0; det += row.receipts_detected_l || 0;
+        undoc += row.receipts_undocumented_l || 0; day = row.key || day;
       }
-      st.receipts = {doc, det, day};
+      st.receipts = {doc, det, undoc, day};
     }
     dirty = true;
   }
@@ -248,7 +249,7 @@
     const day = today();
     let online = 0, volume = 0, revenue = 0;
     const grades = {};
-    let docL = 0, detL = 0, hasReceipts = false;
+    let docL = 0, detL = 0, undocL = 0, hasReceipts = false;
     for (const st of model.stations.values()) {
       if (st.online) online += 1;
       if (st.day === day) {
@@ -258,7 +259,9 @@
           gg.volume_l += v.volume_l; gg.amount_cny += v.amount_cny;
         }
       }
-      if (st.receipts && st.receipts.day === day) { hasReceipts = true; docL += st.receipts.doc; detL += st.receipts.det; }
+      if (st.receipts && st.receipts.day === day) {
+        hasReceipts = true; docL += st.receipts.doc; detL += st.receipts.det; undocL += st.receipts.undoc;
+      }
     }
     document.getElementById("k-online").textContent = `${online} / ${model.stations.size}`;
     document.getElementById("k-volume").textContent = fmt.litres(volume);
@@ -270,8 +273,13 @@
     const rk = document.getElementById("kpi-receipts");
     rk.hidden = !hasReceipts;
     if (hasReceipts) {
-      document.getElementById("k-receipts").textContent =
-        `${fmt.litres(docL)} / ${fmt.litres(Math.max(0, detL - docL))}`;
+      // Detected receipts in three parts: matched to an order; no order yet but still within the paper
+      // trail's window (orders are often filed after the drop); and past it, alarmed (无票油).
+      document.getElementById("k-receipts-doc").textContent = fmt.litres(docL);
+      document.getElementById("k-receipts-pending").textContent = fmt.litres(Math.max(0, detL - docL - undocL));
+      const undoc = document.getElementById("k-receipts-undoc");
+      undoc.textContent = fmt.litres(undocL);
+      undoc.classList.toggle("flag", undocL > 0);
     }
     const rows = document.getElementById("grade-rows");
     const names = Object.keys(grades).sort();
@@ -322,7 +330,7 @@
     const label = (k) => model.period === "day" ? k.slice(11) + (FT.lang() === "zh" ? "时" : "h")
       : model.period === "month" ? k.slice(8) : k.slice(5);
     c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis"}, legend: {show: false},
-      grid: {left: "3%", right: "3%", top: 24, bottom: 4, containLabel: true},
+      grid: {left: "3%", right: "3%", top: 36, bottom: 4, containLabel: true},
       xAxis: {type: "category", show: true, data: tr.buckets.map((b) => label(b.key)), ...axisStyle()},
       yAxis: [{type: "value", show: true, name: FT.lang() === "zh" ? "升" : "L", nameTextStyle: {color: "#9fb3c8"}, ...axisStyle()},
               {type: "value", show: true, name: fmt.moneyUnit(), nameTextStyle: {color: "#9fb3c8"}, ...axisStyle(), splitLine: {show: false}}],
