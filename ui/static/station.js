@@ -9,7 +9,7 @@
   const {t, fmt, el, getJSON, postJSON} = FT;
   const id = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
   const api = `/api/v1/stations/${encodeURIComponent(id)}`;
-  const model = {spec: null, state: null, alerts: new Map(), windowS: 86400, ledger: "day", div: {},
+  const model = {spec: null, state: null, alerts: new Map(), windowS: 86400, ledger: "day", div: {}, deliveries: [],
                  vapor: null, risk: null, findings: [], safety: null};
   const gauges = {};
   const divCharts = {};
@@ -117,18 +117,35 @@
     }
   }
 
+  // While a drop is under way the books do not know of it yet: the divergence climbs by the litres
+  // dropped and falls back when the delivery is booked, once the level has been flat for the delivery
+  // detector's settle window (10 min). Those points say nothing about losses and would set the chart's
+  // scale for a day (a 20,000 L spike over ±20 L of noise), so the chart leaves them out and shades the
+  // drop instead; the delivery itself is in the deliveries table.
+  const SETTLE_S = 660;
+
+  function dropBands(tank) {
+    return model.deliveries.filter((d) => d.tank === tank && d.start_ts != null && d.end_ts != null)
+      .map((d) => [d.start_ts, d.end_ts + SETTLE_S]);
+  }
+
   function renderDivergence() {
     for (const [tank, s] of Object.entries(model.div)) {
       const c = divCharts[tank];
       if (!c) continue;
+      const bands = dropBands(tank);
+      const inDrop = (ts) => bands.some(([a, b]) => ts >= a && ts <= b);
       c.setOption({grid: {left: 40, right: 8, top: 18, bottom: 18}, tooltip: {trigger: "axis"},
         title: {text: `${t("divergence")} L` + (s.leak_rate_lph == null ? "" : ` · ${t("leakRate")} ${fmt.signed(s.leak_rate_lph, 2)} L/h`),
                 textStyle: {color: "#8aa0b8", fontSize: 11, fontWeight: "normal"}, left: 0, top: 0},
         xAxis: {type: "time", axisLabel: {color: "#8aa0b8", fontSize: 10, formatter: (v) => fmt.time(v / 1000).slice(-8, -3)},
                 axisLine: {lineStyle: {color: "#2a4466"}}},
         yAxis: {type: "value", scale: true, axisLabel: {color: "#8aa0b8", fontSize: 10}, splitLine: {lineStyle: {color: "#1b3050"}}},
-        series: [{type: "line", symbol: "none", data: s.ts.map((x, i) => [x * 1000, s.divergence_l[i]]),
-                  lineStyle: {color: "#f1c40f", width: 1.5}, areaStyle: {color: "rgba(241,196,15,0.08)"}}]});
+        series: [{type: "line", symbol: "none", data: s.ts.map((x, i) => [x * 1000, inDrop(x) ? null : s.divergence_l[i]]),
+                  lineStyle: {color: "#f1c40f", width: 1.5}, areaStyle: {color: "rgba(241,196,15,0.08)"},
+                  markArea: {silent: true, itemStyle: {color: "rgba(52,152,219,0.18)"},
+                             label: {color: "#8aa0b8", fontSize: 10, position: "insideTop"},
+                             data: bands.map(([a, b]) => [{xAxis: a * 1000, name: t("dropBand")}, {xAxis: b * 1000}])}}]});
     }
   }
 
@@ -245,6 +262,8 @@
   // one matched after the drop); the order opens its trace, the lot its own (an undocumented drop's too).
   async function loadDeliveries() {
     const list = await getJSON(`/api/v1/deliveries?station=${encodeURIComponent(id)}&limit=50`) || [];
+    model.deliveries = list;
+    renderDivergence();
     const head = el("tr", null, ...["tank", "start", "end", "net20", "po", "lot"].map((k) => el("th", {text: t(k)})));
     document.getElementById("deliveries").replaceChildren(head, ...(list.length ? list.map((d) => {
       const po = d.po_no || null;
