@@ -410,6 +410,9 @@ async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browse
         page = await open_page(browser, offsite)
         await page.goto(base + "/replay")
         await page.wait_for_selector("#replay-start")
+        first = district.stations[0]
+        options = await page.locator("#replay-stations option").all_text_contents()
+        assert len(options) == STATIONS and options[0] == f"{first.id} · {first.name}", options[:2]
         await page.select_option("#replay-speed", "max")
         await page.click("#replay-start")
         await page.wait_for_selector("#replay-status [data-state='done']", timeout=60_000)

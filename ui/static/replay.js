@@ -41,8 +41,10 @@
     }
     const range = await FT.getJSON("/api/v1/replay/range") || {stations: {}};
     const ids = Object.keys(range.stations).sort();
+    // The recorded stations by name as well as id (the district's list; an id it lacks stays bare).
+    const names = new Map(((await FT.getJSON("/api/v1/stations")) || []).map((s) => [s.id, s.name]));
     const select = FT.el("select", {id: "replay-stations", multiple: "", size: Math.min(8, ids.length || 1)},
-      ...ids.map((id) => FT.el("option", {value: id, text: id})));
+      ...ids.map((id) => FT.el("option", {value: id, text: names.has(id) ? `${id} · ${names.get(id)}` : id})));
     const from = FT.el("input", {id: "replay-from", type: "datetime-local",
                                  value: range.first_ts ? toLocal(range.first_ts) : ""});
     const to = FT.el("input", {id: "replay-to", type: "datetime-local",
