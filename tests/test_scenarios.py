@@ -547,12 +547,13 @@ def test_a_scenarios_chart_terms_reach_every_tanks_wetstock_rows(monkeypatch: py
     fills: list[float] = []
     add = wetstock._Segment.add
 
-    def record(self: wetstock._Segment, ts: float, row: list[float], sales: Sequence[float]) -> None:
+    def record(self: wetstock._Segment, ts: float, row: list[float], sales: Sequence[float],
+               extra_yy: float = 0.0) -> None:
         widths.add(len(row) - len(sales))  # time, drift, the chart terms, the divergence
         u2, u3 = row[-3], row[-2]
         assert u3 == pytest.approx(u2 ** 1.5, rel=1e-9)
         fills.append(math.sqrt(u2))
-        add(self, ts, row, sales)
+        add(self, ts, row, sales, extra_yy)
 
     monkeypatch.setattr(wetstock._Segment, "add", record)
     report = run_one(load_scenario(text=HEALTHY + "settings: {chart_terms: 2}\n"), 5)

@@ -308,8 +308,12 @@ class _Segment:
         self._next_chunk = -np.inf
         self._centred: tuple[np.ndarray, np.ndarray, float] | None = None
 
-    def add(self, ts: float, row: list[float], sales: Sequence[float]) -> None:
-        """One bin: ``row`` = regressors then divergence (absolute; the segment takes them relative)."""
+    def add(self, ts: float, row: list[float], sales: Sequence[float], extra_yy: float = 0.0) -> None:
+        """One bin: ``row`` = regressors then divergence (absolute; the segment takes them relative);
+        ``extra_yy``: what the bin's mean hides of the readings' own noise (WetstockModel._close), added to
+        the residual sum of squares only."""
+        if extra_yy:
+            self._syy += extra_yy
         if ts >= self._next_chunk:
             start = ts - ts % self.CHUNK_S
             self._starts.append((len(self._rows), start))
@@ -442,6 +446,14 @@ class WetstockModel:
     _drift_acc: float = 0.0
     _t0: float | None = None
     _last_fit_ts: float | None = None
+    #: Σ divergence² of the bin's readings (their scatter within the bin: see :meth:`_close`).
+    _sq: float = 0.0
+
+    def __setstate__(self, state: tuple) -> None:
+        """A checkpoint from before the bin's sum of squares restores with it at 0."""
+        self._sq = 0.0
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
     @property
     def chart_terms(self) -> int:
@@ -468,7 +480,7 @@ class WetstockModel:
         """The books jumped (delivery booked, data gap, gauge recovered, loss found): new intercept."""
         self._break = True
         self._n = 0
-        self._sum = self._t_sum = 0.0
+        self._sum = self._t_sum = self._sq = 0.0
 
     def closes_bin(self, ts: float) -> bool:
         """Whether a reading at ``ts`` ends the current bin: then call :meth:`close_bin` before :meth:`add`.
@@ -495,6 +507,7 @@ class WetstockModel:
         if self._bin_start is None:
             self._bin_start = ts - ts % self.settings.bin_s
         self._sum += divergence_l
+        self._sq += divergence_l * divergence_l
         self._t_sum += ts
         self._n += 1
 
@@ -510,14 +523,25 @@ class WetstockModel:
         # the row as plain floats (regressors, then the divergence); the segment folds rows in batches
         row = [(t_mid - self._t0) / 3600.0, self._drift_acc, *[v / 1000.0 for v in sales],
                *[fill ** (2 + j) for j in range(self.chart_terms)], self._sum / self._n]
+        # A bin's mean of n readings scatters by σ²/n of the gauge's own noise, not σ². Every Δχ² and t
+        # threshold was set on 60-s readings (one a bin), where the residual variance is σ² plus the
+        # slow structure the books leave (the chart's slope error at the hour's levels, temperatures);
+        # with readings every 10 s it fell to σ²/6 plus the same structure, and that structure then
+        # stood out as "significant": 5 METER_BIAS in 52 healthy tank-months of
+        # scenarios/healthy-fast-gauges-30d.yaml, none since (README). So the residual sum of squares takes
+        # back, per bin, what its mean hid: the readings' scatter about it over n, an unbiased
+        # estimate of σ²(1 − 1/n). At one reading a bin that is 0 and nothing changes; the fits'
+        # coefficients never change (only Σy² does).
+        n = self._n
+        extra = max(self._sq - self._sum * self._sum / n, 0.0) / n if n > 1 else 0.0
         self._n = 0
-        self._sum = self._t_sum = 0.0
+        self._sum = self._t_sum = self._sq = 0.0
         if self._break or not self.segments:
             if self.segments:
                 self.segments[-1].seal()
             self.segments.append(_Segment(t_mid, row, sales))
             self._break = False
-        self.segments[-1].add(t_mid, row, sales)
+        self.segments[-1].add(t_mid, row, sales, extra)
         while len(self.segments) > 1 and self.segments[0].last_ts < t_mid - s.window_s:
             self.segments.popleft()
         if self._last_fit_ts is not None and t_mid - self._last_fit_ts < s.fit_every_s:
