@@ -73,6 +73,15 @@ def test_ledger_days_chain_and_roll_up() -> None:
     led.amend("2026-06-01", "receipts_documented_l", 5010.0)  # a late order for the first day
     assert led.closed["2026-06-01"]["receipts_documented_l"] == 5010.0
     assert led.years["2026"]["receipts_documented_l"] == 5010.0
+    # A ledger pickled before the undocumented receipts column restores with it at 0 in every row.
+    import pickle
+
+    for row in (led.row, *led.closed.values(), *led.months.values(), *led.years.values()):
+        del row["receipts_undocumented_l"]
+    old = pickle.loads(pickle.dumps(led))
+    old.amend("2026-06-01", "receipts_undocumented_l", 100.0)
+    assert old.years["2026"]["receipts_undocumented_l"] == 100.0
+    assert old.row is not None and old.row["receipts_undocumented_l"] == 0.0
 
 
 def _po(po_no: str, ts: float, volume: float, arrive: float | None = None) -> Any:

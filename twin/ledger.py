@@ -94,8 +94,8 @@ def roll(agg: dict[str, Any] | None, day: dict[str, Any], period: str, key: str)
     out = dict(agg) if agg is not None else new_row(period, key, day["tank"], day["grade"])
     if out["opening_measured_l"] is None:
         out["opening_measured_l"] = day["opening_measured_l"]
-    for k in SUMS:  # .get: a row from a checkpoint older than a column
-        out[k] = out.get(k, 0.0) + day.get(k, 0.0)
+    for k in SUMS:
+        out[k] += day[k]
     out["days"] += 1
     out["closing_measured_l"] = day["closing_measured_l"]
     out["complete"] = bool(day["complete"])
@@ -107,7 +107,7 @@ def combine(rows: list[dict[str, Any]], tank: str, grade: str) -> dict[str, Any]
     if not rows:
         return None
     out = new_row(rows[0]["period"], rows[0]["key"], tank, grade)
-    for k in SUMS:
+    for k in SUMS:  # .get: rows the store kept from before a column
         out[k] = sum(r.get(k, 0.0) for r in rows)
     for k in ("opening_measured_l", "closing_measured_l"):
         vals = [r[k] for r in rows]
@@ -132,6 +132,14 @@ class TankLedger:
         self.years: dict[str, dict[str, Any]] = {}
         #: Rows changed since the last :meth:`take_changed` (to be written to the store).
         self.changed: list[dict[str, Any]] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rows pickled before a column existed get it at 0, once, so every sum reads without a default."""
+        self.__dict__.update(state)
+        for row in (self.row, *self.closed.values(), *self.months.values(), *self.years.values()):
+            if row is not None:
+                for k in SUMS:
+                    row.setdefault(k, 0.0)
 
     def observe(self, ts: float, observed_l: float, settled: bool = True) -> dict[str, Any] | None:
         """A trusted reading (``settled``: no drop in progress); returns the day row it closed, if any."""
@@ -170,7 +178,7 @@ class TankLedger:
         """Book a flow on the day now open (between its measurements): receipts, the book's sales."""
         if self.row is None:
             return None
-        self.row[field] = self.row.get(field, 0.0) + value
+        self.row[field] += value
         return self.day
 
     def add(self, ts: float, field: str, value: float) -> None:
@@ -187,17 +195,17 @@ class TankLedger:
     def amend(self, day: str, field: str, value: float) -> None:
         """A late change to a closed day (a document that arrived after the day closed)."""
         if self.row is not None and day == self.day:
-            self.row[field] = self.row.get(field, 0.0) + value
+            self.row[field] += value
             return
         row = self.closed.get(day)
         if row is None:
             return
-        row[field] = row.get(field, 0.0) + value
+        row[field] += value
         finish(row)
         month, year = day[:7], day[:4]
         for agg in (self.months.get(month), self.years.get(year)):
             if agg is not None:
-                agg[field] = agg.get(field, 0.0) + value
+                agg[field] += value
                 finish(agg)
         self.changed.extend(r for r in (row, self.months.get(month), self.years.get(year)) if r is not None)
 
