@@ -108,7 +108,10 @@ class Shard:
 
         The failed attempt wrote into a scratch sink that is dropped; the events before the poison are
         applied again (they succeeded once, and actors are deterministic), the poison is dead-lettered,
-        and the rest continue.
+        and the rest continue. The station is then checkpointed: each restart replays the journal since
+        the last checkpoint, so a bug that fails every event of some kind (a stale monkeypatch in a test
+        did: every bin close) would otherwise replay a journal grown by each isolated prefix, once per
+        poison event, and the run crawl instead of dead-lettering them at a steady cost.
         """
         while True:
             scratch, progress = Outputs(), [0]
@@ -124,6 +127,7 @@ class Shard:
                                      "reason": str(crash)})
                 if bad:
                     cell.apply(_run, (events[:bad], [0], False, False), out, bad)
+                cell.checkpoint()
                 events = events[bad + 1:]
                 continue
             out.extend(scratch)

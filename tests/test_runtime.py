@@ -154,3 +154,28 @@ def test_a_restart_replays_the_compact_journal_to_the_same_state(
     replayed, reference = crashing.state(a), steady.state(a)
     assert replayed["nozzles"][0]["totalizer_l"] == 1042.5 and replayed["prices"] == {"92#": 7.3}
     assert replayed == reference
+
+
+def test_a_station_failing_on_many_events_replays_no_growing_journal(
+        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug that fails every event of some kind dead-letters each one; after each, the station is
+    checkpointed, so every restart after the first replays nothing (the journal held every isolated
+    prefix before: a restart per poison over a growing journal, the run crawled)."""
+    _poison_price(monkeypatch)
+    a = "BH-0001"
+    shard = Shard(small_district.stations[:1], snapshot_every=10_000)
+    cell = shard.stations[a]
+    shard.process({a: [_reading(a, i, 1500 - i) for i in range(5)]})
+    replayed: list[int] = []
+    restart = type(cell)._restart
+
+    def counting(self) -> None:  # type: ignore[no-untyped-def]
+        replayed.append(len(self._entries()))
+        restart(self)
+
+    monkeypatch.setattr(type(cell), "_restart", counting)
+    batch = [e for i in range(10) for e in (_reading(a, 10 + 2 * i, 1490 - i), _price(a, 11 + 2 * i, 66.6))]
+    out = shard.process({a: batch})
+    assert len(out.rejected) == 10 and cell.restarts == 10
+    assert replayed[0] == 1 and replayed[1:] == [0] * 9, replayed  # the first: the batch before
+    assert shard.state(a)["tanks"][0]["level_mm"] == 1481.0  # every reading between the poisons applied
