@@ -99,13 +99,15 @@ class HandConsole:
 
 @pytest.fixture
 async def running() -> AsyncIterator[list[asyncio.Task[None]]]:
+    """Bridge tasks, stopped as ``fueltwin serve`` stops them: cancelled again while one is still running
+    (on Python 3.11 a cancel that lands as an awaited read completes can be lost inside the stream and
+    socket code; one such teardown timed out in CI in session 17). Every task must end, cancelled."""
+    from bridges.runner import _cancel_all
+
     tasks: list[asyncio.Task[None]] = []
     yield tasks
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(t, 5)
+    await _cancel_all(tasks, rounds=10, wait_s=1.0)
+    assert all(t.cancelled() for t in tasks), [t for t in tasks if not t.cancelled()]
 
 
 def start(running: list[asyncio.Task[None]], endpoint: str, profile: Tls350Profile,
