@@ -120,7 +120,7 @@ class TankActor:
             found = self.deliveries.update(ts, divergence)
             if found is not None:
                 divergence -= found.net_l_20c
-                self._delivered(found, alerts, out)
+                self._delivered(found, ts, alerts, out)
             if self.deliveries.active:
                 self.losses.reset()
                 self.wetstock.brk()
@@ -211,12 +211,14 @@ class TankActor:
         levels = [w for _, w in marks]
         return not levels or max(levels) - min(levels) <= WATER_STEADY_MM
 
-    def _delivered(self, found: Any, alerts: AlertBook, out: Outputs) -> None:
+    def _delivered(self, found: Any, ts: float, alerts: AlertBook, out: Outputs) -> None:
+        """Book a recognised drop; ``ts`` is the reading that settled it: until then the divergence
+        still holds the litres dropped (``booked_ts``, so a chart can leave those points out)."""
         book = self.book
         book.book_receipt(found.net_l_20c)
         gross = found.net_l_20c / float(vcf(book.temp_c, book.density_20c, book.product))
         delivery = {"station": self.station, "tank": self.id, "grade": self.grade,
-                    "start_ts": found.start_ts, "end_ts": found.end_ts,
+                    "start_ts": found.start_ts, "end_ts": found.end_ts, "booked_ts": ts,
                     "net_l_20c": round(found.net_l_20c, 1), "gross_l": round(gross, 1),
                     "settled": found.settled, "blind_s": found.blind_s, "po_no": None}
         out.deliveries.append(delivery)

@@ -606,18 +606,20 @@ async def test_station_twin_meter_factors_ledger_deliveries_and_trace(redis_url:
                 "poText: r.querySelector('[data-field=po]').textContent}))")
             assert len(rows) == len(stored)
             # T1's divergence chart shades its drops and leaves their points out (the books learn of a drop
-            # when it is booked): over the day it shows the noise, not the 6,000 L the drop moved it by.
+            # when it is booked, booked_ts: the settle window after its end): over the day it shows the
+            # noise, not the 6,000 L the drop moved it by.
             chart = await page.evaluate("""() => {
                 const o = echarts.getInstanceByDom(document.querySelector('#div-T1')).getOption().series[0];
                 const bands = o.markArea.data.map(([a, b]) => [a.xAxis / 1000, b.xAxis / 1000]);
                 return {data: o.data, bands};
             }""")
-            assert [unpapered["start_ts"], unpapered["end_ts"] + 660] in chart["bands"], chart["bands"]
+            assert 600 <= unpapered["booked_ts"] - unpapered["end_ts"] <= 720, unpapered
+            assert [unpapered["start_ts"], unpapered["booked_ts"]] in chart["bands"], chart["bands"]
             shown = [v for _, v in chart["data"] if v is not None]
             hidden = [t / 1000 for t, v in chart["data"] if v is None]
             assert len(shown) > 200 and max(abs(v) for v in shown) < 300, max(shown)
             near = [t for t in hidden if abs(t - unpapered["start_ts"]) < 7200]
-            assert near and all(unpapered["start_ts"] <= t <= unpapered["end_ts"] + 660 for t in near), near
+            assert near and all(unpapered["start_ts"] <= t < unpapered["booked_ts"] for t in near), near
             for row in rows:
                 if row["lot"] == unpapered["lot"]:
                     assert row["po"] == "" and row["poText"] == "—", row

@@ -183,6 +183,9 @@ class DeliveryOut(_Open):
     tank: str
     start_ts: float
     end_ts: float
+    booked_ts: float | None = Field(default=None, description="event time of the reading that settled the "
+                                    "drop and booked it: until then the tank's divergence holds the litres "
+                                    "dropped (None in records from before this field)")
     net_l_20c: float
     lot: str | None = Field(default=None, description="the lot the drop started in its tank (lot trace)")
     po_no: str | None = Field(default=None, description="the purchase order matched to the lot, also when "

@@ -118,15 +118,16 @@
   }
 
   // While a drop is under way the books do not know of it yet: the divergence climbs by the litres
-  // dropped and falls back when the delivery is booked, once the level has been flat for the delivery
-  // detector's settle window (10 min). Those points say nothing about losses and would set the chart's
-  // scale for a day (a 20,000 L spike over ±20 L of noise), so the chart leaves them out and shades the
-  // drop instead; the delivery itself is in the deliveries table.
-  const SETTLE_S = 660;
+  // dropped and falls back at the reading that books the delivery (its booked_ts), once the level has
+  // been flat for the delivery detector's settle window. Those points say nothing about losses and would
+  // set the chart's scale for a day (a 20,000 L spike over ±20 L of noise), so the chart leaves them out
+  // and shades the drop instead; the delivery itself is in the deliveries table. A record stored before
+  // booked_ts existed is taken as booked a settle window (10 min) and a reading after its end.
+  const OLD_RECORD_SETTLE_S = 660;
 
   function dropBands(tank) {
     return model.deliveries.filter((d) => d.tank === tank && d.start_ts != null && d.end_ts != null)
-      .map((d) => [d.start_ts, d.end_ts + SETTLE_S]);
+      .map((d) => [d.start_ts, d.booked_ts ?? d.end_ts + OLD_RECORD_SETTLE_S]);
   }
 
   function renderDivergence() {
@@ -134,7 +135,7 @@
       const c = divCharts[tank];
       if (!c) continue;
       const bands = dropBands(tank);
-      const inDrop = (ts) => bands.some(([a, b]) => ts >= a && ts <= b);
+      const inDrop = (ts) => bands.some(([a, b]) => ts >= a && ts < b);
       c.setOption({grid: {left: 40, right: 8, top: 18, bottom: 18}, tooltip: {trigger: "axis"},
         title: {text: `${t("divergence")} L` + (s.leak_rate_lph == null ? "" : ` · ${t("leakRate")} ${fmt.signed(s.leak_rate_lph, 2)} L/h`),
                 textStyle: {color: "#8aa0b8", fontSize: 11, fontWeight: "normal"}, left: 0, top: 0},
