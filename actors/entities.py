@@ -350,6 +350,8 @@ class StationActor:
     #: The vapor monitor's fills against the transactions (class default: checkpoints from before it
     #: start one when their first vapor fill or transaction comes).
     fill_witness: FillWitness | None = None
+    #: Events the twin failed on and its shard dead-lettered (class default: checkpoints from before it).
+    twin_faults: int = 0
 
     def __init__(self, spec: StationSpec, settings: TwinSettings):
         self.id = spec.id
@@ -394,6 +396,20 @@ class StationActor:
             getattr(self, name)(ev, out)
         # Other kinds (invoices, declarations) are logged and reach the station;
         # their detectors come with the issues that own them.
+
+    def twin_fault(self, ev: EventBase, reason: str, out: Outputs) -> None:
+        """The twin failed on ``ev`` and its shard dead-lettered it (actors/shard.py): say so on the
+        station, as one open TWIN_FAULT warning that counts the events, so a bug failing every event of
+        some kind is on the wall and the station's page, not only in the dead letters and the log."""
+        self.twin_faults += 1
+        open_alert = self.alerts.open.get((self.id, "TWIN_FAULT"))
+        count = 1 + (int(open_alert.metrics.get("events", 0)) if open_alert is not None else 0)
+        alert = self.alerts.raise_("TWIN_FAULT", "warning", self.id, ev.ts, refresh=True,
+                                   evidence={"last_event": {"kind": ev.kind, "source": ev.source,
+                                                            "ts": ev.ts, "reason": reason}},
+                                   metrics={"events": count})
+        if alert is not None:
+            out.alerts.append(alert.to_dict())
 
     def flush(self, out: Outputs, with_state: bool = True) -> None:
         for tank in self.tanks.values():
@@ -572,6 +588,7 @@ class StationActor:
                                                           for g, v in self.sales_today.items()}},
             "open_alerts": [a.to_dict() for a in self.alerts.open.values()],
             "events": self.events,
+            "twin_faults": self.twin_faults,
             "vapor": ({**self.vapor.state(), "fills_vs_transactions": self._witness().state()}
                       if self.vapor.active else None),
             "safety": self.safety.state() if self.safety.last_readings or self.safety.reports else None,

@@ -108,10 +108,12 @@ class Shard:
 
         The failed attempt wrote into a scratch sink that is dropped; the events before the poison are
         applied again (they succeeded once, and actors are deterministic), the poison is dead-lettered,
-        and the rest continue. The station is then checkpointed: each restart replays the journal since
-        the last checkpoint, so a bug that fails every event of some kind (a stale monkeypatch in a test
-        did: every bin close) would otherwise replay a journal grown by each isolated prefix, once per
-        poison event, and the run crawl instead of dead-lettering them at a steady cost.
+        the station counts it in an open TWIN_FAULT alert (StationActor.twin_fault: on the wall, not only
+        in the dead letters), and the rest continue. The station is then checkpointed, the count with it:
+        each restart replays the journal since the last checkpoint, so a bug that fails every event of
+        some kind (a stale monkeypatch in a test did: every bin close) would otherwise replay a journal
+        grown by each isolated prefix, once per poison event, and the run crawl instead of dead-lettering
+        them at a steady cost.
         """
         while True:
             scratch, progress = Outputs(), [0]
@@ -127,6 +129,10 @@ class Shard:
                                      "reason": str(crash)})
                 if bad:
                     cell.apply(_run, (events[:bad], [0], False, False), out, bad)
+                try:
+                    cell.instance.twin_fault(events[bad], f"{type(crash.cause).__name__}: {crash.cause}", out)
+                except Exception:  # noqa: BLE001 - telling of a fault must not be one
+                    log.exception("station %s: could not record its twin fault", cell.name)
                 cell.checkpoint()
                 events = events[bad + 1:]
                 continue

@@ -12,6 +12,7 @@ from actors.shard import Shard, shard_of
 from actors.supervision import ActorCrashed
 from twin.events import parse
 from twin.registry import District
+from twin.risk import station_risk
 
 T0 = 1_780_000_000.0
 
@@ -115,6 +116,16 @@ def test_station_crash_restores_station_and_spares_the_others(
     assert points == [T0 + 70]
     assert shard.state(b)["tanks"][0]["last_ts"] == T0 + 80
     assert shard.stats()["crashes"] == 1
+    # The station says so itself: a TWIN_FAULT warning with the failed event, and no risk from it
+    # (the platform failed, not the station).
+    (fault,) = out.alerts
+    assert (fault["code"], fault["severity"], fault["status"], fault["entity"]) == (
+        "TWIN_FAULT", "warning", "open", a)
+    assert fault["metrics"] == {"events": 1} and fault["first_ts"] == T0 + 60
+    assert fault["evidence"]["last_event"] == {"kind": "price.posted", "source": f"{a}:pos", "ts": T0 + 60,
+                                               "reason": "RuntimeError: firmware bug"}
+    assert after["twin_faults"] == 1 and [x["code"] for x in after["open_alerts"]] == ["TWIN_FAULT"]
+    assert station_risk(a, [fault], after, T0 + 90)["score"] == 0
 
 
 def _txn(sid: str, seq: int, txn_no: int, litres: float, totalizer: float) -> object:
@@ -153,6 +164,10 @@ def test_a_restart_replays_the_compact_journal_to_the_same_state(
     assert crashing.stations[a].restarts == 1
     replayed, reference = crashing.state(a), steady.state(a)
     assert replayed["nozzles"][0]["totalizer_l"] == 1042.5 and replayed["prices"] == {"92#": 7.3}
+    # the same station, but for the record of its fault
+    assert (replayed.pop("twin_faults"), reference.pop("twin_faults")) == (1, 0)
+    assert [x["code"] for x in replayed.pop("open_alerts")] == ["TWIN_FAULT"]
+    assert reference.pop("open_alerts") == []
     assert replayed == reference
 
 
@@ -179,3 +194,7 @@ def test_a_station_failing_on_many_events_replays_no_growing_journal(
     assert len(out.rejected) == 10 and cell.restarts == 10
     assert replayed[0] == 1 and replayed[1:] == [0] * 9, replayed  # the first: the batch before
     assert shard.state(a)["tanks"][0]["level_mm"] == 1481.0  # every reading between the poisons applied
+    # one alert, counting them, updated with each (not ten alerts)
+    assert {x["id"] for x in out.alerts} == {out.alerts[0]["id"]} and len(out.alerts) == 10
+    assert [x["metrics"]["events"] for x in out.alerts] == list(range(1, 11))
+    assert shard.state(a)["twin_faults"] == 10

@@ -37,6 +37,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "TOTALIZER_MISMATCH": ("{entity} 累计数与交易不符（差 {excess_l:.2f} L）",
                            "{entity} totalizer does not match the sale (off by {excess_l:.2f} L)"),
     "MAINBOARD_CHANGED": ("{entity} 主板更换：{old} → {new}", "{entity} mainboard changed: {old} → {new}"),
+    # the platform's own fault, not the station's (actors/shard.py; no risk points, twin/risk.py)
+    "TWIN_FAULT": ("本站孪生处理事件出错（事件已转入死信，见 /api/v1/deadletters）",
+                   "the twin failed on events of this station (kept in the dead letters: "
+                   "/api/v1/deadletters)"),
     # ---- issue 6: vapor recovery, GB 20952-2020 (twin/vapor.py) ----
     "VAPOR_AL_WARNING": ("{entity} 气液比预警：{share_pct:.0f}% 的有效加油超出 0.9–1.3"
                          "（{day}，连续 {days} 天）",

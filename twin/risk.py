@@ -27,6 +27,8 @@ from twin.timeutil import local_day
 
 _DAY = 86_400.0
 
+#: Alerts about the platform, not the station (the twin failing on its events): no risk points.
+PLATFORM_CODES = frozenset({"TWIN_FAULT"})
 #: How the severities read in a Chinese reason (the alert's own code stays in the evidence).
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "alarm": "报警", "critical": "严重"}
 
@@ -61,7 +63,7 @@ def station_risk(station: str, alerts: Iterable[Mapping[str, Any]], state: Mappi
     out: list[dict[str, Any]] = []
     horizon = now - s.history_days * _DAY
     for a in alerts:
-        if a.get("station") != station or a.get("severity") == "info":
+        if a.get("station") != station or a.get("severity") == "info" or a.get("code") in PLATFORM_CODES:
             continue
         base = s.severity_points.get(a.get("severity", "warning"), 0.0)
         if a.get("status") == "closed":

@@ -149,6 +149,8 @@ class StationTwin(BaseModel):
     online: bool
     watermark: float | None = Field(description="the station's event-time watermark (last clock.tick)")
     events: int = Field(description="events the twin has applied for this station")
+    twin_faults: int = Field(default=0, description="events the twin failed on for this station (each kept "
+                             "in the dead letters; an open TWIN_FAULT alert counts those since it opened)")
     tanks: list[TankView]
     nozzles: list[NozzleView]
     recent_transactions: list[dict[str, Any]]
@@ -361,7 +363,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         day = await today()
         return StationTwin(id=spec.id, name=spec.name, region=spec.region, lon=spec.lon, lat=spec.lat,
                            address=spec.address, online=_is_online(state), watermark=state.get("watermark"),
-                           events=state.get("events", 0), tanks=tanks, nozzles=nozzles,
+                           events=state.get("events", 0), twin_faults=state.get("twin_faults", 0),
+                           tanks=tanks, nozzles=nozzles,
                            recent_transactions=state.get("recent_transactions", []),
                            prices=state.get("prices", {}), sales_today=_sales_today(state, day),
                            sales_today_by_grade=sales.get("by_grade", {}) if sales.get("day") == day else {},

@@ -105,7 +105,7 @@ const FT = (() => {
     HIDDEN_SALES: ["疑似未记录销售", "Hidden sales"], LEAK: ["疑似渗漏", "Leak"],
     SENSOR_DRIFT: ["液位仪漂移", "Gauge drift"], METER_BIAS: ["计量偏差", "Meter bias"],
     TXN_GAP: ["流水跳号", "Txn gap"], TOTALIZER_MISMATCH: ["累计数不符", "Totalizer"],
-    MAINBOARD_CHANGED: ["主板更换", "Mainboard"],
+    MAINBOARD_CHANGED: ["主板更换", "Mainboard"], TWIN_FAULT: ["孪生异常", "Twin fault"],
     VAPOR_AL_WARNING: ["气液比预警", "A/L warning"], VAPOR_AL_ALARM: ["气液比报警", "A/L alarm"],
     VAPOR_PRESSURE: ["油气系统压力异常", "Vapor pressure"], VAPOR_PROCESSOR: ["油气处理装置异常", "Vapor processor"],
     VAPOR_VOC: ["VOC 泄漏", "VOC leak"], GAS_LEL: ["可燃气体浓度", "Combustible gas"],
