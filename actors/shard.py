@@ -122,22 +122,34 @@ class Shard:
             except ActorCrashed as crash:
                 self.crashes += 1
                 bad = progress[0]
+                cause = f"{type(crash.cause).__name__}: {crash.cause}"
                 if bad >= len(events):
+                    # Every event went in; emitting the batch's outputs failed. The restart took the
+                    # events back out, so they are applied again: the station must not lose them (its
+                    # books would miss their sales); only this batch's points and state are lost.
                     log.error("station %s failed to flush its outputs: %s", cell.name, crash)
+                    if events:
+                        cell.apply(_run, (events, [0], False, False), out, len(events))
+                        self._record_fault(cell, events[-1], f"flush: {cause}", out)
                     return
                 out.rejected.append({"station": cell.name, "event": events[bad].model_dump(),
                                      "reason": str(crash)})
                 if bad:
                     cell.apply(_run, (events[:bad], [0], False, False), out, bad)
-                try:
-                    cell.instance.twin_fault(events[bad], f"{type(crash.cause).__name__}: {crash.cause}", out)
-                except Exception:  # noqa: BLE001 - telling of a fault must not be one
-                    log.exception("station %s: could not record its twin fault", cell.name)
-                cell.checkpoint()
+                self._record_fault(cell, events[bad], cause, out)
                 events = events[bad + 1:]
                 continue
             out.extend(scratch)
             return
+
+    @staticmethod
+    def _record_fault(cell: Supervised[StationActor], event: EventBase, cause: str, out: Outputs) -> None:
+        """The station's TWIN_FAULT, then a checkpoint (see _apply); telling of a fault must not be one."""
+        try:
+            cell.instance.twin_fault(event, cause, out)
+        except Exception:  # noqa: BLE001
+            log.exception("station %s: could not record its twin fault", cell.name)
+        cell.checkpoint()
 
     def process_encoded(self, blobs: Mapping[str, bytes], with_states: bool = True) -> dict:
         """The same, with each station's events in the log's compact encoding (cheap to ship to Ray)."""

@@ -128,6 +128,33 @@ def test_station_crash_restores_station_and_spares_the_others(
     assert station_risk(a, [fault], after, T0 + 90)["score"] == 0
 
 
+def test_a_station_that_fails_to_emit_a_batch_keeps_its_events(
+        small_district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emitting a batch's outputs failed after every event went in: the restart took them back out, so
+    they are applied again (the station's books keep them) and only that batch's outputs are lost."""
+    a = "BH-0001"
+    shard = Shard(small_district.stations[:1])
+    shard.process({a: [_reading(a, i, 1500 - i) for i in range(3)]})
+    flush, calls = StationActor.flush, []
+
+    def failing_once(self: StationActor, out, with_state: bool = True) -> None:  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("state too big")
+        flush(self, out, with_state)
+
+    monkeypatch.setattr(StationActor, "flush", failing_once)
+    out = shard.process({a: [_reading(a, 3 + i, 1490 - i) for i in range(3)]})
+    assert out.rejected == [] and shard.stats()["crashes"] == 1
+    state = shard.state(a)
+    assert state["tanks"][0]["level_mm"] == 1488.0 and state["events"] == 6
+    (fault,) = out.alerts
+    assert fault["code"] == "TWIN_FAULT" and fault["evidence"]["last_event"]["reason"] == (
+        "flush: RuntimeError: state too big")
+    out = shard.process({a: [_reading(a, 6, 1487)]})  # the next batch is emitted as ever
+    assert out.states and state["twin_faults"] == 1
+
+
 def _txn(sid: str, seq: int, txn_no: int, litres: float, totalizer: float) -> object:
     ts = T0 + seq * 10
     return parse({"kind": "nozzle.txn", "ts": ts, "station": sid, "entity": "N1", "source": f"{sid}:fcc",
