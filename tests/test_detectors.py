@@ -176,6 +176,7 @@ def test_an_open_alert_is_refreshed_not_repeated() -> None:
     assert book.raise_("LEAK", "alarm", "T1", T0 + 1800, metrics={"rate_lph": 0.5}, refresh=True) is None
     again = book.raise_("LEAK", "alarm", "T1", T0 + 3600, metrics={"rate_lph": 0.74}, refresh=True)
     assert again is first and again.id == first.id and again.metrics["rate_lph"] == 0.74
+    assert "0.74 L/h" in again.message_zh and "0.74 L/h" in again.message_en  # what it says now
     assert book.raise_("LEAK", "alarm", "T1", T0 + 5400, metrics={"rate_lph": 0.8}) is None  # no refresh
 
 

@@ -161,10 +161,13 @@ class AlertBook:
             existing.metrics.update(metrics)
             if evidence:
                 existing.evidence.update(evidence)
-            if severity_rank(severity) > severity_rank(existing.severity):
-                existing.severity = severity
-                # The message says what the alert is now (a VOC warning become an alarm, issue 6).
+            # The message says what the alert is now: a VOC warning become an alarm (issue 6), a
+            # leak's latest rate, every hidden fill so far (it read "1 drop" while the metrics counted 5).
+            rises = severity_rank(severity) > severity_rank(existing.severity)
+            if rises or changed:
                 existing.message_zh, existing.message_en = render(code, entity, existing.metrics)
+            if rises:
+                existing.severity = severity
                 return existing
             return existing if refresh and changed else None
         zh, en = render(code, entity, metrics)
