@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.meter_change_null import _target  # noqa: E402
+from twin.detectors.wetstock import newey_west_meat  # noqa: E402
 from twin.scenario_runner import run_one  # noqa: E402
 from twin.scenarios import load_scenario  # noqa: E402
 
@@ -84,13 +85,8 @@ def change_t2(model: Any, base: list[int], col: int, tau: float) -> list[float]:
         c_xx = (sxx - xb[None, :, None] * sx[:, None, :] - sx[:, :, None] * xb[None, None, :]
                 + n_c[:, None, None] * np.outer(xb, xb))
         scores.append(c_xy - c_xx @ coef)
-    s = np.vstack(scores)
     for lags in LAGS:
-        meat = s.T @ s
-        for lag in range(1, min(lags, len(s) - 1) + 1):
-            cross_lag = s[lag:].T @ s[:-lag]
-            meat += (1.0 - lag / (lags + 1.0)) * (cross_lag + cross_lag.T)
-        variance = float((bread @ meat @ bread)[-1, -1])
+        variance = float((bread @ newey_west_meat(np.vstack(scores), lags) @ bread)[-1, -1])
         out.append(float(coef[-1] ** 2 / variance) if variance > 0 else float("inf"))
     return out
 

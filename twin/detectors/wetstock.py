@@ -648,11 +648,7 @@ class WetstockModel:
         if out is None:
             return None
         coef, se, _ = out
-        scores = np.vstack([_chunk_scores(g, cols, coef) for g in segments])
-        meat = scores.T @ scores
-        for lag in range(1, min(lags, len(scores) - 1) + 1):
-            cross = scores[lag:].T @ scores[:-lag]
-            meat += (1.0 - lag / (lags + 1.0)) * (cross + cross.T)
+        meat = newey_west_meat(np.vstack([_chunk_scores(g, cols, coef) for g in segments]), lags)
         bread = np.linalg.inv(cxx[np.ix_(cols, cols)])
         variance = float((bread @ meat @ bread)[0, 0])
         return float(coef[0]), float(se[0]), math.sqrt(max(variance, 0.0))
@@ -940,6 +936,16 @@ def _centred_sums(segments: Sequence[_Segment], k: int) -> tuple[np.ndarray, np.
         cxy += b
         cyy += c
     return cxx, cxy, cyy
+
+
+def newey_west_meat(scores: np.ndarray, lags: int) -> np.ndarray:
+    """Σ of the chunks' score outer products, with ``lags`` neighbouring chunks weighted in (Bartlett
+    kernel: the Newey–West estimator on chunk sums); one row of ``scores`` per chunk, in time order."""
+    meat = scores.T @ scores
+    for lag in range(1, min(lags, len(scores) - 1) + 1):
+        cross = scores[lag:].T @ scores[:-lag]
+        meat += (1.0 - lag / (lags + 1.0)) * (cross + cross.T)
+    return meat
 
 
 def _chunk_scores(g: _Segment, cols: list[int], coef: np.ndarray) -> np.ndarray:
