@@ -73,7 +73,8 @@ class ActorRef:
             raise ActorStopped(self.name)
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._cell.mailbox.put_nowait((message, reply))
-        return await asyncio.wait_for(reply, timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can lose a cancel (bridges.base)
+            return await reply
 
     @property
     def stats(self) -> ActorStats:

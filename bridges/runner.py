@@ -44,10 +44,10 @@ IngestSink = Callable[[list[Any], float], Awaitable[Any]]
 async def _cancel_all(tasks: list[asyncio.Task[Any]], rounds: int = 20, wait_s: float = 0.5) -> None:
     """Cancel the tasks and wait until they are done, cancelling again those that are not.
 
-    Once is not always enough on Python 3.11: ``asyncio.wait_for`` returns its inner result instead of
-    raising when the cancellation arrives just as that result does (fixed in 3.12), so a bridge polling
-    through ``wait_for`` may swallow it and poll on — seen as ``serve --config`` hanging at Ctrl-C on a
-    loaded machine. Bounded: a task still running after ``rounds`` is left to the event loop's end."""
+    Once is not always enough on Python 3.11: ``asyncio.wait_for`` loses a cancellation that arrives
+    just as its inner await ends (fixed in 3.12) — seen as ``serve --config`` hanging at Ctrl-C on a
+    loaded machine. Our bridges no longer call it (``bridges.base.wait_for``), but asyncua and pymodbus
+    do, inside their clients. Bounded: a task still running after ``rounds`` is left to the loop's end."""
     pending = {t for t in tasks if not t.done()}
     for _ in range(rounds):
         if not pending:

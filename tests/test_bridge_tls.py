@@ -99,14 +99,15 @@ class HandConsole:
 
 @pytest.fixture
 async def running() -> AsyncIterator[list[asyncio.Task[None]]]:
-    """Bridge tasks, stopped as ``fueltwin serve`` stops them: cancelled again while one is still running
-    (on Python 3.11 a cancel that lands as an awaited read completes can be lost inside the stream and
-    socket code; one such teardown timed out in CI in session 17). Every task must end, cancelled."""
-    from bridges.runner import _cancel_all
-
+    """Bridge tasks, each stopped by one cancel: the TLS path awaits nothing that can lose one (its
+    timed awaits go through ``bridges.base.wait_for``; session 17 saw a teardown time out here when
+    they did not, and this fixture cancelled again to get by). Every task must end, cancelled."""
     tasks: list[asyncio.Task[None]] = []
     yield tasks
-    await _cancel_all(tasks, rounds=10, wait_s=1.0)
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10.0)
     assert all(t.cancelled() for t in tasks), [t for t in tasks if not t.cancelled()]
 
 

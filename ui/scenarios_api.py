@@ -126,7 +126,8 @@ class ScenarioRuns:
     async def wait(self, run_id: str, until: Any, timeout: float) -> dict[str, Any]:
         """Wait (bounded) until ``until(run)`` holds for a run: for tests and anything that follows one."""
         async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(lambda: until(self.runs[run_id])), timeout)
+            async with asyncio.timeout(timeout):
+                await self.changed.wait_for(lambda: until(self.runs[run_id]))
         return self.runs[run_id]
 
     async def _notify(self) -> None:

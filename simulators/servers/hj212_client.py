@@ -131,7 +131,8 @@ class Hj212MonitorClient:
         return f"tcp://{self.host}:{self.port}"
 
     async def flush(self, timeout_s: float = 30.0) -> None:
-        await asyncio.wait_for(self._idle.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self._idle.wait()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -146,8 +147,8 @@ class Hj212MonitorClient:
         backoff = Backoff()
         while True:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                        self.connect_timeout_s)
+                async with asyncio.timeout(self.connect_timeout_s):  # wait_for may lose stop()'s cancel
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError):
                 self.stats.reconnects += 1
                 await asyncio.sleep(backoff.next_delay())
@@ -198,7 +199,8 @@ class Hj212MonitorClient:
             if left <= 0:
                 return None
             try:
-                line = await asyncio.wait_for(reader.readuntil(b"\r\n"), left)
+                async with asyncio.timeout(left):
+                    line = await reader.readuntil(b"\r\n")
             except TimeoutError:
                 return None
             if not line.startswith(b"##") or len(line) < 12:
