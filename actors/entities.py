@@ -15,7 +15,7 @@ from typing import Any
 from twin.alerts import AlertBook, link_hidden_sales
 from twin.deliveries import DeliveryDetector
 from twin.detectors.fill_witness import FillWitness
-from twin.detectors.gauge import LimitCheck, StuckCheck
+from twin.detectors.gauge import LimitCheck, StuckCheck, WindowRange
 from twin.detectors.losses import LossDetector, NozzleFills
 from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockFit, WetstockModel
@@ -200,16 +200,15 @@ class TankActor:
         Water coming in moves the product's volume through the chart's bottom rows, where a horizontal
         tank curves most and linear interpolation errs most: a slow error in the books that a meter
         change can fit by chance (one false METER_BIAS in 20 water-ingress runs, on a one-nozzle tank)."""
-        marks = getattr(self, "_water_marks", None)
-        if marks is None:  # a checkpoint from before it
-            marks = self._water_marks = deque()
+        water = getattr(self, "_water_range", None)
+        if water is None:  # a checkpoint from before it (which kept every level, or none)
+            water = self._water_range = WindowRange(self.judge.settings.meter_change_days * 86_400.0)
+            for mark in self.__dict__.pop("_water_marks", ()):
+                water.add(*mark)
         if not math.isnan(self.water_mm):
-            marks.append((ts, self.water_mm))
-        keep = self.judge.settings.meter_change_days * 86_400.0
-        while marks and marks[0][0] < ts - keep:
-            marks.popleft()
-        levels = [w for _, w in marks]
-        return not levels or max(levels) - min(levels) <= WATER_STEADY_MM
+            water.add(ts, self.water_mm)
+        span = water.span(ts)
+        return span is None or span <= WATER_STEADY_MM
 
     def _delivered(self, found: Any, ts: float, alerts: AlertBook, out: Outputs) -> None:
         """Book a recognised drop; ``ts`` is the reading that settled it: until then the divergence

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from twin.detectors.gauge import LimitCheck, StuckCheck
+from twin.detectors.gauge import LimitCheck, StuckCheck, WindowRange
 from twin.detectors.losses import LossDetector
 from twin.detectors.nozzle import NozzleLedger
 from twin.detectors.wetstock import WetstockModel, WetstockSettings
@@ -57,6 +58,23 @@ def test_stuck_gauge_and_limits() -> None:
     assert check.update(T0 + 40_000, 1490.0, 3.0, 20.1) is False
     water = LimitCheck(limit=50.0, hysteresis=5.0)
     assert [water.update(v) for v in (49, 51, 52, 53, 48, 44)] == [None, None, None, True, None, False]
+
+
+def test_a_window_range_is_the_range_of_the_values_in_the_window() -> None:
+    """WindowRange against max − min of the values kept by hand, on levels that rise, fall and repeat,
+    read at irregular times (its deques drop what can no longer be an extreme)."""
+    rng = np.random.default_rng(3)
+    window = WindowRange(window_s=3600.0)
+    kept: list[tuple[float, float]] = []
+    ts = T0
+    for _ in range(3000):
+        ts += float(rng.choice([10.0, 60.0, 600.0, 2400.0]))
+        value = float(rng.choice([20.0, 21.0, 25.0])) if rng.random() < 0.3 else float(rng.normal(20, 3))
+        window.add(ts, value)
+        kept = [(t, v) for t, v in [*kept, (ts, value)] if t >= ts - 3600.0]
+        assert window.span(ts) == max(v for _, v in kept) - min(v for _, v in kept)
+    assert len(window.highs) + len(window.lows) < 2 * len(kept) + 2
+    assert window.span(ts + 3601.0) is None
 
 
 def _noisy_divergence(rng: np.random.Generator, hours: float, step_s: float = 60.0):
@@ -496,6 +514,41 @@ def test_a_tank_knows_whether_its_water_bottom_held_still_over_the_scan_days() -
     assert not tank._water_steady(T0 + 86_400.0)
     assert not tank._water_steady(T0 + 7 * 86_400.0)  # the 20 mm of T0 is a week old only just after
     assert tank._water_steady(T0 + 8 * 86_400.0)
+    # a checkpoint from before WindowRange kept every level the tank was judged at: they carry over
+    old = TankActor("S", spec, TwinSettings(), ("N1", "N2"))
+    old._water_marks = deque([(T0, 20.0), (T0 + 3600, 31.0)])
+    old.water_mm = 25.0
+    assert not old._water_steady(T0 + 7200) and not hasattr(old, "_water_marks")
+
+
+def test_a_window_fit_sums_its_sealed_segments_once_and_to_the_same_floats() -> None:
+    """WetstockModel._window_sums remembers the sum over a window's sealed segments: every window, fitted
+    twice, and again after rows arrive, equals summing every segment anew — exactly, bit for bit (a
+    threshold decision must not move)."""
+    from twin.detectors.wetstock import _centred_sums
+
+    model = _changing_tank("meter", 2, days=3, brk_every=500)
+    segments = [g for g in model.segments if g.n >= 2]
+    assert len(segments) >= 8
+    for cut in range(1, len(segments) + 1):
+        window = segments[-cut:]
+        sold = sum((g.sold1 - g.sold0 for g in window), np.zeros(3))
+        for _ in range(2):
+            cxx, cxy, cyy, got_sold = model._window_sums(window)
+            want = _centred_sums(window, model.width)
+            assert np.array_equal(cxx, want[0]) and np.array_equal(cxy, want[1]) and cyy == want[2]
+            assert np.array_equal(got_sold, sold)
+    assert len(model._sealed_sums) <= 6
+    before = model._window_sums(segments)[0].copy()
+    ts = model.segments[-1].last_ts
+    for i in range(1, 31):  # rows into the open segment: the sealed sums stay, the last one's change
+        model.close_bin(ts + 60 * i, [1e5 + i, 1e5, 1e5], 15.0, 0.5)
+        model.add(ts + 60 * i + 1, 5.0 * i)
+    segments = [g for g in model.segments if g.n >= 2]
+    after = model._window_sums(segments)[0]
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, _centred_sums(segments, model.width)[0])
+    assert pickle.loads(pickle.dumps(model))._sealed_sums == {}  # not in a checkpoint
 
 
 def test_the_change_scan_equals_refitting_every_trend_onset_and_scans_a_window_alone() -> None:

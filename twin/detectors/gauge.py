@@ -9,7 +9,8 @@ alarms).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -64,3 +65,31 @@ class LimitCheck:
             self.raised = False
             return False
         return None
+
+
+@dataclass(slots=True)
+class WindowRange:
+    """Highest minus lowest of the values of the last ``window_s``: the water bottom's movement over the
+    meter-change scan's days (TankActor._water_steady). Two monotonic deques — the window's extreme
+    first, then the values that may become it as older ones leave — so a value costs O(1) amortised where
+    scanning the window cost O(window) at every tank's half-hourly judgement (profiled)."""
+
+    window_s: float
+    highs: deque[tuple[float, float]] = field(default_factory=deque)
+    lows: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def add(self, ts: float, value: float) -> None:
+        highs, lows = self.highs, self.lows
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        highs.append((ts, value))
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        lows.append((ts, value))
+
+    def span(self, now: float) -> float | None:
+        """The range of the values since ``now − window_s``; None if there are none."""
+        for marks in (self.highs, self.lows):
+            while marks and marks[0][0] < now - self.window_s:
+                marks.popleft()
+        return self.highs[0][1] - self.lows[0][1] if self.highs else None

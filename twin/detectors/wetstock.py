@@ -47,6 +47,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -430,6 +431,18 @@ class _Segment:
         return self._centred
 
 
+class _SealedSums(NamedTuple):
+    """Sums over a window's segments but its last (:meth:`WetstockModel._window_sums`), with the first
+    and the last of those segments to tell that the window still holds them."""
+
+    first: _Segment
+    before_last: _Segment
+    cxx: np.ndarray
+    cxy: np.ndarray
+    cyy: float
+    sold: np.ndarray
+
+
 @dataclass(slots=True)
 class WetstockModel:
     """Regressors, in order: time (h), drift shape D (L·day/mm), each nozzle's sales (kL at 20 °C), then
@@ -448,10 +461,18 @@ class WetstockModel:
     _last_fit_ts: float | None = None
     #: Σ divergence² of the bin's readings (their scatter within the bin: see :meth:`_close`).
     _sq: float = 0.0
+    #: The windows' sums over their sealed segments (:meth:`_window_sums`); not checkpointed.
+    _sealed_sums: dict[tuple[int, int], _SealedSums] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """The slots, as pickle takes them by default, without the remembered sums (rebuilt on use)."""
+        return None, {name: getattr(self, name) for name in self.__slots__
+                      if name != "_sealed_sums" and hasattr(self, name)}
 
     def __setstate__(self, state: tuple) -> None:
         """A checkpoint from before the bin's sum of squares restores with it at 0."""
         self._sq = 0.0
+        self._sealed_sums = {}
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -574,8 +595,7 @@ class WetstockModel:
         rows = sum(g.n for g in segments)
         if rows < s.min_rows:
             return None
-        cxx, cxy, cyy = _centred_sums(segments, self.width)
-        sold = sum((g.sold1 - g.sold0 for g in segments), np.zeros(len(self.nozzles)))
+        cxx, cxy, cyy, sold = self._window_sums(segments)
         active = [2 + i for i in range(len(self.nozzles)) if sold[i] > 1.0]
         base = self._base(active)
         dof = rows - len(segments) - 1 - len(base)
@@ -608,6 +628,35 @@ class WetstockModel:
         span_days = (segments[-1].last_ts - segments[0].first_ts) / 86_400.0
         return WetstockFit(rows, span_days, -float(coef[0]), float(se[0]), trend, trend_se, drift_coef,
                            drift_ok, meter, window_days, common_lph, common_se)
+
+    def _window_sums(self, segments: list[_Segment]) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """What :func:`_centred_sums` gives for ``segments``, and each nozzle's sales over them.
+
+        Every half-hour fit of a 3-, 7- and 14-day window summed the same sealed segments again — a
+        third of a month-long run's fitting time, which grew with the windows until day 14 (py-spy,
+        healthy-30d). All but the last segment are sealed, so their sum is remembered while the window
+        starts at the same segment and holds as many; adding the last to it is the very addition the
+        loop ends with, so the floats are the same."""
+        first, last = segments[0], segments[-1]
+        head = len(segments) - 1
+        key = (id(first), head)
+        sealed = self._sealed_sums.get(key)
+        if sealed is None or sealed.first is not first or sealed.before_last is not segments[head - 1]:
+            k = self.width
+            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+            sold = np.zeros(len(self.nozzles))
+            for g in segments[:head]:
+                a, b, c = g.centred()
+                cxx += a
+                cxy += b
+                cyy += c
+                sold = sold + (g.sold1 - g.sold0)
+            sealed = _SealedSums(first, segments[head - 1], cxx, cxy, cyy, sold)
+            if len(self._sealed_sums) >= 6:  # three windows, and a segment starting or leaving
+                del self._sealed_sums[next(iter(self._sealed_sums))]
+            self._sealed_sums[key] = sealed
+        a, b, c = last.centred()
+        return sealed.cxx + a, sealed.cxy + b, sealed.cyy + c, sealed.sold + (last.sold1 - last.sold0)
 
     def onset_rate(self, window_days: float) -> tuple[float, float, float] | None:
         """(onset_ts, loss rate L/h, its SE) for a loss that began at the most likely chunk boundary.
