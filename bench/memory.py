@@ -8,7 +8,8 @@ memory per station matters as much as its speed. The simulated district is fed t
   process of its own (as a field bridge would), without its per-reading ground truth, as in
   ``fueltwin demo``, and its resident memory is printed apart;
 * the events the stations' supervisors hold in their journals (every event since each station's last
-  snapshot, kept to replay a station that crashes) and the stations' pickled state (that snapshot);
+  snapshot, kept to replay a station that crashes), the stations' pickled state now, and the snapshots
+  the supervisors hold (compressed, taken at their last checkpoints);
 * the events per second the twin handled that day, over its own time (validating and processing the
   batches; not waiting for the simulator, not these measurements): whether it slows as state fills.
 
@@ -85,8 +86,8 @@ async def run(args: argparse.Namespace) -> None:
     base = rss_mb()
     print(f"{args.stations} stations, {args.days:g} days, readings every {args.reading_interval:g} s; "
           f"twin starts at {base:.0f} MB resident")
-    print("  day   twin resident   per station   journals (events)   pickled state   simulator"
-          "   events/s (that day, twin's own time)")
+    print("  day   twin resident   per station   journals (events)   pickled state   snapshots held"
+          "   simulator   events/s (that day, twin's own time)")
     receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
     simulator = multiprocessing.get_context("spawn").Process(target=feed, args=(sender, args), daemon=True)
     simulator.start()
@@ -111,9 +112,10 @@ async def run(args: argparse.Namespace) -> None:
             sups = supervisors(runtime)
             journal = sum(s._journal_weight for s in sups)
             state = sum(len(pickle.dumps(s.instance, pickle.HIGHEST_PROTOCOL)) for s in sups)
+            held = sum(len(s._snapshot) for s in sups)
             now = rss_mb()
             print(f"  {(t - START) / 86_400:3.0f} {now:11.0f} MB {(now - base) / args.stations:9.1f} MB"
-                  f" {journal:14,} {state / 2**20:15.1f} MB {sim_rss:8.0f} MB"
+                  f" {journal:14,} {state / 2**20:15.1f} MB {held / 2**20:12.1f} MB {sim_rss:8.0f} MB"
                   f" {day_events / busy:10,.0f}", flush=True)
             day_events, busy = 0, 0.0
     simulator.join(timeout=30)

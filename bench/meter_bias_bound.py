@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import concurrent.futures as cf
 import multiprocessing
-import pickle
 import statistics
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.base import make_runtime  # noqa: E402
+from actors.supervision import thaw  # noqa: E402
 from simulators.faults import Schedule  # noqa: E402
 from twin.detectors.wetstock import CHANGE_WINDOWS, ChangeScan, _Segment  # noqa: E402
 from twin.detectors.wetstock_judge import CANDIDATE_CHI2  # noqa: E402
@@ -84,7 +84,7 @@ def one_seed(path: str, seed: int) -> dict[str, Any]:
         finally:
             await twin.stop()
 
-    station = pickle.loads(asyncio.run(go()))
+    station = thaw(asyncio.run(go()))
     nozzle = station.nozzles[fault["nozzle"]]
     tank = station.tanks[nozzle.tank]
     return {"seed": seed, "factor": float(fault["factor"]), "nozzle": fault["nozzle"], "tank": tank.id,

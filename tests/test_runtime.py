@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
+import zlib
 
 import pytest
 
@@ -65,6 +67,23 @@ async def test_crashing_actor_restarts_from_snapshot_and_journal_others_unaffect
     assert await asyncio.wait_for(healthy.ask("get"), 5) == 55
     assert healthy.restarts == 0
     await system.stop()
+
+
+def test_snapshots_are_compressed_and_a_bare_pickle_still_restores(small_district: District) -> None:
+    """A station's snapshot is its pickle, zlib-compressed (what each station holds and a checkpoint writes
+    to Redis); one written before that (a bare pickle) restores too, to the same station."""
+    a = "BH-0001"
+    shard = Shard(small_district.stations[:1])
+    shard.process({a: [_reading(a, i, 1500 - i) for i in range(30)]
+                   + [_txn(a, 30, 41, 30.5, 1030.5), _price(a, 31, 7.3)]})
+    blob = shard.snapshot()[a]
+    raw = pickle.dumps(shard.stations[a].instance, pickle.HIGHEST_PROTOCOL)
+    assert blob[:1] != b"\x80" and zlib.decompress(blob) == raw and len(blob) < 0.8 * len(raw)
+    for snapshot in (blob, raw):
+        fresh = Shard(small_district.stations[:1])
+        assert fresh.restore({a: snapshot}) == []
+        assert fresh.state(a) == shard.state(a)
+    assert Shard(small_district.stations[:1]).restore({a: b"\x78\x01 not zlib"}) == [a]  # replays its log
 
 
 def test_routing_is_stable_and_spreads() -> None:
