@@ -290,7 +290,7 @@ class Store:
         return heads
 
     async def save_snapshots(self, snapshots: Mapping[str, bytes], positions: Mapping[str, str]) -> None:
-        """Each station's pickled actor with the log entry it includes, atomically (MULTI/EXEC)."""
+        """Each station's actor snapshot (pickled, compressed) with the log entry it includes, atomically."""
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(self.k_snapshots, self.k_snapshot_pos)
         if snapshots:
