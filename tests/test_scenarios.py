@@ -403,6 +403,22 @@ expect:
 """
 
 
+def test_progress_gives_the_rate_so_far_and_since_the_last_line() -> None:
+    """A month's run slows as its state fills; the run's mean hides it, the rate since the last line
+    does not."""
+    import io
+
+    from twin.scenario_runner import Progress
+
+    stream = io.StringIO()
+    progress = Progress("healthy seed 5", 30, stream=stream, every_s=0.0)
+    progress.update(10.0, 400_000, 10.0)
+    progress.update(20.0, 700_000, 20.0)
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("day 10.0/30, 400,000 events, 40,000 events/s (40,000 since the last line)")
+    assert second.endswith("day 20.0/30, 700,000 events, 35,000 events/s (30,000 since the last line)")
+
+
 def _without_wall_time(run: dict[str, Any]) -> dict[str, Any]:
     figures = {k: v for k, v in run["figures"].items() if k not in ("wall_s", "events_per_s")}
     return {**run, "figures": figures, "file": None}
