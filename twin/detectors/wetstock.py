@@ -642,16 +642,9 @@ class WetstockModel:
         key = (id(first), head)
         sealed = self._sealed_sums.get(key)
         if sealed is None or sealed.first is not first or sealed.before_last is not segments[head - 1]:
-            k = self.width
-            cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
-            sold = np.zeros(len(self.nozzles))
-            for g in segments[:head]:
-                a, b, c = g.centred()
-                cxx += a
-                cxy += b
-                cyy += c
-                sold = sold + (g.sold1 - g.sold0)
-            sealed = _SealedSums(first, segments[head - 1], cxx, cxy, cyy, sold)
+            closed = segments[:head]
+            sold = sum((g.sold1 - g.sold0 for g in closed), np.zeros(len(self.nozzles)))
+            sealed = _SealedSums(first, segments[head - 1], *_centred_sums(closed, self.width), sold)
             if len(self._sealed_sums) >= 6:  # three windows, and a segment starting or leaving
                 del self._sealed_sums[next(iter(self._sealed_sums))]
             self._sealed_sums[key] = sealed
