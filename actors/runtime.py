@@ -9,13 +9,13 @@ keeps failing (``max_restarts`` within one checkpoint interval) is stopped rathe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.supervision import ActorCrashed, Supervised
+from twin.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,9 @@ class ActorSystem:
         for cell in self._cells.values():
             cell.stopped = True
             if cell.task is not None:
-                cell.task.cancel()
+                cell.task.cancel()  # all at once; the second cancel below is harmless (no cleanup to cut)
         for cell in self._cells.values():
             if cell.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await cell.task
+                await cancel_and_wait(cell.task)
             self._fail_pending(cell)
         self._cells.clear()

@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from actors.base import make_runtime
+from twin.aio import cancel_and_wait
 from twin.events import EventBase
 from twin.registry import District
 from twin.service import TwinService
@@ -136,9 +137,7 @@ class ReplaySession:
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self.status.state = "stopped"
         with contextlib.suppress(Exception):
             await self.service.close()

@@ -32,6 +32,7 @@ from typing import Any
 
 from bridges.base import Backoff
 from bridges.hj212 import ItemCodes, build_frame, crc16, format_qn, format_time
+from twin.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class Hj212MonitorClient:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     # ---- uploading ---------------------------------------------------------------------------------------
