@@ -7,7 +7,7 @@ import math
 import pytest
 
 from actors.base import make_runtime
-from twin.events import Deduplicator, decode_batch, encode_batch, parse
+from twin.events import Deduplicator, DocPurchase, TankReading, decode_batch, encode_batch, parse
 from twin.registry import District
 from twin.service import TwinService
 from twin.store import Store
@@ -70,6 +70,44 @@ async def test_duplicates_are_dropped_and_counted(service: TwinService) -> None:
     assert counters["duplicates"] == 5
     assert await service.store.logged_events("BH-0001") == 11
     await service.close()
+
+
+async def test_events_read_back_from_the_log_go_in_as_they_are_and_repeats_still_drop(
+        service: TwinService, small_district: District, store: Store) -> None:
+    """What a replay does: the log's events into a second twin through ingest_events, which trusts their
+    validation; the second twin logs and counts them as the first did, and drops a repeated one."""
+    batch = [reading(i) for i in range(10)]
+    first = await service.ingest(batch, now=T0 + 600)
+    await service.close()
+    logged = [e async for _, events in store.read_log("BH-0001") for e in events]
+    assert len(logged) == 10
+
+    copy = Store(store.r, prefix=store.p + "-copy")
+    second = TwinService(small_district, copy, make_runtime("local", small_district, shards=2))
+    out = await second.ingest_events(logged, now=T0 + 600)
+    await second.ingest_events(logged[-2:], now=T0 + 600)
+    await second.close()
+    assert out.to_dict() == first.to_dict()
+    assert await copy.counters() == {"accepted": 10, "duplicates": 2}
+    assert [e async for _, events in copy.read_log("BH-0001") for e in events] == logged
+
+
+def test_a_logged_event_todays_models_refuse_is_still_read_back() -> None:
+    """The log is validated as it is read; an entry written by older code whose models allowed what
+    today's refuse is rebuilt unchecked, so recovery and replay still read every log they wrote."""
+    good = parse(reading(1))
+    refused = TankReading.model_construct(**{**parse(reading(2)).__dict__, "level_mm": -4.0})
+    doc = parse({"kind": "doc.purchase", "ts": T0, "station": "BH-0001", "source": "docs", "seq": 3,
+                 "po_no": "PO-1", "supplier": "中石化", "depot": "南疆油库", "grade": "92#",
+                 "volume_l_20c": 12000, "density_20c": 737.5, "seals": ["A1"],
+                 "route": [(117.7, 39.0), (117.71, 39.01)]})
+    refused_doc = DocPurchase.model_construct(**{**doc.__dict__, "volume_l_20c": -1.0})
+    back = decode_batch("BH-0001", encode_batch([good, refused, doc, refused_doc]))
+    assert back == [good, refused, doc, refused_doc]
+    assert back[1].level_mm == -4.0 and back[3].route == [(117.7, 39.0), (117.71, 39.01)]
+    assert all(isinstance(point, tuple) for point in back[3].route)
+    with pytest.raises(ValueError, match="greater than or equal"):
+        parse(back[1].model_dump())  # it is one today's validation refuses
 
 
 def test_dedup_window_bounds_memory_and_rejects_ancient_seqs() -> None:

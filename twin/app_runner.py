@@ -170,6 +170,7 @@ async def run_replay(o: ServeOptions) -> None:
     from ui.hub import LiveHub
     from ui.replay import add_replay_routes
 
+    tune_gc()  # a replay is the twin at full speed, as the demo is
     redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
     client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
     source = Store(client, prefix=o.prefix)

@@ -396,6 +396,9 @@ class Deduplicator:
 _KIND_CODES = {kind: i for i, kind in enumerate(EVENT_BY_KIND)}
 _CODE_KINDS = list(EVENT_BY_KIND)
 _PAYLOAD = {kind: t.payload_fields() for kind, t in EVENT_BY_KIND.items()}
+#: A logged row's fields after its kind code, in order, by kind.
+_ROW_KEYS = {kind: ("ts", "entity", "source", "seq", "quality", *fields)
+             for kind, fields in _PAYLOAD.items()}
 
 
 def encode_batch(events: Iterable[EventBase]) -> bytes:
@@ -409,17 +412,34 @@ def encode_batch(events: Iterable[EventBase]) -> bytes:
 
 
 def decode_batch(station: str, blob: bytes) -> list[EventBase]:
-    """Inverse of :func:`encode_batch`. The log holds validated events, so they are rebuilt unchecked."""
-    out: list[EventBase] = []
-    for row in msgpack.unpackb(blob, raw=False, strict_map_key=False):
-        kind = _CODE_KINDS[row[0]]
-        cls = EVENT_BY_KIND[kind]
-        values = dict(zip(_PAYLOAD[kind], row[6:], strict=True))
-        if kind == "doc.purchase":
-            values["route"] = [tuple(p) for p in values["route"]]
-        out.append(cls.model_construct(ts=row[1], station=station, entity=row[2], source=row[3],
-                                       seq=row[4], quality=row[5], **values))
-    return out
+    """Inverse of :func:`encode_batch`: the logged events, validated again on the way in.
+
+    Validating is both the check and the fast way: pydantic-core builds a list of events from dicts in
+    3.4–3.8 µs an event where ``model_construct`` took 6.9–7.3 µs in Python (session 20, a district-day's
+    log). A logged event that today's models refuse (written by older code) is rebuilt unchecked, as
+    before: recovery and replay must read every log they wrote."""
+    rows = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    kinds, keys = _CODE_KINDS, _ROW_KEYS
+    dicts = []
+    for row in rows:
+        kind = kinds[row[0]]
+        dicts.append(dict(zip(keys[kind], row[1:], strict=True), kind=kind, station=station))
+    try:
+        return _MANY.validate_python(dicts)
+    except ValidationError:
+        return [_logged(d) for d in dicts]
+
+
+def _logged(values: dict[str, Any]) -> EventBase:
+    try:
+        return _ONE.validate_python(values)
+    except ValidationError:
+        pass
+    values = dict(values)
+    cls = EVENT_BY_KIND[values.pop("kind")]
+    if cls is DocPurchase:
+        values["route"] = [tuple(p) for p in values["route"]]
+    return cls.model_construct(**values)
 
 
 def parse(raw: dict[str, Any]) -> EventBase:

@@ -151,7 +151,7 @@ class ReplaySession:
         try:
             await self.target.save_district(self.district)
             st.state = "catching-up"
-            batch: list[dict[str, Any]] = []
+            batch: list[EventBase] = []
             window_end: float | None = None
             wall0 = sim0 = None
             async for events in _merged(self.source, st.stations, st.end_ts):  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ class ReplaySession:
                         wall0, sim0 = await self._emit(batch, window_end, wall0, sim0)
                         batch = []
                         window_end += self.step_s
-                    batch.append(ev.model_dump())
+                    batch.append(ev)
             if batch and window_end is not None:
                 await self._emit(batch, window_end, wall0, sim0)
             await self.service.drain()
@@ -174,7 +174,7 @@ class ReplaySession:
             log.exception("replay failed")
             st.state, st.error = "failed", f"{type(exc).__name__}: {exc}"
 
-    async def _emit(self, batch: list[dict[str, Any]], window_end: float, wall0: float | None,
+    async def _emit(self, batch: list[EventBase], window_end: float, wall0: float | None,
                     sim0: float | None) -> tuple[float | None, float | None]:
         """Ingest one step of event time; from the start on, wait until the wall clock says it is due."""
         st = self.status
@@ -183,7 +183,7 @@ class ReplaySession:
             await self._resume.wait()
             self._parked.clear()
         if batch:
-            await self.service.ingest(batch, now=window_end)
+            await self.service.ingest_events(batch, now=window_end)  # decode_batch validated them
             st.events += len(batch)
         st.sim_ts = window_end
         if window_end < (st.start_ts or 0) or not st.speed:
