@@ -55,6 +55,9 @@ async def test_a_replay_gives_what_the_live_twin_gave(store: Store) -> None:
     assert session.status.state == "done" and session.status.events > 0
     await session.stop()
     assert await _outputs(fast) == expected
+    # The replay twin counts what it took in but keeps no second copy of the source's log.
+    assert (await fast.counters())["accepted"] == session.status.events
+    assert not any([await fast.logged_events(s.id) for s in district.stations])
 
     # Paced from 20 h on (the history before is caught up at once), paused, resumed: the same twin.
     paced = Store(store.r, prefix=store.p + "-paced")

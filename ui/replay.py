@@ -108,7 +108,7 @@ class ReplaySession:
         self.status = ReplayStatus(stations=sorted(wanted), start_ts=start_ts, end_ts=end_ts, speed=speed)
         self.step_s = step_s
         self.service = TwinService(self.district, target, make_runtime(runtime, self.district),
-                                   state_interval_s=0.5)
+                                   state_interval_s=0.5, keep_log=False)
         self._resume = asyncio.Event()
         self._resume.set()
         self._parked = asyncio.Event()
