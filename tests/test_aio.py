@@ -71,6 +71,31 @@ async def test_the_stoppers_own_cancel_is_not_swallowed() -> None:
     assert stopper.cancelled()
 
 
+async def test_a_stopper_cleaning_up_after_its_own_cancel_still_stops_what_it_owns() -> None:
+    """``serve`` at Ctrl-C: the main task is cancelled, and its ``finally`` stops the actors. The cancel
+    it is handling must not make every stop in its cleanup raise (session 20's first version did: the
+    program skipped its last words, tests/test_bridges_cli.py)."""
+    owned = asyncio.create_task(asyncio.Event().wait())
+    waiting, cleaned = asyncio.Event(), asyncio.Event()
+
+    async def owner() -> None:
+        try:
+            waiting.set()
+            await asyncio.Event().wait()
+        finally:
+            await cancel_and_wait(owned)
+            cleaned.set()
+
+    task = asyncio.create_task(owner())
+    async with asyncio.timeout(5):
+        await waiting.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
+    assert cleaned.is_set() and owned.cancelled() and task.cancelled()
+
+
 async def test_the_usual_suppress_would_swallow_it() -> None:
     """The pattern this replaces, under the same race: the stopper ends as if it had not been cancelled
     (why cancel_and_wait exists; if asyncio ever changes this, the helper may be dropped)."""
