@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from twin.divergence_bins import AFTER_S, BIN_S, MAX_BEFORE_S, MIN_BEFORE_S, DivergenceBins
-from twin.scenarios import attach_divergence
+from twin.scoring import attach_divergence
 
 T0 = 1_780_000_200.0  # a multiple of BIN_S
 H = 3600.0

@@ -15,18 +15,14 @@ from typing import Any
 import pytest
 
 from twin.scenario_runner import load_all, run_one
-from twin.scenarios import (
+from twin.scenarios import Scenario, ScenarioError, fmt_duration, load_scenario, parse_scenario
+from twin.scoring import (
     DeliveryTruth,
     FaultTruth,
-    Scenario,
-    ScenarioError,
     aggregate,
     false_alarms,
-    fmt_duration,
     format_table,
-    load_scenario,
     match_expectations,
-    parse_scenario,
     score_deliveries,
     score_run,
 )

@@ -293,7 +293,7 @@ def scenario_run(files: tuple[str, ...], seeds: int, runtime: str, shards: int |
     import json
 
     from twin.scenario_runner import format_throughput, load_all, run_suite
-    from twin.scenarios import format_table
+    from twin.scoring import format_table
 
     scenarios, problems = load_all(files, seeds)
     if problems:

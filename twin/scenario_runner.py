@@ -1,11 +1,11 @@
 """Running fault scenarios: simulated district + injected faults → the twin, in event time, scored.
 
-Composition only (the format and the scoring are in ``twin/scenarios.py``): for each scenario and seed it
-builds the district (synthetic, or the scenario's explicit stations with a simulated truth behind their
-declared charts), the simulator with the scenario's noise and faults, and a twin runtime with the
-scenario's settings; feeds the twin one simulated hour at a time, as fast as the machine goes, straight
-through ``runtime.process`` (Redis is not needed to score, and would only slow the run); collects the
-alerts and recognised deliveries; and scores them against the simulator's ground truth.
+Composition only (the format is ``twin/scenarios.py``, the scoring ``twin/scoring.py``): for each
+scenario and seed it builds the district (synthetic, or the scenario's explicit stations with a simulated
+truth behind their declared charts), the simulator with the scenario's noise and faults, and a twin
+runtime with the scenario's settings; feeds the twin one simulated hour at a time, as fast as the machine
+goes, straight through ``runtime.process`` (Redis is not needed to score, and would only slow the run);
+collects the alerts and recognised deliveries; and scores them against the simulator's ground truth.
 
 Like the CLI, it imports the simulator lazily, inside functions, so that importing it costs nothing and
 twin/'s import graph stays one-way.
@@ -31,16 +31,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from twin.divergence_bins import DivergenceBins
 from twin.scenarios import (
     MONTH_S,
-    DeliveryTruth,
-    FaultTruth,
     Scenario,
     ScenarioError,
     StationEntry,
-    aggregate,
     entity_problems,
     load_scenario,
-    score_run,
 )
+from twin.scoring import DeliveryTruth, FaultTruth, aggregate, score_run
 
 if TYPE_CHECKING:
     from simulators.district import SimDistrict
