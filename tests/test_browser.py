@@ -416,6 +416,7 @@ async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browse
         await page.select_option("#replay-speed", "max")
         await page.click("#replay-start")
         await page.wait_for_selector("#replay-status [data-state='done']", timeout=60_000)
+        assert re.search(r"速率 [\d,]+ 事件/秒", await page.locator("#replay-status").text_content())
         assert await page.locator("#banner").is_visible()
         assert "回放" in await page.locator("#banner").text_content()
         await page.screenshot(path=str(SHOTS / "replay.png"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -83,6 +84,37 @@ async def test_a_replay_gives_what_the_live_twin_gave(store: Store) -> None:
     assert await _outputs(paced) == expected
 
 
+async def test_a_paused_replay_goes_on_at_its_pace_not_in_a_rush(store: Store) -> None:
+    """After a pause the replay paces on from where it stands: due times counted from before the pause
+    made it run the paused span's event time as fast as it could (the same after a change of speed).
+    The sleeps are the scenario (wall time passing while paused and after), not synchronisation."""
+    district = await _record(store)
+    ranges = await recorded_range(store, [s.id for s in district.stations])
+    first, last = min(a for a, _ in ranges.values()), max(b for _, b in ranges.values())
+    start = first + 16 * 3600
+    speed = (last - start) / 8.0  # the 8 h left in 8 s
+    paced = Store(store.r, prefix=store.p + "-paced")
+    session = ReplaySession(store, paced, district, [s.id for s in district.stations], start, last, speed)
+    started = time.monotonic()
+    session.start()
+    async with asyncio.timeout(30):
+        while session.status.state != "running":
+            await asyncio.sleep(0.01)
+    await session.pause()
+    await asyncio.sleep(2.0)
+    session.resume()
+    sim0, wall0 = session.status.sim_ts, time.monotonic()
+    await asyncio.sleep(1.0)
+    advanced, elapsed = session.status.sim_ts - sim0, time.monotonic() - wall0
+    # At its pace: at most the elapsed time's worth plus a step or two (the bug ran ~2 h of it at once).
+    assert advanced <= speed * elapsed + 2 * session.step_s, (advanced, speed * elapsed)
+    assert advanced > 0
+    status = session.status.as_dict()
+    assert status["state"] == "running"
+    assert status["active_s"] <= time.monotonic() - started - 1.9  # its pause is not counted as running
+    await session.stop()
+
+
 async def test_the_replay_server_api(store: Store) -> None:
     district = await _record(store)
     expected = await _outputs(store)
@@ -112,6 +144,8 @@ async def test_the_replay_server_api(store: Store) -> None:
                     assert status["state"] in ("catching-up", "running"), status
                     await asyncio.sleep(0.1)
             assert status["progress"] == 1.0 and status["events"] > 0
+            assert status["active_s"] > 0
+            assert status["events_per_s"] == pytest.approx(status["events"] / status["active_s"], rel=0.02)
             assert (await c.get("/api/v1/health")).json()["mode"] == "replay"
             got = {a["id"] for a in (await c.get("/api/v1/alerts", params={"limit": 10_000})).json()}
             assert got == {a[0] for a in expected[0]}

@@ -48,6 +48,8 @@ class ReplayStatus:
     #: Event time the replay twin has reached.
     sim_ts: float | None = None
     events: int = 0
+    #: Wall seconds the replay has run, its pauses left out: what the page's events/s is over.
+    active_s: float = 0.0
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,7 +59,9 @@ class ReplayStatus:
             done = min(1.0, max(0.0, (self.sim_ts - (self.start_ts or 0.0)) / span))
         return {"state": self.state, "stations": self.stations, "start_ts": self.start_ts,
                 "end_ts": self.end_ts, "speed": self.speed, "sim_ts": self.sim_ts, "events": self.events,
-                "progress": round(done if self.state != "done" else 1.0, 4), "error": self.error}
+                "progress": round(done if self.state != "done" else 1.0, 4), "error": self.error,
+                "active_s": round(self.active_s, 2),
+                "events_per_s": round(self.events / self.active_s) if self.active_s > 0 else None}
 
 
 async def recorded_range(store: Store, stations: list[str]) -> dict[str, tuple[float, float]]:
@@ -113,6 +117,10 @@ class ReplaySession:
         self._resume.set()
         self._parked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._paused_s = 0.0
+        #: The speed the pacing's anchor (wall0, sim0 in _emit) was taken at: a new speed re-anchors.
+        self._paced_at: float | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -148,6 +156,7 @@ class ReplaySession:
 
     async def _run(self) -> None:
         st = self.status
+        self._started, self._paused_s = time.monotonic(), 0.0
         try:
             await self.target.save_district(self.district)
             st.state = "catching-up"
@@ -167,6 +176,7 @@ class ReplaySession:
                 await self._emit(batch, window_end, wall0, sim0)
             await self.service.drain()
             st.sim_ts = st.end_ts
+            st.active_s = time.monotonic() - self._started - self._paused_s
             st.state = "done"
         except asyncio.CancelledError:
             raise
@@ -176,21 +186,30 @@ class ReplaySession:
 
     async def _emit(self, batch: list[EventBase], window_end: float, wall0: float | None,
                     sim0: float | None) -> tuple[float | None, float | None]:
-        """Ingest one step of event time; from the start on, wait until the wall clock says it is due."""
+        """Ingest one step of event time; from the start on, wait until the wall clock says it is due.
+
+        Paced against an anchor (wall0, sim0) taken anew after a pause, a change of speed or a stretch
+        at full speed: due times counted from an older anchor would make the replay rush through the
+        event time the pause or the old speed left behind."""
         st = self.status
         if not self._resume.is_set():
             self._parked.set()
+            paused_at = time.monotonic()
             await self._resume.wait()
             self._parked.clear()
+            self._paused_s += time.monotonic() - paused_at
+            wall0 = sim0 = None
         if batch:
             await self.service.ingest_events(batch, now=window_end)  # decode_batch validated them
             st.events += len(batch)
         st.sim_ts = window_end
+        st.active_s = time.monotonic() - self._started - self._paused_s
         if window_end < (st.start_ts or 0) or not st.speed:
-            return wall0, sim0
+            return None, None
         if st.state == "catching-up":
             st.state = "running"
-        if wall0 is None or sim0 is None:
+        if wall0 is None or sim0 is None or st.speed != self._paced_at:
+            self._paced_at = st.speed
             return time.monotonic(), window_end
         due = wall0 + (window_end - sim0) / st.speed
         delay = due - time.monotonic()

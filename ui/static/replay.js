@@ -9,13 +9,13 @@
   const T = {
     zh: {range: "可回放范围", stations: "站点（不选为全部）", from: "开始", to: "结束", speed: "倍速",
          max: "最快", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止", state: "状态",
-         simTime: "回放时间", progress: "进度", events: "事件数",
+         simTime: "回放时间", progress: "进度", events: "事件数", rate: "速率",
          notHere: "此服务是实时/演示孪生体。回放在单独的回放服务中进行，避免覆盖实时数据：",
          states: {idle: "未开始", "catching-up": "追赶历史", running: "回放中", paused: "已暂停", done: "完成",
                   stopped: "已停止", failed: "失败"}},
     en: {range: "Recorded range", stations: "Stations (none = all)", from: "From", to: "To", speed: "Speed",
          max: "max", start: "Start replay", pause: "Pause", resume: "Resume", stop: "Stop", state: "State",
-         simTime: "Replay time", progress: "Progress", events: "Events",
+         simTime: "Replay time", progress: "Progress", events: "Events", rate: "Rate",
          notHere: "This server runs the live or demo twin. Replays run in a separate replay server, so that "
                   + "the live data are never overwritten:",
          states: {idle: "idle", "catching-up": "catching up on history", running: "running", paused: "paused",
@@ -88,7 +88,8 @@
       FT.setDataTime(s.sim_ts);
       status.replaceChildren(
         ...[[tr("state"), tr("states")[s.state] || s.state], [tr("simTime"), FT.fmt.datetime(s.sim_ts)],
-            [tr("progress"), `${Math.round(100 * s.progress)} %`], [tr("events"), FT.fmt.int(s.events)]]
+            [tr("progress"), `${Math.round(100 * s.progress)} %`], [tr("events"), FT.fmt.int(s.events)],
+            [tr("rate"), s.events_per_s == null ? "—" : `${FT.fmt.int(s.events_per_s)} ${FT.t("events_s")}`]]
           .map(([k, v]) => FT.el("div", {}, FT.el("span", {class: "muted", text: `${k} `}),
                                   FT.el("b", {"data-state": k === tr("state") ? s.state : null, text: v}))),
         ...(s.error ? [FT.el("p", {class: "error", text: s.error})] : []));
