@@ -116,8 +116,8 @@ class TwinService:
         if self.keep_log:
             write = self.store.write(groups, rejected, outputs, {"duplicates": duplicates})
         else:
-            accepted = sum(len(events) for events in groups.values())
-            write = self.store.write({}, rejected, outputs, {"duplicates": duplicates, "accepted": accepted})
+            taken = sum(len(events) for events in groups.values())
+            write = self.store.write({}, rejected, outputs, {"duplicates": duplicates, "accepted": taken})
         self._write = asyncio.create_task(write)
         self._publish(outputs)
         self._since_checkpoint += outputs.events
