@@ -4,8 +4,10 @@ as fast as possible or paced, paused and resumed; and the replay server's API dr
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,7 +139,12 @@ async def test_the_replay_server_api(store: Store) -> None:
             assert set(rng["stations"]) == {s.id for s in district.stations}
             bad = await c.post("/api/v1/replay", json={"stations": ["BH-9999"]})
             assert bad.status_code == 404 and "BH-9999" in bad.json()["detail"]
-            started = await c.post("/api/v1/replay", json={"speed": None})
+            typo = await c.post("/api/v1/replay", json={"settings": {"loss_treshold_l": 20}})
+            assert typo.status_code == 422 and "settings.loss_treshold_l" in typo.json()["detail"]
+            other = await c.post("/api/v1/replay", json={"speed": 60, "settings": {"loss_threshold_l": 20}})
+            assert other.status_code == 200 and other.json()["settings"] == {"loss_threshold_l": 20}
+            started = await c.post("/api/v1/replay", json={"speed": None})  # stops the one above
+            assert started.json()["settings"] == {}
             assert started.status_code == 200, started.text
             async with asyncio.timeout(60):
                 while (status := (await c.get("/api/v1/replay")).json())["state"] != "done":
@@ -153,3 +160,49 @@ async def test_the_replay_server_api(store: Store) -> None:
         server.should_exit = True
         async with asyncio.timeout(15):
             await task
+
+
+def test_a_headless_replay_with_other_settings_says_what_they_change(tmp_path: Path) -> None:
+    """`fueltwin replay --headless`: the recorded log through a fresh twin, as fast as it goes, with other
+    detector settings, its alerts set against the recorded twin's. With the defaults nothing differs;
+    with a delivery threshold no tanker reaches, every recognised delivery is the recorded twin's alone."""
+    from click.testing import CliRunner
+
+    from twin.cli import main
+    from twin.store import EmbeddedRedis, connect
+
+    async def record() -> None:
+        redis = EmbeddedRedis(tmp_path / "data").start()
+        client = connect(redis.url)
+        try:
+            await _record(Store(client))
+        finally:
+            await client.aclose()
+            redis.stop()
+
+    asyncio.run(record())
+    data = ["replay", "--headless", "--data", str(tmp_path / "data")]
+    runner = CliRunner()
+
+    same = runner.invoke(main, [*data, "--report", str(tmp_path / "same.json")])
+    assert same.exit_code == 0, same.output
+    report = json.loads((tmp_path / "same.json").read_text())
+    assert report["alerts"] and report["events"] > 0
+    assert report["only_recorded"] == [] and report["only_replayed"] == []
+
+    (tmp_path / "high.yaml").write_text("delivery_rise_threshold_l: 100000\n")
+    other = runner.invoke(main, [*data, "--settings", str(tmp_path / "high.yaml"),
+                                 "--report", str(tmp_path / "other.json")])
+    assert other.exit_code == 0, other.output
+    report = json.loads((tmp_path / "other.json").read_text())
+    assert report["settings"] == {"delivery_rise_threshold_l": 100000}
+    missed = [i for i in report["only_recorded"] if i.split("/")[2] == "DELIVERY_DETECTED"]
+    assert missed and not any(a["code"] == "DELIVERY_DETECTED" for a in report["alerts"])
+    row = next(line for line in other.output.splitlines() if line.startswith("DELIVERY_DETECTED"))
+    assert row.split()[1:] == [str(len(missed)), "0", str(len(missed)), "0"]
+
+    (tmp_path / "typo.yaml").write_text("delivery_rise_treshold_l: 5\n")
+    typo = runner.invoke(main, [*data, "--settings", str(tmp_path / "typo.yaml")])
+    assert typo.exit_code == 2 and "delivery_rise_treshold_l" in typo.output
+    server_only = runner.invoke(main, ["replay", "--data", str(tmp_path / "data"), "--to", "2026-06-02"])
+    assert server_only.exit_code == 2 and "--to go with --headless" in server_only.output

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from actors.base import make_runtime
 from twin.service import TwinService
 from twin.store import EmbeddedRedis, Store, connect
+from twin.timeutil import to_local
 
 log = logging.getLogger("fueltwin")
 
@@ -193,6 +196,104 @@ async def run_replay(o: ServeOptions) -> None:
         await client.aclose()
         if redis is not None:
             redis.stop()
+
+
+@dataclass(frozen=True)
+class HeadlessReplay:
+    """What ``fueltwin replay --headless`` replays, with which detector settings, and where it reports."""
+
+    stations: list[str] | None = None
+    start_ts: float | None = None
+    end_ts: float | None = None
+    #: Overrides of ``TwinSettings`` fields (a YAML mapping, as a scenario's ``settings``).
+    settings: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+
+async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable[[str], None] = print
+                              ) -> dict[str, Any]:
+    """Replay a recorded twin's log into a fresh twin as fast as possible, without a server, and set its
+    alerts against the ones the recorded twin raised: with other detector settings, what they would
+    have raised on the same data. The replay twin stays in Redis under ``<prefix>-replay`` (``fueltwin
+    serve --prefix <prefix>-replay`` shows it). Returns the report (also written to ``h.report``)."""
+    from twin.settings import TwinSettings
+    from ui.replay import ReplaySession, recorded_range
+
+    settings = TwinSettings(**h.settings) if h.settings else None  # ValidationError: the CLI says why
+    tune_gc()
+    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
+    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    source = Store(client, prefix=o.prefix)
+    target = Store(client, prefix=f"{o.prefix}-replay")
+    session: ReplaySession | None = None
+    try:
+        district = await source.load_district()
+        if district is None:
+            raise LookupError(f"no twin recorded under prefix {o.prefix!r} in that Redis; "
+                              "run `fueltwin demo` or `fueltwin serve --config` first, or give --prefix")
+        known = [s.id for s in district.stations]
+        stations = h.stations or known
+        unknown = sorted(set(stations) - set(known))
+        if unknown:
+            raise LookupError(f"unknown stations: {', '.join(unknown)} (recorded: {', '.join(known)})")
+        ranges = await recorded_range(source, stations)
+        if not ranges:
+            raise LookupError("nothing recorded for these stations")
+        start = h.start_ts if h.start_ts is not None else min(a for a, _ in ranges.values())
+        end = h.end_ts if h.end_ts is not None else max(b for _, b in ranges.values())
+        if end <= start:
+            raise LookupError("the end must be after the start")
+        await target.wipe()
+        session = ReplaySession(source, target, district, stations, start, end, None, settings=settings)
+        session.start()
+        waiter = asyncio.ensure_future(session.wait())
+        while True:  # a line every few seconds: a month of a district takes a while
+            done, _ = await asyncio.wait({waiter}, timeout=3.0)
+            st = session.status.as_dict()
+            sim = to_local(st["sim_ts"]).strftime("%Y-%m-%d %H:%M") if st["sim_ts"] else "-"
+            rate = f"{st['events_per_s']:,} events/s" if st["events_per_s"] else ""
+            echo(f"replay: {st['state']} {sim}  {st['events']:,} events  {rate}")
+            if done:
+                break
+        waiter.result()
+        status = session.status.as_dict()
+        if status["state"] != "done":
+            raise RuntimeError(f"the replay {status['state']}: {status['error']}")
+        recorded = {a["id"]: a for a in await source.alerts(limit=10**9)
+                    if a["station"] in stations and a["first_ts"] <= end}
+        replayed = {a["id"]: a for a in await target.alerts(limit=10**9)}
+        report = {"stations": sorted(stations), "start_ts": start, "end_ts": end, "settings": h.settings,
+                  "events": status["events"], "wall_s": status["active_s"],
+                  "events_per_s": status["events_per_s"],
+                  "alerts": sorted(replayed.values(), key=lambda a: (a["first_ts"], a["id"])),
+                  "only_recorded": sorted(set(recorded) - set(replayed)),
+                  "only_replayed": sorted(set(replayed) - set(recorded))}
+        echo(alert_comparison_table(recorded, replayed))
+        if h.report is not None:
+            h.report.write_text(json.dumps(report, ensure_ascii=False, indent=1))
+            echo(f"report: {h.report}")
+        return report
+    finally:
+        if session is not None:
+            await session.stop()
+        await client.aclose()
+        if redis is not None:
+            redis.stop()
+
+
+def alert_comparison_table(recorded: dict[str, Any], replayed: dict[str, Any]) -> str:
+    """Alerts by code: how many each twin raised, and how many only one of them did (ids compared:
+    station, entity, code and first time)."""
+    from twin.scoring import text_table
+
+    codes = sorted({a["code"] for a in (*recorded.values(), *replayed.values())})
+    rows = []
+    for code in [*codes, None]:
+        rec = {i for i, a in recorded.items() if code is None or a["code"] == code}
+        rep = {i for i, a in replayed.items() if code is None or a["code"] == code}
+        rows.append([code or "all", str(len(rec)), str(len(rep)), str(len(rec - rep)), str(len(rep - rec))])
+    header = ["code", "recorded", "replayed", "only recorded", "only replayed"]
+    return "\n".join(text_table(header, rows, right={1, 2, 3, 4}))
 
 
 async def run_bridged(o: ServeOptions) -> None:

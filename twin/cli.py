@@ -16,6 +16,7 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -146,19 +147,74 @@ def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: st
 @click.option("--prefix", default="ft", show_default=True, help="Key prefix of the recorded twin.")
 @click.option("--port", "-p", default=8001, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--headless", is_flag=True,
+              help="No server: replay as fast as possible, print the alerts by code against the recorded "
+                   "twin's, exit.")
+@click.option("--stations", default=None, help="With --headless: station ids, comma-separated (default all).")
+@click.option("--from", "from_", default=None, help="With --headless: start, ISO 8601 (default: the first "
+              "recorded event; history before it is caught up either way).")
+@click.option("--to", default=None, help="With --headless: end, ISO 8601 (default: the last recorded event).")
+@click.option("--settings", "settings_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With --headless: a YAML mapping of detector settings (twin/settings.py fields), as a "
+                   "scenario's `settings`.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="With --headless: write the replay's alerts and both differences as JSON.")
 @click.option("--verbose", "-v", is_flag=True)
-def replay(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, verbose: bool) -> None:
+def replay(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, headless: bool,
+           stations: str | None, from_: str | None, to: str | None, settings_file: str | None,
+           report: str | None, verbose: bool) -> None:
     """Replay a recorded range of a twin's input log into a fresh twin and serve its UI (/replay picks
-    the stations, the range and the speed; every page says it is a replay)."""
+    the stations, the range and the speed; every page says it is a replay).
+
+    With --headless, replay it as fast as possible without a server, optionally with other detector
+    settings, and compare the alerts with those the recorded twin raised: what other thresholds would
+    have raised on the same data."""
     _setup_logging(verbose)
-    from twin.app_runner import ServeOptions, run_replay
+    from twin.app_runner import HeadlessReplay, ServeOptions, run_replay, run_replay_headless
 
     options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host)
+    if not headless:
+        given = [name for name, value in (("--stations", stations), ("--from", from_), ("--to", to),
+                                          ("--settings", settings_file), ("--report", report)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} go with --headless; on the server, the /replay page "
+                                   "and POST /api/v1/replay choose them")
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_replay(options))
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
+    overrides = _settings_file(settings_file) if settings_file else {}
+    job = HeadlessReplay(stations=[s.strip() for s in stations.split(",") if s.strip()] if stations else None,
+                         start_ts=_parse_start(from_) if from_ else None,
+                         end_ts=_parse_start(to) if to else None, settings=overrides,
+                         report=Path(report) if report else None)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_replay(options))
-    except LookupError as exc:
+        asyncio.run(run_replay_headless(options, job, echo=click.echo))
+    except (LookupError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _settings_file(path: str) -> dict[str, Any]:
+    """A YAML mapping of TwinSettings overrides, checked here so that a typo is named before the replay."""
+    import yaml
+    from pydantic import ValidationError
+
+    from twin.settings import TwinSettings
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{path}: not YAML: {exc}", param_hint="--settings") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: expected a mapping of settings", param_hint="--settings")
+    try:
+        TwinSettings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.BadParameter(f"{path}: {problems}", param_hint="--settings") from exc
+    return data
 
 
 @main.command()

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DeliveryTruth", "FaultTruth", "aggregate", "attach_divergence", "false_alarms", "format_table",
-    "match_expectations", "score_deliveries", "score_run",
+    "match_expectations", "score_deliveries", "score_run", "text_table",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -463,7 +463,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # The table
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    """Plain-text columns (``right``: the indices aligned right), a rule under the header."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
@@ -491,7 +492,7 @@ def format_table(agg: Mapping[str, Any]) -> str:
                              str(e["idle"]) if e.get("idle") else ""])
     lines = []
     if exp_rows:
-        lines += _table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late",
+        lines += text_table(["scenario", "expected", "within", "met", "Pd", "ttd median", "ttd max", "late",
                          "fault idle"], exp_rows, {3, 4, 5, 6, 7, 8})
         lines.append("")
     est_rows: list[list[str]] = []
@@ -509,7 +510,7 @@ def format_table(agg: Mapping[str, Any]) -> str:
             est_rows.append(cells)
     if est_rows:
         tol = f"±{100 * ESTIMATE_TOLERANCE:.0f}%"
-        lines += _table(["scenario", "estimate", f"first {tol}", "first error", "first 95% CI holds",
+        lines += text_table(["scenario", "estimate", f"first {tol}", "first error", "first 95% CI holds",
                          f"latest {tol}", "latest error", "latest 95% CI holds"], est_rows,
                         {2, 3, 4, 5, 6, 7})
         lines.append("")
@@ -522,7 +523,7 @@ def format_table(agg: Mapping[str, Any]) -> str:
                          f"{d['matched']}/{d['count_truth']}", str(d["missed"]), _pct(d["median_abs_pct"]),
                          _pct(d["p95_abs_pct"]), f"{s['events_per_s']:,}" if s["events_per_s"] else "-",
                          "PASS" if s["passed"] else "FAIL", codes])
-    lines += _table(["scenario", "runs", "tank-months", "false alarms", "per tank-month", "deliveries",
+    lines += text_table(["scenario", "runs", "tank-months", "false alarms", "per tank-month", "deliveries",
                      "missed", "|err| median", "|err| p95", "events/s", "result", "false alarm codes"],
                     run_rows, {1, 2, 3, 4, 5, 6, 7, 8, 9})
     if len(agg["scenarios"]) > 1:

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from actors.base import make_runtime
 from twin.aio import cancel_and_wait
 from twin.events import EventBase
 from twin.registry import District
 from twin.service import TwinService
+from twin.settings import TwinSettings
 from twin.store import Store
 from ui.hub import LiveHub
 
@@ -50,6 +51,8 @@ class ReplayStatus:
     events: int = 0
     #: Wall seconds the replay has run, its pauses left out: what the page's events/s is over.
     active_s: float = 0.0
+    #: The detector settings the replay twin runs with, where they differ from the defaults.
+    settings: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,7 +63,7 @@ class ReplayStatus:
         return {"state": self.state, "stations": self.stations, "start_ts": self.start_ts,
                 "end_ts": self.end_ts, "speed": self.speed, "sim_ts": self.sim_ts, "events": self.events,
                 "progress": round(done if self.state != "done" else 1.0, 4), "error": self.error,
-                "active_s": round(self.active_s, 2),
+                "active_s": round(self.active_s, 2), "settings": self.settings,
                 "events_per_s": round(self.events / self.active_s) if self.active_s > 0 else None}
 
 
@@ -104,14 +107,17 @@ class ReplaySession:
 
     def __init__(self, source: Store, target: Store, district: District, stations: list[str],
                  start_ts: float, end_ts: float, speed: float | None, *, step_s: float = 60.0,
-                 runtime: str = "local"):
+                 runtime: str = "local", settings: TwinSettings | None = None):
         self.source, self.target = source, target
         wanted = set(stations)
         self.district = District.model_validate(
             {"stations": [s.model_dump() for s in district.stations if s.id in wanted]})
-        self.status = ReplayStatus(stations=sorted(wanted), start_ts=start_ts, end_ts=end_ts, speed=speed)
+        overrides = settings.model_dump(exclude_unset=True) if settings is not None else {}
+        self.status = ReplayStatus(stations=sorted(wanted), start_ts=start_ts, end_ts=end_ts, speed=speed,
+                                   settings=overrides)
         self.step_s = step_s
-        self.service = TwinService(self.district, target, make_runtime(runtime, self.district),
+        # Other settings on the same log: what a detector would have raised with other thresholds.
+        self.service = TwinService(self.district, target, make_runtime(runtime, self.district, settings),
                                    state_interval_s=0.5, keep_log=False)
         self._resume = asyncio.Event()
         self._resume.set()
@@ -224,6 +230,20 @@ class ReplayRequest(BaseModel):
     end_ts: float | None = Field(default=None, description="UTC epoch s; the recorded end when omitted")
     speed: float | None = Field(default=60.0, gt=0,
                                 description="simulated s per wall s; null = as fast as possible")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="detector thresholds to replay with: overrides of TwinSettings "
+        "fields (twin/settings.py), as in a scenario's `settings`; the recorded twin's defaults otherwise")
+
+
+def replay_settings(overrides: dict[str, Any]) -> TwinSettings | None:
+    """The settings a replay runs with; 422 naming each unknown or invalid field."""
+    if not overrides:
+        return None
+    try:
+        return TwinSettings(**overrides)
+    except ValidationError as exc:
+        problems = [f"settings.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise HTTPException(status_code=422, detail="; ".join(problems)) from None
 
 
 class SpeedRequest(BaseModel):
@@ -269,10 +289,11 @@ def add_replay_routes(app: FastAPI, source: Store, target: Store, district: Dist
         end = req.end_ts if req.end_ts is not None else max(b for _, b in ranges.values())
         if end <= start:
             raise HTTPException(status_code=422, detail="end_ts must be after start_ts")
+        settings = replay_settings(req.settings)
         if "s" in current:
             await current.pop("s").stop()
         await target.wipe()
-        s = ReplaySession(source, target, district, stations, start, end, req.speed)
+        s = ReplaySession(source, target, district, stations, start, end, req.speed, settings=settings)
         s.service.subscribe(hub.publish)
         ctx.service = s.service
         current["s"] = s
