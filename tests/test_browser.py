@@ -414,8 +414,15 @@ async def test_replay_page_replays_the_recorded_twin(twin: Twin, browser: Browse
         options = await page.locator("#replay-stations option").all_text_contents()
         assert len(options) == STATIONS and options[0] == f"{first.id} · {first.name}", options[:2]
         await page.select_option("#replay-speed", "max")
+        await page.fill("#replay-settings", '{"loss_treshold_l": 40}')  # misspelt: refused, by name
+        await page.click("#replay-start")
+        await page.wait_for_function(
+            "document.querySelector('#replay-error').textContent.includes('settings.loss_treshold_l')")
+        await page.fill("#replay-settings", '{"loss_threshold_l": 40}')  # the default, given explicitly
         await page.click("#replay-start")
         await page.wait_for_selector("#replay-status [data-state='done']", timeout=60_000)
+        assert await page.locator("#replay-error").text_content() == ""
+        assert await page.locator("#replay-settings-used").text_content() == '{"loss_threshold_l":40}'
         assert re.search(r"速率 [\d,]+ 事件/秒", await page.locator("#replay-status").text_content())
         assert await page.locator("#banner").is_visible()
         assert "回放" in await page.locator("#banner").text_content()

@@ -8,13 +8,13 @@
   FT.header("replay");
   const T = {
     zh: {range: "可回放范围", stations: "站点（不选为全部）", from: "开始", to: "结束", speed: "倍速",
-         max: "最快", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止", state: "状态",
+         max: "最快", settings: "阈值设置（JSON，可空）", settingsUsed: "阈值设置", badSettings: "阈值设置不是 JSON 对象", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止", state: "状态",
          simTime: "回放时间", progress: "进度", events: "事件数", rate: "速率",
          notHere: "此服务是实时/演示孪生体。回放在单独的回放服务中进行，避免覆盖实时数据：",
          states: {idle: "未开始", "catching-up": "追赶历史", running: "回放中", paused: "已暂停", done: "完成",
                   stopped: "已停止", failed: "失败"}},
     en: {range: "Recorded range", stations: "Stations (none = all)", from: "From", to: "To", speed: "Speed",
-         max: "max", start: "Start replay", pause: "Pause", resume: "Resume", stop: "Stop", state: "State",
+         max: "max", settings: "Thresholds (JSON, optional)", settingsUsed: "Thresholds", badSettings: "Thresholds are not a JSON object", start: "Start replay", pause: "Pause", resume: "Resume", stop: "Stop", state: "State",
          simTime: "Replay time", progress: "Progress", events: "Events", rate: "Rate",
          notHere: "This server runs the live or demo twin. Replays run in a separate replay server, so that "
                   + "the live data are never overwritten:",
@@ -53,15 +53,30 @@
       ...[1, 10, 60, 600, 3600].map((v) => FT.el("option", {value: v, text: `×${v}`})),
       FT.el("option", {value: "max", text: tr("max")}));
     speed.value = "60";
+    // Detector thresholds to replay with (twin/settings.py fields); the server names a misspelt one.
+    const settings = FT.el("input", {id: "replay-settings", type: "text", placeholder: '{"loss_threshold_l": 20}',
+                                     spellcheck: "false"});
     const status = FT.el("div", {id: "replay-status", class: "kv"});
+    // A refused request's reason stays on the page until the next action (the status is redrawn each second).
+    const problem = FT.el("p", {id: "replay-error", class: "error"});
     const act = (path, body) => async () => {
-      try { await FT.postJSON(path, body && body()); } catch (e) { status.textContent = String(e); }
+      try {
+        await FT.postJSON(path, body && body());
+        problem.textContent = "";
+      } catch (e) { problem.textContent = e.message || String(e); }
       poll();
+    };
+    const parseSettings = () => {
+      if (!settings.value.trim()) return {};
+      let value = null;
+      try { value = JSON.parse(settings.value); } catch (e) { value = null; }
+      if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error(tr("badSettings"));
+      return value;
     };
     const startBody = () => ({
       stations: [...select.selectedOptions].map((o) => o.value),
       start_ts: from.value ? fromLocal(from.value) : null, end_ts: to.value ? fromLocal(to.value) : null,
-      speed: speed.value === "max" ? null : Number(speed.value)});
+      speed: speed.value === "max" ? null : Number(speed.value), settings: parseSettings()});
     panel.append(
       FT.el("p", {class: "muted", text: `${tr("range")}: ${FT.fmt.datetime(range.first_ts)} — `
                                         + `${FT.fmt.datetime(range.last_ts)}`}),
@@ -69,7 +84,8 @@
         FT.el("label", {for: "replay-stations", text: tr("stations")}), select,
         FT.el("label", {for: "replay-from", text: tr("from")}), from,
         FT.el("label", {for: "replay-to", text: tr("to")}), to,
-        FT.el("label", {for: "replay-speed", text: tr("speed")}), speed),
+        FT.el("label", {for: "replay-speed", text: tr("speed")}), speed,
+        FT.el("label", {for: "replay-settings", text: tr("settings")}), settings),
       FT.el("div", {class: "buttons"},
         FT.el("button", {id: "replay-start", type: "button", onclick: act("/api/v1/replay", startBody)},
               tr("start")),
@@ -77,7 +93,7 @@
         FT.el("button", {id: "replay-resume", type: "button", onclick: act("/api/v1/replay/resume")},
               tr("resume")),
         FT.el("button", {id: "replay-stop", type: "button", onclick: act("/api/v1/replay/stop")}, tr("stop"))),
-      status);
+      problem, status);
     speed.addEventListener("change", () => FT.postJSON("/api/v1/replay/speed",
       {speed: speed.value === "max" ? null : Number(speed.value)}).catch(() => {}));
 
@@ -92,6 +108,9 @@
             [tr("rate"), s.events_per_s == null ? "—" : `${FT.fmt.int(s.events_per_s)} ${FT.t("events_s")}`]]
           .map(([k, v]) => FT.el("div", {}, FT.el("span", {class: "muted", text: `${k} `}),
                                   FT.el("b", {"data-state": k === tr("state") ? s.state : null, text: v}))),
+        ...(Object.keys(s.settings || {}).length
+          ? [FT.el("div", {class: "wide"}, FT.el("span", {class: "muted", text: `${tr("settingsUsed")} `}),
+                   FT.el("code", {id: "replay-settings-used", text: JSON.stringify(s.settings)}))] : []),
         ...(s.error ? [FT.el("p", {class: "error", text: s.error})] : []));
     }
     poll();
