@@ -170,6 +170,7 @@ def test_a_headless_replay_with_other_settings_says_what_they_change(tmp_path: P
 
     from twin.cli import main
     from twin.store import EmbeddedRedis, connect
+    from twin.timeutil import to_local
 
     async def record() -> None:
         redis = EmbeddedRedis(tmp_path / "data").start()
@@ -200,6 +201,15 @@ def test_a_headless_replay_with_other_settings_says_what_they_change(tmp_path: P
     assert missed and not any(a["code"] == "DELIVERY_DETECTED" for a in report["alerts"])
     row = next(line for line in other.output.splitlines() if line.startswith("DELIVERY_DETECTED"))
     assert row.split()[1:] == [str(len(missed)), "0", str(len(missed)), "0"]
+
+    # --from: only alerts first raised from then on are compared (the log before it is replayed all the same)
+    after_first = min(float(i.split("/")[3]) for i in missed) + 1
+    later = runner.invoke(main, [*data, "--settings", str(tmp_path / "high.yaml"), "--from",
+                                 to_local(after_first).isoformat(), "--report", str(tmp_path / "later.json")])
+    assert later.exit_code == 0, later.output
+    report = json.loads((tmp_path / "later.json").read_text())
+    assert report["only_recorded"] == [i for i in missed if float(i.split("/")[3]) >= after_first]
+    assert len(report["only_recorded"]) == len(missed) - 1
 
     (tmp_path / "typo.yaml").write_text("delivery_rise_treshold_l: 5\n")
     typo = runner.invoke(main, [*data, "--settings", str(tmp_path / "typo.yaml")])

@@ -259,9 +259,11 @@ async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable
         status = session.status.as_dict()
         if status["state"] != "done":
             raise RuntimeError(f"the replay {status['state']}: {status['error']}")
+        # The alerts first raised in the range, both ways (the log before it is replayed all the same,
+        # so that the twin stands where the recorded one stood when the range begins).
         recorded = {a["id"]: a for a in await source.alerts(limit=10**9)
-                    if a["station"] in stations and a["first_ts"] <= end}
-        replayed = {a["id"]: a for a in await target.alerts(limit=10**9)}
+                    if a["station"] in stations and start <= a["first_ts"] <= end}
+        replayed = {a["id"]: a for a in await target.alerts(limit=10**9) if start <= a["first_ts"] <= end}
         report = {"stations": sorted(stations), "start_ts": start, "end_ts": end, "settings": h.settings,
                   "events": status["events"], "wall_s": status["active_s"],
                   "events_per_s": status["events_per_s"],

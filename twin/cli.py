@@ -151,9 +151,10 @@ def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: st
               help="No server: replay as fast as possible, print the alerts by code against the recorded "
                    "twin's, exit.")
 @click.option("--stations", default=None, help="With --headless: station ids, comma-separated (default all).")
-@click.option("--from", "from_", default=None, help="With --headless: start, ISO 8601 (default: the first "
-              "recorded event; history before it is caught up either way).")
-@click.option("--to", default=None, help="With --headless: end, ISO 8601 (default: the last recorded event).")
+@click.option("--from", "from_", default=None, help="With --headless: compare the alerts first raised from "
+              "then on, ISO 8601 (default: the first recorded event); the log before it is replayed too.")
+@click.option("--to", default=None, help="With --headless: ... and up to then, where the replay stops "
+              "(default: the last recorded event).")
 @click.option("--settings", "settings_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="With --headless: a YAML mapping of detector settings (twin/settings.py fields), as a "
                    "scenario's `settings`.")
