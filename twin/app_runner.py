@@ -217,7 +217,7 @@ async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable
     have raised on the same data. The replay twin stays in Redis under ``<prefix>-replay`` (``fueltwin
     serve --prefix <prefix>-replay`` shows it). Returns the report (also written to ``h.report``)."""
     from twin.settings import TwinSettings
-    from ui.replay import ReplaySession, recorded_range
+    from ui.replay import ReplaySession, replay_range_of
 
     settings = TwinSettings(**h.settings) if h.settings else None  # ValidationError: the CLI says why
     tune_gc()
@@ -231,18 +231,7 @@ async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable
         if district is None:
             raise LookupError(f"no twin recorded under prefix {o.prefix!r} in that Redis; "
                               "run `fueltwin demo` or `fueltwin serve --config` first, or give --prefix")
-        known = [s.id for s in district.stations]
-        stations = h.stations or known
-        unknown = sorted(set(stations) - set(known))
-        if unknown:
-            raise LookupError(f"unknown stations: {', '.join(unknown)} (recorded: {', '.join(known)})")
-        ranges = await recorded_range(source, stations)
-        if not ranges:
-            raise LookupError("nothing recorded for these stations")
-        start = h.start_ts if h.start_ts is not None else min(a for a, _ in ranges.values())
-        end = h.end_ts if h.end_ts is not None else max(b for _, b in ranges.values())
-        if end <= start:
-            raise LookupError("the end must be after the start")
+        stations, start, end = await replay_range_of(source, district, h.stations, h.start_ts, h.end_ts)
         await target.wipe()
         session = ReplaySession(source, target, district, stations, start, end, None, settings=settings)
         session.start()

@@ -78,6 +78,33 @@ async def recorded_range(store: Store, stations: list[str]) -> dict[str, tuple[f
     return out
 
 
+class ReplayRangeError(LookupError):
+    """A replay that cannot start: ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+
+
+async def replay_range_of(source: Store, district: District, stations: list[str] | None,
+                          start_ts: float | None, end_ts: float | None) -> tuple[list[str], float, float]:
+    """The stations (all when none are given), start and end of a replay, defaults from what is recorded;
+    one place for the server's API and ``fueltwin replay --headless``."""
+    known = [s.id for s in district.stations]
+    chosen = stations or sorted(known)
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise ReplayRangeError(404, f"unknown stations: {', '.join(unknown)} (recorded: {', '.join(known)})")
+    ranges = await recorded_range(source, chosen)
+    if not ranges:
+        raise ReplayRangeError(409, "nothing recorded for these stations")
+    start = start_ts if start_ts is not None else min(a for a, _ in ranges.values())
+    end = end_ts if end_ts is not None else max(b for _, b in ranges.values())
+    if end <= start:
+        raise ReplayRangeError(422, "end_ts must be after start_ts")
+    return chosen, start, end
+
+
 async def _merged(store: Store, stations: list[str], until: float) -> AsyncIterator[list[EventBase]]:
     """Every station's logged batches, merged by their first event time (each station's own order kept),
     up to ``until``."""
@@ -277,18 +304,11 @@ def add_replay_routes(app: FastAPI, source: Store, target: Store, district: Dist
     async def replay_start(req: ReplayRequest) -> dict[str, Any]:
         """Start a replay (stopping the one under way): a fresh twin, its history caught up at once,
         then paced from ``start_ts`` to ``end_ts``."""
-        known = {s.id for s in district.stations}
-        stations = req.stations or sorted(known)
-        unknown = sorted(set(stations) - known)
-        if unknown:
-            raise HTTPException(status_code=404, detail=f"unknown stations: {', '.join(unknown)}")
-        ranges = await recorded_range(source, stations)
-        if not ranges:
-            raise HTTPException(status_code=409, detail="nothing recorded for these stations")
-        start = req.start_ts if req.start_ts is not None else min(a for a, _ in ranges.values())
-        end = req.end_ts if req.end_ts is not None else max(b for _, b in ranges.values())
-        if end <= start:
-            raise HTTPException(status_code=422, detail="end_ts must be after start_ts")
+        try:
+            stations, start, end = await replay_range_of(source, district, req.stations, req.start_ts,
+                                                         req.end_ts)
+        except ReplayRangeError as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from None
         settings = replay_settings(req.settings)
         if "s" in current:
             await current.pop("s").stop()
