@@ -8,13 +8,17 @@
   FT.header("replay");
   const T = {
     zh: {range: "可回放范围", stations: "站点（不选为全部）", from: "开始", to: "结束", speed: "倍速",
-         max: "最快", settings: "阈值设置（JSON，可空）", settingsUsed: "阈值设置", badSettings: "阈值设置不是 JSON 对象", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止", state: "状态",
+         max: "最快", settings: "阈值设置（JSON，可空）", settingsUsed: "阈值设置",
+         badSettings: "阈值设置不是 JSON 对象", start: "开始回放", pause: "暂停", resume: "继续", stop: "停止",
+         state: "状态",
          simTime: "回放时间", progress: "进度", events: "事件数", rate: "速率",
          notHere: "此服务是实时/演示孪生体。回放在单独的回放服务中进行，避免覆盖实时数据：",
          states: {idle: "未开始", "catching-up": "追赶历史", running: "回放中", paused: "已暂停", done: "完成",
                   stopped: "已停止", failed: "失败"}},
     en: {range: "Recorded range", stations: "Stations (none = all)", from: "From", to: "To", speed: "Speed",
-         max: "max", settings: "Thresholds (JSON, optional)", settingsUsed: "Thresholds", badSettings: "Thresholds are not a JSON object", start: "Start replay", pause: "Pause", resume: "Resume", stop: "Stop", state: "State",
+         max: "max", settings: "Thresholds (JSON, optional)", settingsUsed: "Thresholds",
+         badSettings: "Thresholds are not a JSON object", start: "Start replay", pause: "Pause",
+         resume: "Resume", stop: "Stop", state: "State",
          simTime: "Replay time", progress: "Progress", events: "Events", rate: "Rate",
          notHere: "This server runs the live or demo twin. Replays run in a separate replay server, so that "
                   + "the live data are never overwritten:",
@@ -54,10 +58,10 @@
       FT.el("option", {value: "max", text: tr("max")}));
     speed.value = "60";
     // Detector thresholds to replay with (twin/settings.py fields); the server names a misspelt one.
-    const settings = FT.el("input", {id: "replay-settings", type: "text", placeholder: '{"loss_threshold_l": 20}',
-                                     spellcheck: "false"});
+    const settings = FT.el("input", {id: "replay-settings", type: "text", spellcheck: "false",
+                                     placeholder: '{"loss_threshold_l": 20}'});
     const status = FT.el("div", {id: "replay-status", class: "kv"});
-    // A refused request's reason stays on the page until the next action (the status is redrawn each second).
+    // A refused request's reason stays until the next action (the status is redrawn every second).
     const problem = FT.el("p", {id: "replay-error", class: "error"});
     const act = (path, body) => async () => {
       try {
