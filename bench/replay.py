@@ -4,7 +4,8 @@ Not a test: it prints figures. A researcher's replay (``fueltwin replay``, ``ui/
 recorded input log back, merges the stations' batches in event time and feeds them to a new twin under
 its own key prefix. This records a simulated district-day through the whole ingest path first (as
 ``bench/ingest.py`` does), then times the replay alone and checks that it gave the recorded twin's alerts
-and deliveries.
+and deliveries; last, it times a restart of the recorded twin with no snapshot to start from (its whole
+log read back into its actors, ``TwinService.recover``).
 
     python bench/replay.py                       # 50 stations, 24 h, readings every 10 s
     python bench/replay.py --stations 20 --hours 12 --profile
@@ -85,11 +86,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             events = session.status.events
             await session.stop()
             same = await outputs(target) == recorded
+
+            # A restart with no snapshot to start from: the whole log back into the twin's actors.
+            restarted = TwinService(district, source, make_runtime("local", district))
+            t0 = time.perf_counter()
+            recovery = await restarted.recover()
+            recover_s = time.perf_counter() - t0
+            await restarted.close()
         finally:
             await client.aclose()
             redis.stop()
     return {"record_s": record_s, "replay_s": replay_s, "events": events, "same": same,
-            "alerts": len(recorded[0]), "deliveries": len(recorded[1])}
+            "alerts": len(recorded[0]), "deliveries": len(recorded[1]), "recover_s": recover_s,
+            "recovered": recovery.replayed}
 
 
 def main() -> None:
@@ -110,6 +119,8 @@ def main() -> None:
           f"{rate:>9,.0f} events/s, {speedup:,.0f}x real time")
     print(f"same alerts and deliveries    {'yes' if r['same'] else 'NO'} "
           f"({r['alerts']:,} alerts, {r['deliveries']:,} deliveries)")
+    print(f"restart, no snapshot          {r['recovered']:>10,} events in {r['recover_s']:7.2f} s = "
+          f"{r['recovered'] / r['recover_s']:>9,.0f} events/s (the log back into the actors)")
 
 
 if __name__ == "__main__":
