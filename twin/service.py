@@ -6,8 +6,9 @@ whether it came from the simulator, a bridge or a document import:
 1. validate (bad input becomes a dead letter with its reason, never an exception);
 2. drop repeats of (source, seq), counting them;
 3. order each station's events by event time (sources interleave) and hand them to the runtime;
-4. write the accepted inputs, dead letters and outputs to Redis in one pipeline, overlapped with the
-   next batch's processing (at most one write in flight, so memory stays bounded and order is kept);
+4. write the accepted inputs, dead letters and outputs to Redis in one transaction, overlapped with
+   the next batch's processing, in order and held through an outage of Redis
+   (:class:`twin.store_writer.StoreWriter`: the twin stays live, nothing is logged twice or lost);
 5. pass the outputs to the live listeners (websocket hub), which must never block.
 """
 
@@ -26,6 +27,7 @@ from twin.events import Deduplicator, EventBase, Rejection, Validator
 from twin.outputs import Outputs
 from twin.registry import District
 from twin.store import Store
+from twin.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class TwinService:
         self.dedup = Deduplicator()
         self.counts = IngestCounts()
         self.listeners: list[Listener] = []
-        self._write: asyncio.Task[None] | None = None
+        self.writer = StoreWriter(store)
         self._lock = asyncio.Lock()
         self.sim_now: float | None = None
         # Station states are for people; a few a second is plenty and building them is not free.
@@ -112,16 +114,17 @@ class TwinService:
             self._last_states = time.monotonic()
         outputs = await self.runtime.process(groups, with_states)
         self._count(received, groups, rejected, duplicates, outputs)
-        await self._flush_previous_write()
+        taken = sum(len(events) for events in groups.values())
         if self.keep_log:
-            write = self.store.write(groups, rejected, outputs, {"duplicates": duplicates})
+            await self.writer.submit(groups, rejected, outputs, {"duplicates": duplicates}, events=taken)
         else:
-            taken = sum(len(events) for events in groups.values())
-            write = self.store.write({}, rejected, outputs, {"duplicates": duplicates, "accepted": taken})
-        self._write = asyncio.create_task(write)
+            await self.writer.submit({}, rejected, outputs, {"duplicates": duplicates, "accepted": taken},
+                                     events=taken)
         self._publish(outputs)
         self._since_checkpoint += outputs.events
-        if self.checkpoint_every is not None and self._since_checkpoint >= self.checkpoint_every:
+        # While Redis is away the checkpoint waits: it would hold ingest until Redis came back.
+        if (self.checkpoint_every is not None and self._since_checkpoint >= self.checkpoint_every
+                and not self.writer.holding):
             await self._checkpoint()
         return outputs
 
@@ -169,17 +172,12 @@ class TwinService:
                 c.first_ts = evs[0].ts if c.first_ts is None else min(c.first_ts, evs[0].ts)
                 c.last_ts = evs[-1].ts if c.last_ts is None else max(c.last_ts, evs[-1].ts)
 
-    async def _flush_previous_write(self) -> None:
-        if self._write is not None:
-            task, self._write = self._write, None
-            await task
-
     async def drain(self) -> None:
         """Wait until everything ingested so far is in Redis, station states included."""
         async with self._lock:
-            await self._flush_previous_write()
             states = Outputs(states=await self.runtime.states())
-            await self.store.write({}, outputs=states)
+            await self.writer.submit({}, outputs=states)
+            await self.writer.flush()
             self._last_states = time.monotonic()
             self._publish(states)
 
@@ -189,7 +187,7 @@ class TwinService:
             return await self._checkpoint()
 
     async def _checkpoint(self) -> int:
-        await self._flush_previous_write()  # the log is complete up to what the actors have seen
+        await self.writer.flush()  # the log is complete up to what the actors have seen
         stations = [s.id for s in self.district.stations]
         heads = await self.store.log_heads(stations)
         snapshots = await self.runtime.snapshot()
@@ -234,9 +232,15 @@ class TwinService:
         outputs = await self.runtime.process({station: events}, with_states=False)
         await self.store.write({}, outputs=outputs, replayed=True)
 
-    async def close(self) -> None:
-        await self.drain()
-        if self.checkpoint_every is not None:
+    async def close(self, store_timeout_s: float = 30.0) -> None:
+        """Write what is held, the states and a checkpoint, and stop the actors. Redis unreachable for
+        ``store_timeout_s``: what it has not taken is given up, logged with its count (a shutdown must
+        end), and no checkpoint is written."""
+        async with self._lock:
+            states = Outputs(states=await self.runtime.states())
+            await self.writer.submit({}, outputs=states)
+            written = await self.writer.close(store_timeout_s)
+        if written and self.checkpoint_every is not None:
             await self.checkpoint()
         await self.runtime.stop()
 

@@ -189,16 +189,26 @@ class Store:
 
     # ---- writes ----------------------------------------------------------------------------------
 
+    @property
+    def k_written(self) -> str:
+        """The id of the last write that carried one (:meth:`write`'s ``write_id``)."""
+        return f"{self.p}:written"
+
     async def write(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
                     outputs: Outputs | None = None, counters: Mapping[str, int] | None = None,
-                    replayed: bool = False) -> None:
+                    replayed: bool = False, write_id: str | None = None) -> None:
         """One round trip for everything a processed batch produced.
 
         ``replayed``: the outputs of events replayed after a restart, which were written once already
-        (the log and its outputs go out in one pipeline): only the latest alerts and states are kept."""
+        (the log and its outputs go out in one pipeline): only the latest alerts and states are kept.
+        ``write_id``: the write is one MULTI/EXEC transaction that also sets :attr:`k_written` to it, so
+        that whoever retries it after a lost connection can ask :meth:`written` whether it landed (a
+        plain pipeline may have applied part of itself when the connection dropped)."""
         if replayed and outputs is not None:
             outputs = Outputs(alerts=outputs.alerts, states=outputs.states)
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=write_id is not None)
+        if write_id is not None:
+            pipe.set(self.k_written, write_id)
         accepted = 0
         for station, events in inputs.items():
             if not events:
@@ -223,6 +233,10 @@ class Store:
                 stored = dict(zip(ids, await self.r.hmget(self.k_alerts, ids), strict=True))
             self._outputs(pipe, outputs, stored)
         await pipe.execute()
+
+    async def written(self, write_id: str) -> bool:
+        """Whether the write with this id was the last one with an id to land."""
+        return await self.r.get(self.k_written) == write_id.encode()
 
     def _outputs(self, pipe: Any, out: Outputs, stored_alerts: Mapping[str, bytes | None]) -> None:
         per_station: dict[str, list[dict[str, Any]]] = {}

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException, Query, Response, WebSocket
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from twin.alerts import severity_rank
 from twin.registry import District, StationSpec
@@ -215,6 +216,8 @@ class Health(BaseModel):
     store_error: str | None = None
     hub: dict[str, Any]
     service: dict[str, Any] | None
+    #: The twin's writes to Redis (``state`` "holding" while Redis refuses them: they wait in order).
+    writes: dict[str, Any] | None = None
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -276,6 +279,13 @@ def create_app(ctx: AppContext) -> FastAPI:
                   description="Read the twin's stations, tanks, alerts and deliveries; acknowledge and close "
                               "alerts. Live updates: websocket `/ws/live` (see the README for its messages).")
 
+    @app.exception_handler(RedisConnectionError)
+    async def store_unreachable(request: Request, exc: RedisConnectionError) -> JSONResponse:
+        """Redis away (restarting, failed over): a request that reads or changes it gets 503 with the
+        reason, not a 500; the live twin and its websocket carry on (README, *When Redis is away*)."""
+        return JSONResponse(status_code=503, content={
+            "detail": f"存储暂不可用，请稍后重试 / the store (Redis) is unreachable, retry later: {exc}"})
+
     async def today(states: dict[str, dict[str, Any]] | None = None) -> str:
         if ctx.service is not None and ctx.service.sim_now is not None:
             return local_day(ctx.service.sim_now)
@@ -312,10 +322,14 @@ def create_app(ctx: AppContext) -> FastAPI:
             counters = await store.counters()
         except Exception as exc:  # noqa: BLE001 - health reports the failure instead of failing
             error = f"{type(exc).__name__}: {exc}"
+        writes = None if ctx.service is None else ctx.service.writer.status().as_dict()
+        degraded = error is not None or (writes is not None and writes["state"] != "ok")
+        if degraded:
             response.status_code = 503
-        return Health(status="ok" if error is None else "degraded", mode=ctx.mode, server_time=time.time(),
-                      store=counters, store_error=error, hub=hub.stats(),
-                      service=None if ctx.service is None else ctx.service.counts.as_dict())
+        return Health(status="degraded" if degraded else "ok",
+                      mode=ctx.mode, server_time=time.time(), store=counters, store_error=error,
+                      hub=hub.stats(), service=None if ctx.service is None else ctx.service.counts.as_dict(),
+                      writes=writes)
 
     @app.get(f"{API}/bridges", tags=["system"])
     async def bridges() -> list[dict[str, Any]]:

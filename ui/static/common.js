@@ -36,6 +36,7 @@ const FT = (() => {
       resume: "继续", stop: "停止", stations: "油站", all: "全部", from: "从", to: "至", status: "状态",
       recorded: "已记录", since: "统计自", sold: "售出", amountYuan: "金额 元", lph: "L/h",
       mode_live: "实时", mode_demo: "演示", mode_replay: "回放", events_s: "事件/秒",
+      storeHolding: "存储中断 · 已暂存 {n} 条数据", storeDown: "存储不可用",
       meterAwaitFit: "约 2 天数据后给出", meterNoFit: "无数据",
       meter_few_nozzles: "不可分离（本罐足量销售的油枪不足 3 支，无法与罐容表误差区分）",
       meter_low_sales: "销量不足，暂不评估", meter_trend: "油罐差值有趋势，暂不评估",
@@ -82,6 +83,7 @@ const FT = (() => {
       stations: "Stations", all: "All", from: "From", to: "To", status: "Status", recorded: "Recorded",
       since: "counted since", sold: "sold", amountYuan: "Amount CNY", lph: "L/h", mode_live: "live",
       mode_demo: "demo", mode_replay: "replay", events_s: "events/s",
+      storeHolding: "Store unreachable · {n} events held", storeDown: "Store unavailable",
       meterAwaitFit: "after ~2 days of data", meterNoFit: "no data",
       meter_few_nozzles: "not separable from the tank chart (< 3 nozzles of this tank with enough sales)",
       meter_low_sales: "too few sales to judge", meter_trend: "tank divergence trends: not judged",
@@ -280,11 +282,43 @@ const FT = (() => {
       el("span", {class: "spacer"}),
       el("span", {id: "banner", class: "banner", hidden: ""}),
       el("span", {class: "muted"}, el("span", {"data-i18n": "dataTime"}), " ", el("span", {id: "data-time"}, "—")),
+      el("span", {id: "store", class: "banner store", hidden: ""}),
       el("span", {id: "conn", class: "conn down"}, t("connecting")),
       btn);
     document.body.prepend(bar);
     applyI18n(bar);
+    watchStore();
     return bar;
+  }
+
+  // Whether Redis takes the twin's writes (GET /health: 503 with writes.state "holding" while it is
+  // away). The twin stays live meanwhile, but what people read from the store (alerts, history) is
+  // stale and their actions fail: the header says so. Polled: the websocket carries the twin, not
+  // the store's health.
+  const STORE_POLL_MS = 5000;
+  let storeHealth = null;
+  function showStore() {
+    const b = document.getElementById("store");
+    if (!b) return;
+    const w = storeHealth && storeHealth.writes;
+    const holding = !!(w && w.state === "holding");
+    const down = !!(storeHealth && storeHealth.store_error);
+    b.hidden = !(holding || down);
+    b.textContent = holding ? t("storeHolding", {n: fmt.int(w.pending_events)}) : down ? t("storeDown") : "";
+  }
+  function watchStore() {
+    const poll = async () => {
+      try {
+        const r = await fetch("/api/v1/health", {headers: {Accept: "application/json"}});
+        storeHealth = await r.json();
+      } catch (e) {
+        storeHealth = null;  // the server itself is away: the connection badge says so
+      }
+      showStore();
+      setTimeout(poll, STORE_POLL_MS);
+    };
+    langListeners.push(showStore);
+    poll();
   }
   function setMode(mode, replay) {
     const b = document.getElementById("banner");
