@@ -15,9 +15,12 @@ from redis import exceptions as rx
 
 from actors.base import make_runtime
 from tests.conftest import UiFeed
+from twin.events import Validator
+from twin.outputs import Outputs
 from twin.registry import District
 from twin.service import TwinService
 from twin.store import EmbeddedRedis, Store, connect
+from twin.store_writer import StoreWriter
 
 STATIONS = ("BH-0001", "BH-0002", "BH-0003")
 
@@ -95,7 +98,9 @@ async def test_a_redis_outage_holds_the_writes_in_order_and_loses_none(
         r = await http.get("/api/v1/health")
         assert r.status_code == 200
         writes = r.json()["writes"]
-        assert writes["state"] == "ok" and writes["outages"] == 1 and writes["failed"] == 0
+        # (an idle pooled connection to the server that went away may fail once more after the
+        # restart: a second, short outage, handled the same way)
+        assert writes["state"] == "ok" and writes["outages"] >= 1 and writes["failed"] == 0
         assert writes["pending_writes"] == 0
         await badge.wait_for(state="hidden", timeout=15_000)
         await browser.close()
@@ -172,4 +177,33 @@ async def test_closing_while_redis_is_away_ends_and_counts_what_was_not_written(
         assert status.lost_at_close == 2  # the batch and the closing states
         assert status.pending_writes == 0 and status.written == 0
     finally:
+        await client.aclose()
+
+
+async def test_a_write_that_cannot_be_made_keeps_its_input_log(private_redis: EmbeddedRedis,
+                                                               ui_district: District) -> None:
+    """A bug in an output (here: one JSON cannot hold) must not take the batch's input log with it: the
+    log is what a replay or a restart rebuilds the outputs from."""
+    client = connect(private_redis.url)
+    store = Store(client, prefix="bad-output")
+    writer = StoreWriter(store)
+    raws = _batch(UiFeed(), 1_780_000_000.0, overfull=False)
+    events, rejected = Validator(ui_district.directory()).validate(raws, 1_780_000_000.0)
+    assert not rejected
+    groups: dict[str, list[Any]] = {}
+    for ev in events:
+        groups.setdefault(ev.station, []).append(ev)
+    bad = Outputs(deliveries=[{"station": "BH-0001", "volume_l": {1, 2}}])
+    try:
+        await writer.submit(groups, (), bad, {"duplicates": 0})
+        assert await writer.flush(timeout_s=10)
+        status = writer.status()
+        assert status.failed == 1 and status.written == 1 and status.retries == 0
+        assert "TypeError" in (status.last_error or "")
+        logged = [e for s in STATIONS for e in await _logged(store, s)]
+        assert sorted(logged) == sorted((r["source"], r["seq"]) for r in raws)
+        assert (await store.counters())["accepted"] == len(raws)
+        assert await client.xlen(store.out_key("deliveries")) == 0
+    finally:
+        await writer.close()
         await client.aclose()

@@ -114,12 +114,11 @@ class TwinService:
             self._last_states = time.monotonic()
         outputs = await self.runtime.process(groups, with_states)
         self._count(received, groups, rejected, duplicates, outputs)
-        taken = sum(len(events) for events in groups.values())
         if self.keep_log:
-            await self.writer.submit(groups, rejected, outputs, {"duplicates": duplicates}, events=taken)
+            await self.writer.submit(groups, rejected, outputs, {"duplicates": duplicates})
         else:
-            await self.writer.submit({}, rejected, outputs, {"duplicates": duplicates, "accepted": taken},
-                                     events=taken)
+            taken = sum(len(events) for events in groups.values())
+            await self.writer.submit({}, rejected, outputs, {"duplicates": duplicates, "accepted": taken})
         self._publish(outputs)
         self._since_checkpoint += outputs.events
         # While Redis is away the checkpoint waits: it would hold ingest until Redis came back.

@@ -15,8 +15,9 @@ behind several writes (the largest batch latency of ``bench/ingest.py`` doubled)
 A write is one MULTI/EXEC transaction that also sets a marker to the write's id
 (:meth:`twin.store.Store.write`): a retry after a failure whose outcome is unknown — the connection
 dropped after EXEC went out — first asks whether the marker holds its id, so nothing is logged twice.
-A failure that no retry can mend (a bug: a wrong type, a value Redis refuses) drops that one write,
-loudly, and counts it, as the next ingest's exception did before.
+A failure that no retry can mend (a bug: an output that does not serialise, a wrong key type) is
+logged and counted, and the write is tried once more without its outputs: the input log is what a
+replay or a restart rebuilds everything else from, so it is not lost with an output it carried.
 
 Pausing between retries waits on the wall clock: this is the edge of the service, like the store.
 """
@@ -28,12 +29,15 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import exceptions as rx
 
 from twin.aio import cancel_and_wait
+from twin.events import EventBase, Rejection
+from twin.outputs import Outputs
 from twin.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,10 @@ def is_transient(exc: BaseException) -> bool:
 @dataclass(slots=True)
 class _Write:
     id: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    inputs: Mapping[str, Sequence[EventBase]]
+    rejections: Sequence[Rejection]
+    outputs: Outputs | None
+    counters: Mapping[str, int] | None
     events: int
 
 
@@ -104,15 +110,17 @@ class StoreWriter:
     def holding(self) -> bool:
         return self.outage.is_set()
 
-    async def submit(self, *args: Any, events: int = 0, **kwargs: Any) -> None:
-        """Queue ``store.write(*args, **kwargs)``; waits for the write in flight while the store takes
-        writes, and while it refuses them only when the queue is full (``events``: how many input events
-        the write carries, for that bound)."""
+    async def submit(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
+                     outputs: Outputs | None = None, counters: Mapping[str, int] | None = None) -> None:
+        """Queue :meth:`Store.write` of these; waits for the write in flight while the store takes
+        writes, and while it refuses them only when the queue holds ``max_events`` input events."""
+        events = sum(len(v) for v in inputs.values())
         async with self._changed:
             await self._changed.wait_for(lambda: not self._queue or (
                 self.holding and self._pending_events + events <= self.max_events))
             self._next_id += 1
-            self._queue.append(_Write(f"{self._run_id}:{self._next_id}", args, kwargs, events))
+            self._queue.append(_Write(f"{self._run_id}:{self._next_id}", inputs, rejections, outputs,
+                                      counters, events))
             self._pending_events += events
             self._changed.notify_all()
         if self._task is None or self._task.done():
@@ -168,7 +176,8 @@ class StoreWriter:
             try:
                 if tries and await self.store.written(item.id):
                     break  # the attempt that failed had landed: its reply was what got lost
-                await self.store.write(*item.args, write_id=item.id, **item.kwargs)
+                await self.store.write(item.inputs, item.rejections, item.outputs, item.counters,
+                                       write_id=item.id)
                 break
             except asyncio.CancelledError:
                 raise
@@ -176,8 +185,15 @@ class StoreWriter:
                 if not is_transient(exc):
                     self._status.failed += 1
                     self._status.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("a write to Redis failed and was dropped (%d input events)", item.events)
-                    return
+                    if item.outputs is None:
+                        log.exception("a write to Redis failed and was dropped (%d input events)",
+                                      item.events)
+                        return
+                    log.exception("a write to Redis failed; trying it again without its outputs "
+                                  "(%d input events)", item.events)
+                    item.outputs = None
+                    tries = max(tries, 1)  # Redis applies what it can of a failing EXEC: ask first
+                    continue
                 tries += 1
                 self._status.retries += 1
                 self._status.last_error = f"{type(exc).__name__}: {exc}"
