@@ -5,6 +5,9 @@ that log agrees with the live twin. A private Redis per test, stopped and starte
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +210,16 @@ async def test_a_write_that_cannot_be_made_keeps_its_input_log(private_redis: Em
     finally:
         await writer.close()
         await client.aclose()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["replay", "--headless"]])
+def test_a_command_whose_redis_does_not_answer_says_so_in_a_line(command: list[str]) -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"redis://fueltwin:s3cret@127.0.0.1:{port}/0"
+    done = subprocess.run([sys.executable, "-m", "twin.cli", *command, "--redis-url", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot reach Redis at redis://***@127.0.0.1" in done.stderr and "--redis-url" in done.stderr
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr

@@ -20,7 +20,7 @@ import uvicorn
 
 from actors.base import make_runtime
 from twin.service import TwinService
-from twin.store import EmbeddedRedis, Store, connect
+from twin.store import EmbeddedRedis, Store, connect, reach
 from twin.timeutil import to_local
 
 log = logging.getLogger("fueltwin")
@@ -88,6 +88,18 @@ async def _serve_until_stopped(server: uvicorn.Server, announce: Callable[[str],
         watcher.cancel()
 
 
+async def _open_redis(o: ServeOptions) -> tuple[EmbeddedRedis | None, Any]:
+    """The embedded Redis in ``o.data_dir`` (started here) or ``o.redis_url``, and a client that has had
+    an answer from it (:class:`twin.store.StoreUnreachable` otherwise, with the embedded one stopped)."""
+    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
+    try:
+        return redis, await reach(o.redis_url or redis.url)  # type: ignore[union-attr]
+    except BaseException:
+        if redis is not None:
+            redis.stop()
+        raise
+
+
 async def run_demo(o: DemoOptions) -> None:
     from simulators.district import synthetic_district
     from simulators.feed import DistrictSimulator, run_live
@@ -148,8 +160,7 @@ async def run_serve(o: ServeOptions) -> None:
     from ui.app import AppContext, create_app
     from ui.hub import LiveHub
 
-    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
-    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    redis, client = await _open_redis(o)
     store = Store(client, prefix=o.prefix)
     try:
         district = await store.load_district()
@@ -174,8 +185,7 @@ async def run_replay(o: ServeOptions) -> None:
     from ui.replay import add_replay_routes
 
     tune_gc()  # a replay is the twin at full speed, as the demo is
-    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
-    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    redis, client = await _open_redis(o)
     source = Store(client, prefix=o.prefix)
     target = Store(client, prefix=f"{o.prefix}-replay")
     try:
@@ -221,8 +231,7 @@ async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable
 
     settings = TwinSettings(**h.settings) if h.settings else None  # ValidationError: the CLI says why
     tune_gc()
-    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
-    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    redis, client = await _open_redis(o)
     source = Store(client, prefix=o.prefix)
     target = Store(client, prefix=f"{o.prefix}-replay")
     session: ReplaySession | None = None
@@ -304,8 +313,7 @@ async def run_bridged(o: ServeOptions) -> None:
     config = load_config(o.config)  # ConfigError: the CLI prints it
     district = config.district
     tune_gc()
-    redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
-    client = connect(o.redis_url or redis.url)  # type: ignore[union-attr]
+    redis, client = await _open_redis(o)
     store = Store(client, prefix=o.prefix)
     recorded = None if o.fresh else await store.load_district()
     if recorded is not None and recorded != district:

@@ -11,8 +11,10 @@ started on a unix socket in the data folder with the append-only file on (fsync 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from twin.events import EventBase, Rejection, decode_batch, encode_batch
 from twin.outputs import Outputs
@@ -126,6 +129,25 @@ def _drain(proc: subprocess.Popen[bytes]) -> None:
 
 def connect(url: str) -> aioredis.Redis:
     return aioredis.from_url(url, decode_responses=False)
+
+
+class StoreUnreachable(LookupError):
+    """Redis did not answer when a command started: said in one line with what to do, not as a
+    traceback (a LookupError, as the CLI reports the other things it cannot find)."""
+
+
+async def reach(url: str, timeout_s: float = 5.0) -> aioredis.Redis:
+    """A client for ``url`` that has answered a PING."""
+    client = connect(url)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        await client.aclose()
+        shown = re.sub(r"//[^@/]*@", "//***@", url)  # no password in a message
+        raise StoreUnreachable(f"cannot reach Redis at {shown} ({exc}); start it, or leave out --redis-url "
+                               "(and FUELTWIN_REDIS_URL) to use the embedded one in --data") from exc
+    return client
 
 
 def _json(obj: Any) -> bytes:
