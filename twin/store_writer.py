@@ -114,8 +114,9 @@ class StoreWriter:
     async def submit(self, inputs: Mapping[str, Sequence[EventBase]], rejections: Sequence[Rejection] = (),
                      outputs: Outputs | None = None, counters: Mapping[str, int] | None = None) -> None:
         """Queue :meth:`Store.write` of these; waits for the write in flight while the store takes
-        writes, and while it refuses them only when the queue holds ``max_events`` input events."""
-        events = sum(len(v) for v in inputs.values())
+        writes, and while it refuses them only when the queue holds ``max_events`` input events (a replay
+        twin logs nothing: its ``accepted`` counter says how many events the write stands for)."""
+        events = sum(len(v) for v in inputs.values()) or int((counters or {}).get("accepted", 0))
         async with self._changed:
             await self._changed.wait_for(lambda: not self._queue or (
                 self.holding and self._pending_events + events <= self.max_events))

@@ -85,7 +85,8 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             service.counts.rejected += len(bad)
         if good:
             await service.ingest(good, now)
-            await service.drain()
+            if not service.writer.holding:  # Redis away: the twin has them, they are written when it is back
+                await service.drain()
         return {"accepted": len(good), "rejected": len(bad), "results": results}
 
     @app.post(f"{API}/documents", tags=["documents"])
