@@ -5,6 +5,8 @@ that log agrees with the live twin. A private Redis per test, stopped and starte
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -223,3 +225,35 @@ def test_a_command_whose_redis_does_not_answer_says_so_in_a_line(command: list[s
     assert done.returncode == 1
     assert "cannot reach Redis at redis://***@127.0.0.1" in done.stderr and "--redis-url" in done.stderr
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+
+
+async def test_a_killed_embedded_redis_comes_back_by_itself_and_the_log_loses_nothing(
+        tmp_path_factory: pytest.TempPathFactory, ui_district: District) -> None:
+    """The default deployment's own Redis dies (SIGKILL: an OOM kill, a crash): it is started again from
+    its append-only file, the writes held meanwhile go out, and the log holds every event once. (Synced
+    at every write here; the default, every second, can lose the last second of a crash.)"""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("k"), appendfsync="always").start()
+    server.supervise(check_every_s=0.05)
+    client = connect(server.url)
+    store = Store(client, prefix="killed")
+    service = TwinService(ui_district, store, make_runtime("local", ui_district))
+    feed, fed = UiFeed(), []
+    try:
+        for i in range(8):
+            if i == 4:
+                assert await service.writer.flush(timeout_s=10)
+                os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            raws = _batch(feed, 1_780_000_000.0 + 60.0 * i, overfull=False)
+            fed += [(r["source"], r["seq"]) for r in raws]
+            await service.ingest(raws, now=raws[0]["ts"])
+        async with asyncio.timeout(30):
+            await server.restarted.wait()
+        assert await service.writer.flush(timeout_s=30)
+        assert server.restarts == 1
+        logged = [e for s in STATIONS for e in await _logged(store, s)]
+        assert sorted(logged) == sorted(fed) and len(logged) == len(fed)
+        assert (await store.counters())["accepted"] == len(fed)
+    finally:
+        await service.close()
+        await client.aclose()
+        server.stop()

@@ -93,7 +93,10 @@ async def _open_redis(o: ServeOptions) -> tuple[EmbeddedRedis | None, Any]:
     an answer from it (:class:`twin.store.StoreUnreachable` otherwise, with the embedded one stopped)."""
     redis = None if o.redis_url else EmbeddedRedis(o.data_dir).start()
     try:
-        return redis, await reach(o.redis_url or redis.url)  # type: ignore[union-attr]
+        client = await reach(o.redis_url or redis.url)  # type: ignore[union-attr]
+        if redis is not None:
+            redis.supervise()  # a crash of our own Redis is ours to mend
+        return redis, client
     except BaseException:
         if redis is not None:
             redis.stop()
@@ -108,6 +111,7 @@ async def run_demo(o: DemoOptions) -> None:
 
     tune_gc()
     redis = EmbeddedRedis(o.data_dir).start()
+    redis.supervise()  # a crash of our own Redis is ours to mend: the twin's writes wait for it
     client = connect(redis.url)
     store = Store(client)
     sim_district = synthetic_district(o.stations, o.seed)

