@@ -12,6 +12,7 @@ started on a unix socket in the data folder with the append-only file on (fsync 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -109,9 +110,13 @@ class EmbeddedRedis:
                 try:
                     await asyncio.shield(restart)
                 except asyncio.CancelledError:  # stop() came while it was starting: stop what started
-                    await restart
+                    with contextlib.suppress(Exception):
+                        await restart
                     self._terminate()
                     raise
+                except Exception:  # noqa: BLE001 - said, and tried again at the next look
+                    log.exception("could not start the embedded Redis again")
+                    continue
                 self.restarts += 1
                 self.restarted.set()
 
