@@ -179,6 +179,19 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
     # The KPIs come from the live states: today's sales after three simulated hours are not zero.
     await page.wait_for_function("document.getElementById('k-volume').textContent.includes('升')")
     assert await page.locator("#k-online").text_content() == f"{STATIONS} / {STATIONS}"
+    # The sales trend holds the three hours fed before this server started (read from the twin's
+    # hourly rows, not counted while watching), bar for bar as the API gives them.
+    trend = await page.evaluate("fetch('/api/v1/sales/trend?period=day').then((r) => r.json())")
+    bars = [round(b["volume_l"]) for b in trend["buckets"]]
+    assert sum(v > 0 for v in bars) >= 3, bars
+    await page.wait_for_function(
+        "(() => { const c = echarts.getInstanceByDom(document.getElementById('chart-trend'));"
+        " const s = c && c.getOption().series; return s && s.length && s[0].data.some((v) => v > 0); })()",
+        timeout=15_000)
+    drawn = await page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-trend')).getOption().series[0].data")
+    assert drawn == bars
+    assert await page.locator("#trend-note").text_content() == trend["key"]
 
     victim = ids[3]
     before = {p["id"]: p["color"] for p in points}[victim]

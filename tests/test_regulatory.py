@@ -12,8 +12,10 @@ import socket
 import sys
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -28,6 +30,7 @@ from twin.timeutil import local_day
 pytestmark = pytest.mark.timeout(240)
 
 T0 = 1_780_243_200.0  # 2026-06-01 00:00 Beijing
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 # ---- pure parts ---------------------------------------------------------------------------------------
@@ -82,6 +85,53 @@ def test_ledger_days_chain_and_roll_up() -> None:
     old.amend("2026-06-01", "receipts_undocumented_l", 100.0)
     assert old.years["2026"]["receipts_undocumented_l"] == 100.0
     assert old.row is not None and old.row["receipts_undocumented_l"] == 0.0
+
+
+def test_sales_totals_close_each_period_once_and_take_late_transactions() -> None:
+    import pickle
+
+    from twin.stats import SalesTotals, history_hash
+
+    new_year = 1_798_732_800.0  # 2027-01-01 00:00 Beijing
+    sales = SalesTotals()
+    sales.add(new_year - 7200 + 10, "92#", 40.0, 300.0)  # 2026-12-31 22:00
+    sales.add(new_year - 3600 + 10, "92#", 30.0, 225.0)  # 23:00
+    assert sales.take_closed() == [("hour", "2026-12-31 22", {"92#": [40.0, 300.0, 1]})]
+    sales.add(new_year + 5, "95#", 20.0, 160.0)  # the new year: hour, day, month and year close
+    closed = {(p, k): v for p, k, v in sales.take_closed()}
+    assert closed == {("hour", "2026-12-31 23"): {"92#": [30.0, 225.0, 1]},
+                      ("day", "2026-12-31"): {"92#": [70.0, 525.0, 2]},
+                      ("month", "2026-12"): {"92#": [70.0, 525.0, 2]},
+                      ("year", "2026"): {"92#": [70.0, 525.0, 2]}}
+    assert sales.take_closed() == []
+    # A transaction of the hour (and day, month, year) just left: added there, its rows written again.
+    sales.add(new_year - 60, "92#", 10.0, 75.0)
+    again = {(p, k): v for p, k, v in sales.take_closed()}
+    assert again[("hour", "2026-12-31 23")] == {"92#": [40.0, 300.0, 2]}
+    assert again[("year", "2026")] == {"92#": [80.0, 600.0, 3]}
+    # Older than the hour just left: still in the day, counted as dropped for the hour.
+    sales.add(new_year - 7200 + 20, "92#", 5.0, 37.5)
+    assert sales.record()["late_dropped"] == {"hour": 1}
+    assert {p for p, _, _ in sales.take_closed()} == {"day", "month", "year"}
+    assert sales.record()["keys"] == {"hour": "2027-01-01 00", "day": "2027-01-01", "month": "2027-01",
+                                      "year": "2027"}
+    assert history_hash("hour", "2027-01-01 00") == "sales:hour:2027-01-01"
+    assert history_hash("day", "2027-01-01") == "sales:day:2027-01"
+    assert history_hash("year", "2027") == "sales:year:"
+    # A station checkpointed before hours and closed rows were kept restores and closes its day.
+    old = SalesTotals()
+    old.add(T0 + 3600, "92#", 50.0, 375.0)
+    state = old.__dict__.copy()
+    for name in ("previous", "closed", "late_dropped"):
+        del state[name]
+    state["totals"] = {p: v for p, v in state["totals"].items() if p != "hour"}
+    state["keys"] = {p: v for p, v in state["keys"].items() if p != "hour"}
+    old.__dict__.clear()
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    restored.add(T0 + 86_400 + 60, "92#", 1.0, 7.5)
+    rows = {(p, k): v for p, k, v in restored.take_closed()}
+    assert rows == {("day", "2026-06-01"): {"92#": [50.0, 375.0, 1]}}
 
 
 def _po(po_no: str, ts: float, volume: float, arrive: float | None = None) -> Any:
@@ -491,6 +541,48 @@ async def _check_stats(http: httpx.AsyncClient, district: Any, raws: list[dict[s
         prices = [p for (s, g), p in posted.items() if g == grade]
         assert m["min"] == min(prices) and m["max"] == max(prices)
         assert m["spread"] == pytest.approx(max(prices) - min(prices), abs=1e-6)
+    # Every day of the month, over or not, from the rows the stations closed (this server started after
+    # the whole month was ingested: nothing here was counted by watching it go by).
+    by_day: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    by_hour: dict[str, float] = defaultdict(float)
+    for e in raws:
+        if e["kind"] == "nozzle.txn":
+            cell = by_day[local_day(e["end_ts"])][e["grade"]]
+            cell[0] += e["volume_l"]
+            cell[1] += 1
+            by_hour[datetime.fromtimestamp(e["end_ts"], SHANGHAI).strftime("%Y-%m-%d %H")] += e["amount_cny"]
+    assert len(by_day) >= 29
+    for d, grades in by_day.items():
+        got = (await http.get("/api/v1/stats", params={"period": "day", "key": d})).json()
+        assert got["key"] == d
+        assert set(got["district"]["by_grade"]) == set(grades), d
+        for g, (litres, n) in grades.items():
+            assert got["district"]["by_grade"][g]["volume_l"] == pytest.approx(litres, abs=0.05), (d, g)
+            assert got["district"]["by_grade"][g]["count"] == n, (d, g)
+    trend = (await http.get("/api/v1/sales/trend", params={"period": "month"})).json()
+    assert trend["key"] == "2026-06" and len(trend["buckets"]) == 30
+    for b in trend["buckets"]:
+        assert b["volume_l"] == pytest.approx(sum(v[0] for v in by_day.get(b["key"], {}).values()), abs=0.1)
+    hours = (await http.get("/api/v1/sales/trend", params={"period": "day"})).json()
+    assert hours["key"] == last_day
+    assert [b["key"][11:] for b in hours["buckets"]] == [f"{h:02d}" for h in range(24)]
+    for b in hours["buckets"]:
+        assert b["amount_cny"] == pytest.approx(by_hour.get(b["key"], 0.0), abs=0.1), b["key"]
+    some_day = sorted(by_day)[3]
+    hours = (await http.get("/api/v1/sales/trend", params={"period": "day", "key": some_day})).json()
+    assert sum(b["count"] for b in hours["buckets"]) == sum(n for _, n in by_day[some_day].values())
+    year = (await http.get("/api/v1/sales/trend", params={"period": "year"})).json()
+    june = next(b for b in year["buckets"] if b["key"] == "2026-06")
+    assert june["volume_l"] == pytest.approx(body["district"]["volume_l"], abs=0.1)
+    assert sum(b["volume_l"] for b in year["buckets"]) == june["volume_l"]
+    per_region = [(await http.get("/api/v1/sales/trend", params={"period": "year", "region": r})).json()
+                  for r in regions]
+    assert sum(next(b["volume_l"] for b in t["buckets"] if b["key"] == "2026-06") for t in per_region) \
+        == pytest.approx(june["volume_l"], abs=0.1)
+    for params in ({"period": "day", "key": "2026-6-01"}, {"period": "month", "key": "2026-13"}):
+        assert (await http.get("/api/v1/sales/trend", params=params)).status_code == 422
+        assert (await http.get("/api/v1/stats", params=params)).status_code == 422
+    assert (await http.get("/api/v1/sales/trend", params={"region": "火星"})).status_code == 404
     one = district.stations[0].id
     st = (await http.get("/api/v1/stats", params={"period": "month", "station": one})).json()
     assert list(st["stations"]) == [one]

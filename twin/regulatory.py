@@ -10,7 +10,9 @@ trace or a statistics query with a few hash reads and never scans a log:
 - ``trace:po``: ``{po_no}`` → the order's documents and the lots (deliveries) it was matched to;
 - ``trace:lot``: ``{lot}`` → the delivery, its share of its tank now, the litres drawn from it per day;
 - ``trace:epoch:{station}``: ``{tank}|{epoch}`` → the tank's composition by lot from a receipt on;
-- ``trace:txn:{station}``: ``{nozzle}:{txn_no}`` → the transaction with its tank and epoch.
+- ``trace:txn:{station}``: ``{nozzle}:{txn_no}`` → the transaction with its tank and epoch;
+- ``sales:{period}:{enclosing key}``: ``{station}|{key}`` → a closed hour, day, month or year's sales by
+  grade (``twin.stats.history_hash``), e.g. ``sales:day:2026-06`` → ``BH-0001|2026-06-01``.
 
 Two checks need a whole day and the tank's own figures, so they run here when a tank's day closes:
 
@@ -39,7 +41,7 @@ from twin.detectors.regulatory import DAY_S, PaperTrail, RegulatorySettings
 from twin.ledger import TankLedger
 from twin.outputs import Outputs
 from twin.registry import StationSpec
-from twin.stats import SalesTotals
+from twin.stats import SalesTotals, history_hash
 from twin.trace import LotBook
 
 DOC_KINDS = frozenset({"doc.purchase", "doc.invoice", "doc.declaration"})
@@ -345,6 +347,8 @@ class StationRegulator:
                 recs.append(
                     {"hash": f"ledger:{sid}", "field": f"{row['period']}|{row['key']}|{tid}", "value": row}
                 )
+        for period, key, sales in self.sales.take_closed():
+            recs.append({"hash": history_hash(period, key), "field": f"{sid}|{key}", "value": sales})
         for lot in self.lots.take_dirty():
             recs.append({"hash": "trace:lot", "field": lot["lot"], "value": lot})
         for ep in self.lots.take_epochs():

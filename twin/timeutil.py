@@ -30,6 +30,16 @@ def _day_name(day_number: int) -> str:
     return datetime.fromtimestamp(day_number * _DAY_S, UTC).strftime("%Y-%m-%d")
 
 
+def local_hour_key(ts: float) -> str:
+    """'YYYY-MM-DD HH' of the local hour that contains ``ts`` (the sales statistics' hourly bucket)."""
+    return _hour_name(int((ts + _OFFSET_S) // 3600))
+
+
+@lru_cache(maxsize=8192)
+def _hour_name(hour_number: int) -> str:
+    return f"{_day_name(hour_number // 24)} {hour_number % 24:02d}"
+
+
 def local_hour(ts: float) -> float:
     return ((ts + _OFFSET_S) % _DAY_S) / 3600.0
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 
+from twin.stats import valid_key
 from ui.trend import SalesTrend
 
 if TYPE_CHECKING:
@@ -27,19 +28,29 @@ def _page(name: str) -> FileResponse:
     return FileResponse(STATIC_DIR / name, headers=NO_CACHE, media_type="text/html")
 
 
-def register(app: FastAPI, ctx: AppContext) -> SalesTrend:
+def register(app: FastAPI, ctx: AppContext) -> None:
     from ui.scenarios_api import register as register_scenarios
 
     app.state.scenario_runs = register_scenarios(app)
-    trend = SalesTrend()
-    if ctx.service is not None and trend.on_outputs not in ctx.service.listeners:
-        ctx.service.subscribe(trend.on_outputs)
+    trend = SalesTrend(ctx.store)
 
     @app.get(f"{API}/sales/trend", tags=["stations"])
-    async def sales_trend(period: Literal["day", "month", "year"] = "day") -> dict[str, Any]:
-        """District sales (L, CNY) by local hour of the day, day of the month or month of the year, as the
-        live station states grew since this process started (``since_ts``; empty with no twin here)."""
-        return trend.series(period)
+    async def sales_trend_api(
+        period: Literal["day", "month", "year"] = "day",
+        key: Annotated[str | None, Query(description="2026-06-01, 2026-06 or 2026; default: newest")] = None,
+        region: str | None = None,
+    ) -> dict[str, Any]:
+        """District (or one region's) sales, litres, CNY and transactions by grade, by local hour of a day,
+        day of a month or month of a year: closed periods from the rows the stations wrote when each was
+        over, the current one from their running totals (restart-proof; the same figures as /stats)."""
+        if key is not None and not valid_key(period, key):
+            raise HTTPException(422, f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)")
+        stations = None
+        if region is not None:
+            stations = [s.id for s in ctx.district.stations if s.region == region]
+            if not stations:
+                raise HTTPException(404, f"unknown region {region!r}")
+        return await trend.series(period, key, stations)
 
     @app.get(f"{API}/ui/settings", tags=["system"])
     async def ui_settings() -> dict[str, Any]:
@@ -69,4 +80,3 @@ def register(app: FastAPI, ctx: AppContext) -> SalesTrend:
     async def replay_page() -> FileResponse:
         return _page("replay.html")
 
-    return trend

@@ -16,7 +16,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from twin.documents import check, identity, normalise
 from twin.events import Rejection
 from twin.ledger import combine, roll
-from twin.stats import PERIODS, aggregate, market
+from twin.stats import PERIODS, aggregate, history_hash, market, valid_key
 
 if TYPE_CHECKING:
     from ui.app import AppContext
@@ -347,19 +347,27 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         station: str | None = None,
         far_pct: Annotated[float, Query(gt=0, le=100)] = 3.0,
     ) -> dict[str, Any]:
-        """Sales volume and revenue by grade for the district, each region and station (day, month, year),
-        and market monitoring: posted prices by grade, their spread, stations far from the reference."""
+        """Sales volume and revenue by grade for the district, each region and station (day, month, year;
+        a period that is over from its closed rows, the current one from the running totals), and market
+        monitoring: posted prices by grade, their spread, stations far from the reference."""
         recs = await records()
         if key is None:
             keys = [r.get("keys", {}).get(period) for r in recs.values()]
             key = max((k for k in keys if k), default=None)
+        elif not valid_key(period, key):
+            raise HTTPException(422, f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)")
         regions = {s.id: s.region for s in district.stations}
         if region is not None and region not in set(regions.values()):
             raise HTTPException(404, f"unknown region {region!r}")
         if station is not None:
             station_or_404(station)
         wanted = [station] if station else [s for s, r in regions.items() if region is None or r == region]
-        out = aggregate(recs, regions, period, key or "", wanted)
+        closed: dict[str, Any] = {}
+        if key is not None:
+            ids = [s.id for s in district.stations]
+            rows = await store.hmget_json(history_hash(period, key), [f"{sid}|{key}" for sid in ids])
+            closed = {sid: row for sid, row in zip(ids, rows, strict=True) if row is not None}
+        out = aggregate(recs, regions, period, key or "", wanted, closed)
         if region is not None:
             out["regions"] = {region: out["regions"][region]}
         out["market"] = market(

@@ -326,7 +326,7 @@
     const tr = model.trend;
     const note = document.getElementById("trend-note");
     if (!tr || !tr.buckets || !tr.buckets.some((b) => b.volume_l > 0)) { note.textContent = ""; return noData(c); }
-    note.textContent = tr.since_ts ? `${t("since")} ${fmt.time(tr.since_ts)}` : "";
+    note.textContent = tr.key || "";  // which day, month or year the bars are
     const label = (k) => model.period === "day" ? k.slice(11) + (FT.lang() === "zh" ? "时" : "h")
       : model.period === "month" ? k.slice(8) : k.slice(5);
     c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis"}, legend: {show: false},
