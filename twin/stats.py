@@ -48,8 +48,9 @@ def period_keys(ts: float) -> dict[str, str]:
 
 def history_hash(period: str, key: str) -> str:
     """The hash holding the closed rows of ``period`` whose key is ``key``: ``sales:hour:2026-06-01``,
-    ``sales:day:2026-06``, ``sales:month:2026``, ``sales:year:``; each row's field is ``station|key``."""
-    return f"sales:{period}:{key[_PARENT[period]]}"
+    ``sales:day:2026-06``, ``sales:month:2026``, ``sales:year``; each row's field is ``station|key``."""
+    parent = key[_PARENT[period]]
+    return f"sales:{period}:{parent}" if parent else f"sales:{period}"
 
 
 class SalesTotals:
