@@ -192,6 +192,13 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
         "echarts.getInstanceByDom(document.getElementById('chart-trend')).getOption().series[0].data")
     assert drawn == bars
     assert await page.locator("#trend-note").text_content() == trend["key"]
+    # Its export link: that day by station and grade, as a spreadsheet.
+    link = page.locator("#trend-export")
+    assert await link.text_content() == "导出表格" and await link.is_visible()
+    href = await link.get_attribute("href")
+    assert href == f"/api/v1/stats/export?period=day&key={trend['key']}"
+    sheet = (await page.evaluate(f"fetch('{href}').then((r) => r.text())")).splitlines()
+    assert sheet[0].startswith("期间 period") and len(sheet) > STATIONS
 
     victim = ids[3]
     before = {p["id"]: p["color"] for p in points}[victim]

@@ -7,6 +7,8 @@ bad rows; and the pure parts (CSV parsing, ledger arithmetic, order matching) on
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import math
 import socket
 import sys
@@ -583,6 +585,23 @@ async def _check_stats(http: httpx.AsyncClient, district: Any, raws: list[dict[s
         assert (await http.get("/api/v1/sales/trend", params=params)).status_code == 422
         assert (await http.get("/api/v1/stats", params=params)).status_code == 422
     assert (await http.get("/api/v1/sales/trend", params={"region": "火星"})).status_code == 404
+    # The same day as a spreadsheet: every station, its grades, summing to the day's figures.
+    resp = await http.get("/api/v1/stats/export", params={"period": "day", "key": some_day})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+    assert f"fueltwin-sales-day-{some_day}.csv" in resp.headers["content-disposition"]
+    assert resp.content.startswith(b"\xef\xbb\xbf")
+    table = list(csv.reader(io.StringIO(resp.content.decode("utf-8-sig"))))
+    assert table[0][:3] == ["期间 period", "区域 region", "站点编号 station"]
+    assert {r[2] for r in table[1:]} == {s.id for s in district.stations}
+    for g, (litres, n) in by_day[some_day].items():
+        assert sum(float(r[5]) for r in table[1:] if r[4] == g) == pytest.approx(litres, abs=0.05)
+        assert sum(int(r[7]) for r in table[1:] if r[4] == g) == n
+    region = district.stations[0].region
+    resp = await http.get("/api/v1/stats/export", params={"period": "month", "region": region})
+    rows = list(csv.reader(io.StringIO(resp.content.decode("utf-8-sig"))))[1:]
+    assert {r[1] for r in rows} == {region} and {r[0] for r in rows} == {"2026-06"}
+    assert sum(float(r[6]) for r in rows) == pytest.approx(
+        body["regions"][region]["amount_cny"], abs=0.05 * len(rows))
     one = district.stations[0].id
     st = (await http.get("/api/v1/stats", params={"period": "month", "station": one})).json()
     assert list(st["stations"]) == [one]

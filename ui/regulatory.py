@@ -8,10 +8,13 @@ other input, so they are validated, logged in the station's input log and reach 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 
 from twin.documents import check, identity, normalise
 from twin.events import Rejection
@@ -25,7 +28,12 @@ API = "/api/v1"
 #: Statistics are recomputed at most this often (s): a wall display polling every few seconds, or a
 #: hundred of them, costs one hash read a second.
 STATS_CACHE_S = 1.0
+#: The sales report's columns (zh-CN first, as the bureau's staff read them; English for the rest).
+EXPORT_HEADER = ("期间 period", "区域 region", "站点编号 station", "站点名称 name", "油品 grade",
+                 "销量(升) litres", "金额(元) CNY", "笔数 transactions")
 MAX_DOCUMENTS = 10_000
+Period = Literal["day", "month", "year"]
+Key = Annotated[str | None, Query(description="2026-06-01, 2026-06 or 2026; default: current")]
 
 
 def register(app: FastAPI, ctx: AppContext) -> None:
@@ -341,8 +349,8 @@ def register(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get(f"{API}/stats", tags=["regulatory"])
     async def stats(
-        period: Literal["day", "month", "year"] = "day",
-        key: Annotated[str | None, Query(description="2026-06-01, 2026-06 or 2026; default: current")] = None,
+        period: Period = "day",
+        key: Key = None,
         region: str | None = None,
         station: str | None = None,
         far_pct: Annotated[float, Query(gt=0, le=100)] = 3.0,
@@ -350,6 +358,34 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         """Sales volume and revenue by grade for the district, each region and station (day, month, year;
         a period that is over from its closed rows, the current one from the running totals), and market
         monitoring: posted prices by grade, their spread, stations far from the reference."""
+        return await sales_statistics(period, key, region, station, far_pct)
+
+    @app.get(f"{API}/stats/export", tags=["regulatory"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}, "description": "the report, UTF-8 with BOM"}})
+    async def stats_export(period: Period = "day", key: Key = None, region: str | None = None) -> Response:
+        """The same figures as a spreadsheet: one row per station and grade (every station of the district
+        or region, a station that sold nothing with one empty row), zh-CN and English headers; UTF-8
+        with a byte-order mark so that Excel opens the Chinese text as it is."""
+        out = await sales_statistics(period, key, region, None, 3.0)
+        key = out["key"] or ""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(EXPORT_HEADER)
+        for spec in district.stations:
+            if region is not None and spec.region != region:
+                continue
+            grades = out["stations"].get(spec.id, {}).get("by_grade") or {"": {}}
+            for grade, g in grades.items():
+                writer.writerow([key, spec.region, spec.id, spec.name, grade, g.get("volume_l", 0.0),
+                                 g.get("amount_cny", 0.0), g.get("count", 0)])
+        ascii_name = "-".join(x for x in ("fueltwin-sales", period, key) if x)  # a region's name is Chinese
+        full = f"{ascii_name}-{region}" if region else ascii_name
+        disposition = f"attachment; filename=\"{ascii_name}.csv\"; filename*=UTF-8''{quote(full)}.csv"
+        return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": disposition})
+
+    async def sales_statistics(period: str, key: str | None, region: str | None, station: str | None,
+                         far_pct: float) -> dict[str, Any]:
         recs = await records()
         if key is None:
             keys = [r.get("keys", {}).get(period) for r in recs.values()]

@@ -327,6 +327,9 @@
     const note = document.getElementById("trend-note");
     if (!tr || !tr.buckets || !tr.buckets.some((b) => b.volume_l > 0)) { note.textContent = ""; return noData(c); }
     note.textContent = tr.key || "";  // which day, month or year the bars are
+    const link = document.getElementById("trend-export");  // that period's figures by station and grade
+    link.href = `/api/v1/stats/export?period=${model.period}&key=${encodeURIComponent(tr.key)}`;
+    link.hidden = !tr.key;
     const label = (k) => model.period === "day" ? k.slice(11) + (FT.lang() === "zh" ? "时" : "h")
       : model.period === "month" ? k.slice(8) : k.slice(5);
     c.setOption({animation: false, graphic: [], tooltip: {trigger: "axis"}, legend: {show: false},
