@@ -199,6 +199,21 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
     assert href == f"/api/v1/stats/export?period=day&key={trend['key']}"
     sheet = (await page.evaluate(f"fetch('{href}').then((r) => r.text())")).splitlines()
     assert sheet[0].startswith("期间 period") and len(sheet) > STATIONS
+    # The month: the trend by day and the region ranking that month's revenue (万元), as /stats gives it.
+    await page.click("#trend-switch button[data-p=month]")
+    month = trend["key"][:7]
+    await page.wait_for_function(f"document.getElementById('region-note').textContent === '{month}'",
+                                 timeout=15_000)
+    stats = await page.evaluate("fetch('/api/v1/stats?period=month').then((r) => r.json())")
+    names, values = await page.evaluate(
+        "(() => { const o = echarts.getInstanceByDom(document.getElementById('chart-regions')).getOption();"
+        " return [o.yAxis[0].data, o.series[0].data]; })()")
+    ranked = sorted(((r, v["amount_cny"]) for r, v in stats["regions"].items()), key=lambda x: x[1])[-12:]
+    assert sorted(names) == sorted(r for r, _ in ranked)
+    assert values == pytest.approx(sorted(v / 1e4 for _, v in ranked), abs=0.006)
+    await page.click("#trend-switch button[data-p=day]")
+    await page.wait_for_function("document.getElementById('region-note').textContent === '今日销售额'",
+                                 timeout=15_000)
 
     victim = ids[3]
     before = {p["id"]: p["color"] for p in points}[victim]

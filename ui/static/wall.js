@@ -94,7 +94,7 @@
 
   async function loadPeriodic() {
     const [trend, stats] = await Promise.all([getJSON(`/api/v1/sales/trend?period=${model.period}`),
-      (await FT.has("/api/v1/stats")) ? getJSON("/api/v1/stats?period=day") : null]);
+      (await FT.has("/api/v1/stats")) ? getJSON(`/api/v1/stats?period=${model.period}`) : null]);
     model.trend = trend;
     model.stats = stats;
     dirty = chartsDue = true;
@@ -347,10 +347,18 @@
     const c = chart("chart-regions");
     const day = today();
     const by = new Map();
-    for (const st of model.stations.values()) {
-      let amt = 0;
-      if (st.day === day) for (const g of Object.values(st.byGrade)) amt += g.amount_cny;
-      by.set(st.spec.region, (by.get(st.spec.region) || 0) + amt);
+    const stats = model.stats;
+    const periodic = model.period !== "day" && stats && stats.period === model.period && stats.regions;
+    document.getElementById("region-note").textContent = periodic ? stats.key : t("todayRevenue");
+    if (periodic) {
+      // this month's or year's revenue by region, as the trend beside it (refreshed every 30 s)
+      for (const [region, r] of Object.entries(stats.regions)) by.set(region, r.amount_cny);
+    } else {
+      for (const st of model.stations.values()) {  // today's, live from the station states
+        let amt = 0;
+        if (st.day === day) for (const g of Object.values(st.byGrade)) amt += g.amount_cny;
+        by.set(st.spec.region, (by.get(st.spec.region) || 0) + amt);
+      }
     }
     const rows = [...by].sort((a, b) => a[1] - b[1]).slice(-12);
     if (!rows.some((r) => r[1] > 0)) return noData(c);
