@@ -50,6 +50,8 @@ class DemoOptions:
     start_ts: float
     reading_interval_s: float
     data_dir: Path
+    #: Simulated days of log and divergence kept in Redis (older log to ``data_dir/archive``).
+    keep_days: float | None = 2.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,13 @@ class ServeOptions:
     runtime: str = "local"
     #: With a configuration: start from an empty twin instead of recovering the one recorded in Redis.
     fresh: bool = False
+    #: With a configuration: days of log and divergence kept in Redis (older log to the archive).
+    keep_days: float | None = 7.0
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where the input log's older entries are kept on disk, beside the embedded Redis's files."""
+        return self.data_dir / "archive"
 
 #: Accepted events between durable checkpoints of a live twin (a few minutes of a large district).
 LIVE_CHECKPOINT_EVENTS = 500_000
@@ -113,12 +122,13 @@ async def run_demo(o: DemoOptions) -> None:
     redis = EmbeddedRedis(o.data_dir).start()
     redis.supervise()  # a crash of our own Redis is ours to mend: the twin's writes wait for it
     client = connect(redis.url)
-    store = Store(client)
+    store = Store(client, archive_dir=o.data_dir / "archive")
     sim_district = synthetic_district(o.stations, o.seed)
     district = sim_district.district
     await store.save_district(district)
     runtime = make_runtime(o.runtime, district, shards=o.shards)
-    service = TwinService(district, store, runtime)
+    service = TwinService(district, store, runtime, checkpoint_every=LIVE_CHECKPOINT_EVENTS,
+                          keep_days=o.keep_days)
     hub = LiveHub(store, district)
     service.subscribe(hub.publish)
     app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo"))
@@ -165,7 +175,7 @@ async def run_serve(o: ServeOptions) -> None:
     from ui.hub import LiveHub
 
     redis, client = await _open_redis(o)
-    store = Store(client, prefix=o.prefix)
+    store = Store(client, prefix=o.prefix, archive_dir=o.archive_dir)
     try:
         district = await store.load_district()
         if district is None:
@@ -190,7 +200,7 @@ async def run_replay(o: ServeOptions) -> None:
 
     tune_gc()  # a replay is the twin at full speed, as the demo is
     redis, client = await _open_redis(o)
-    source = Store(client, prefix=o.prefix)
+    source = Store(client, prefix=o.prefix, archive_dir=o.archive_dir)
     target = Store(client, prefix=f"{o.prefix}-replay")
     try:
         district = await source.load_district()
@@ -236,7 +246,7 @@ async def run_replay_headless(o: ServeOptions, h: HeadlessReplay, echo: Callable
     settings = TwinSettings(**h.settings) if h.settings else None  # ValidationError: the CLI says why
     tune_gc()
     redis, client = await _open_redis(o)
-    source = Store(client, prefix=o.prefix)
+    source = Store(client, prefix=o.prefix, archive_dir=o.archive_dir)
     target = Store(client, prefix=f"{o.prefix}-replay")
     session: ReplaySession | None = None
     try:
@@ -318,7 +328,7 @@ async def run_bridged(o: ServeOptions) -> None:
     district = config.district
     tune_gc()
     redis, client = await _open_redis(o)
-    store = Store(client, prefix=o.prefix)
+    store = Store(client, prefix=o.prefix, archive_dir=o.archive_dir)
     recorded = None if o.fresh else await store.load_district()
     if recorded is not None and recorded != district:
         await client.aclose()
@@ -328,7 +338,8 @@ async def run_bridged(o: ServeOptions) -> None:
         raise LookupError(f"the twin recorded in Redis ({where}) has other stations than {o.config}: use "
                           "--fresh to start anew, or another --data or --prefix")
     runtime = make_runtime(o.runtime, district)
-    service = TwinService(district, store, runtime, checkpoint_every=LIVE_CHECKPOINT_EVENTS)
+    service = TwinService(district, store, runtime, checkpoint_every=LIVE_CHECKPOINT_EVENTS,
+                          keep_days=o.keep_days)
     runner = BridgeRunner(config, lambda events, now: service.ingest(events, now=now),
                           dead_letters=store_dead_letters(store))
     bridges: asyncio.Task[None] | None = None

@@ -82,16 +82,20 @@ def main() -> None:
               help="Seconds between tank gauge readings.")
 @click.option("--data", "data_dir", default="./fueltwin-data", show_default=True,
               type=click.Path(file_okay=False), help="Folder of the embedded Redis (wiped at start).")
+@click.option("--keep-days", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Simulated days of input log and divergence kept in Redis; older log entries move to "
+                   "DATA/archive (replay still reads them), older divergence is dropped. 0 keeps all.")
 @click.option("--verbose", "-v", is_flag=True)
 def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards: int | None, seed: int,
-         start: str | None, reading_interval: float, data_dir: str, verbose: bool) -> None:
+         start: str | None, reading_interval: float, data_dir: str, keep_days: float, verbose: bool) -> None:
     """Run a simulated district's live twin with its web UI (embedded Redis, local runtime)."""
     _setup_logging(verbose)
     from twin.app_runner import DemoOptions, run_demo
 
     options = DemoOptions(stations=stations, speed=speed or None, port=port, host=host, runtime=runtime,
                           shards=shards, seed=seed, start_ts=_parse_start(start),
-                          reading_interval_s=reading_interval, data_dir=Path(data_dir))
+                          reading_interval_s=reading_interval, data_dir=Path(data_dir),
+                          keep_days=keep_days or None)
     data = Path(data_dir)
     if data.exists():
         shutil.rmtree(data)
@@ -115,9 +119,13 @@ def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards
 @click.option("--fresh", is_flag=True,
               help="With --config: wipe the embedded Redis in --data and start an empty twin (default: "
                    "recover the recorded twin from its last checkpoint and the log).")
+@click.option("--keep-days", default=7.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --config: days of input log and divergence kept in Redis; older log entries "
+                   "move to DATA/archive (replay and recovery still read them), older divergence is "
+                   "dropped. 0 keeps all.")
 @click.option("--verbose", "-v", is_flag=True)
 def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: str, config: str | None,
-          runtime: str, fresh: bool, verbose: bool) -> None:
+          runtime: str, fresh: bool, keep_days: float, verbose: bool) -> None:
     """Serve the API and UI: over a twin already recorded in Redis, or (--config) a live twin fed by the
     field bridges of the stations a configuration lists."""
     _setup_logging(verbose)
@@ -126,7 +134,8 @@ def serve(redis_url: str | None, data_dir: str, prefix: str, port: int, host: st
     if config is not None and fresh and redis_url is None and Path(data_dir).exists():
         shutil.rmtree(data_dir)
     options = ServeOptions(redis_url=redis_url, data_dir=Path(data_dir), prefix=prefix, port=port, host=host,
-                           config=Path(config) if config else None, runtime=runtime, fresh=fresh)
+                           config=Path(config) if config else None, runtime=runtime, fresh=fresh,
+                           keep_days=keep_days or None)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_serve(options))

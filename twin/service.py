@@ -15,12 +15,15 @@ whether it came from the simulator, a bridge or a document import:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from actors.base import TwinRuntime
 from twin.events import Deduplicator, EventBase, Rejection, Validator
@@ -61,7 +64,7 @@ class RecoveryReport:
 class TwinService:
     def __init__(self, district: District, store: Store, runtime: TwinRuntime,
                  future_tolerance_s: float = 300.0, state_interval_s: float = 0.5,
-                 checkpoint_every: int | None = None, keep_log: bool = True):
+                 checkpoint_every: int | None = None, keep_log: bool = True, keep_days: float | None = None):
         self.district = district
         self.store = store
         self.runtime = runtime
@@ -82,6 +85,13 @@ class TwinService:
         #: already: it keeps no second copy in Redis (nothing reads one; writing it cost a replay 5–15 %
         #: of its time, bench/replay.py side by side). Accepted events are counted all the same.
         self.keep_log = keep_log
+        #: Days of input log and divergence kept in Redis, before the newest ``now`` (None: all). After each
+        #: checkpoint older log entries move to the store's archive on disk (still read by replay and
+        #: recovery) and older divergence is dropped (a replay gives it again): Redis holds everything
+        #: in memory, and those two are ~5 MB a station-day (bench/redis_memory.py).
+        self.keep_days = keep_days
+        self._archiving: asyncio.Task[None] | None = None
+        self.archived = {"events": 0, "divergence_entries": 0, "runs": 0}
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -192,7 +202,37 @@ class TwinService:
         snapshots = await self.runtime.snapshot()
         await self.store.save_snapshots(snapshots, heads)
         self._since_checkpoint = 0
+        self._start_archiving()
         return len(snapshots)
+
+    def _start_archiving(self) -> None:
+        """In the background (ingest goes on: the move reads the streams' heads, ingest appends at their
+        tails), at most one at a time."""
+        if self.keep_days is None or self.store.archive is None or self.sim_now is None:
+            return
+        if self._archiving is not None and not self._archiving.done():
+            return
+        self._archiving = asyncio.create_task(self.archive(self.sim_now - self.keep_days * 86_400.0))
+
+    async def archive(self, before_ts: float) -> tuple[int, int]:
+        """Move every station's log entries before ``before_ts`` to the archive and drop its divergence
+        before it; return (events moved, divergence entries dropped). A failure (Redis away, a full
+        disk) is logged and left for the next checkpoint: what was moved is consistent either way."""
+        moved = dropped = 0
+        try:
+            for spec in self.district.stations:
+                moved += await self.store.archive_log(spec.id, before_ts)
+                dropped += await self.store.trim_divergence(spec.id, before_ts)
+        except (RedisError, OSError) as exc:
+            log.warning("moving the log before %.0f to the archive stopped (%s); the next checkpoint "
+                        "goes on", before_ts, exc)
+        self.archived["events"] += moved
+        self.archived["divergence_entries"] += dropped
+        self.archived["runs"] += 1
+        if moved or dropped:
+            log.info("archived %d logged events, dropped %d divergence entries before %.0f",
+                     moved, dropped, before_ts)
+        return moved, dropped
 
     async def recover(self, chunk: int = 20_000) -> RecoveryReport:
         """Bring the actors back after a restart: the last checkpoint, then the log after it.
@@ -241,6 +281,9 @@ class TwinService:
             written = await self.writer.close(store_timeout_s)
         if written and self.checkpoint_every is not None:
             await self.checkpoint()
+        if self._archiving is not None:  # a move cut short is consistent: the rest goes at the next start
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._archiving, timeout=store_timeout_s)
         await self.runtime.stop()
 
 

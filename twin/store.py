@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from twin.archive import LogArchive, next_id
 from twin.events import EventBase, Rejection, decode_batch, encode_batch
 from twin.outputs import Outputs
 from twin.registry import District
@@ -203,9 +205,11 @@ def _json(obj: Any) -> bytes:
 class Store:
     """The twin's keys in Redis, under one prefix so several twins can share a server."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "ft"):
+    def __init__(self, client: aioredis.Redis, prefix: str = "ft", archive_dir: Path | str | None = None):
         self.r = client
         self.p = prefix
+        #: Where the input log's old entries go (``archive_log``); None keeps the whole log in Redis.
+        self.archive = LogArchive(Path(archive_dir) / prefix) if archive_dir is not None else None
 
     # ---- keys ------------------------------------------------------------------------------------
 
@@ -357,6 +361,8 @@ class Store:
         deleted = 0
         async for key in self.r.scan_iter(match=f"{self.p}:*", count=1000):
             deleted += await self.r.delete(key)
+        if self.archive is not None and self.archive.root.is_dir():
+            await asyncio.to_thread(shutil.rmtree, self.archive.root)
         return deleted
 
     # ---- checkpoints ---------------------------------------------------------------------------
@@ -467,10 +473,18 @@ class Store:
 
     async def read_log(self, station: str, start: str = "-", chunk: int = 500
                        ) -> AsyncIterator[tuple[str, list[EventBase]]]:
-        """The station's accepted inputs in arrival order, entry by entry (what replay reads)."""
+        """The station's accepted inputs in arrival order, entry by entry (what replay and recovery read):
+        the archived entries first, then the stream after the last of them."""
         key = self.log_key(station)
         cursor = start
-        exclusive = False
+        exclusive = start.startswith("(")
+        if exclusive:
+            cursor = start[1:]
+        if self.archive is not None:
+            for path in self.archive.paths(station, start):  # a file at a time, read off the event loop
+                for entry_id, _, _, _, blob in await asyncio.to_thread(self.archive.read_file, path, start):
+                    yield entry_id, decode_batch(station, blob)
+                    cursor, exclusive = entry_id, True
         while True:
             lo = f"({cursor}" if exclusive else cursor
             entries = await self.r.xrange(key, min=lo, max="+", count=chunk)
@@ -479,6 +493,63 @@ class Store:
             for entry_id, fields in entries:
                 yield entry_id.decode(), decode_batch(station, fields[b"b"])
             cursor, exclusive = entries[-1][0].decode(), True
+
+    async def log_range(self, station: str) -> tuple[float, float] | None:
+        """First and last event time in the station's log, archive included (entries carry their batch's
+        t0 and t1)."""
+        first = await asyncio.to_thread(self.archive.first, station) if self.archive is not None else None
+        head = await self.r.xrange(self.log_key(station), count=1)
+        last = await self.r.xrevrange(self.log_key(station), count=1)
+        t0 = first[2] if first is not None else float(head[0][1][b"t0"]) if head else None
+        if last:
+            t1 = float(last[0][1][b"t1"])
+        else:  # everything archived: the last archived entry
+            newest = await asyncio.to_thread(self.archive.last, station) if self.archive is not None else None
+            t1 = None if newest is None else newest[3]
+        return None if t0 is None or t1 is None else (t0, t1)
+
+    async def archive_log(self, station: str, before_ts: float, chunk: int = 5000) -> int:
+        """Move the station's log entries from its start up to the first one whose batch ends at or after
+        ``before_ts`` (event time) into the archive, then trim them from Redis; return how many events.
+
+        Chunked (one file per ``chunk`` entries): the first move of a long-running twin holds only a
+        chunk in memory. The file is durable before the trim, so a crash in between loses nothing."""
+        if self.archive is None:
+            raise RuntimeError("this store has no archive directory")
+        key = self.log_key(station)
+        moved = 0
+        archived = await asyncio.to_thread(self.archive.last, station)
+        if archived is not None:  # a move that crashed after its file: those entries are already there
+            await self.r.xtrim(key, minid=next_id(archived[0]), approximate=False)
+        while True:
+            entries = await self.r.xrange(key, min="-", max="+", count=chunk)
+            keep = next((i for i, (_, f) in enumerate(entries) if float(f[b"t1"]) >= before_ts), len(entries))
+            done = [(eid.decode(), f) for eid, f in entries[:keep]]
+            if not done:
+                return moved
+            await asyncio.to_thread(self.archive.write, station, done)
+            await self.r.xtrim(key, minid=next_id(done[-1][0]), approximate=False)
+            moved += sum(int(f[b"n"]) for _, f in done)
+            if keep < len(entries) or len(entries) < chunk:
+                return moved
+
+    async def trim_divergence(self, station: str, before_ts: float) -> int:
+        """Drop the station's divergence records whose batch ended before ``before_ts``: they are derived
+        from the log (a replay gives them again) and are most of the rest of what the twin keeps."""
+        key = self.divergence_key(station)
+        cut = None
+        cursor, exclusive = "-", False
+        while True:
+            entries = await self.r.xrange(key, min=f"({cursor}" if exclusive else cursor, max="+", count=1000)
+            if not entries:
+                break
+            stop = next((eid for eid, f in entries if float(f[b"t1"]) >= before_ts), None)
+            if stop is not None:
+                cut = stop.decode()
+                break
+            cursor, exclusive = entries[-1][0].decode(), True
+            cut = next_id(cursor)
+        return 0 if cut is None else int(await self.r.xtrim(key, minid=cut, approximate=False))
 
     async def divergence(self, station: str, since: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every divergence record (one per tank per processed batch) of a station, oldest first."""

@@ -68,13 +68,11 @@ class ReplayStatus:
 
 
 async def recorded_range(store: Store, stations: list[str]) -> dict[str, tuple[float, float]]:
-    """First and last event time in each station's log (entries carry their batch's t0 and t1)."""
+    """First and last event time in each station's log, its archived part included."""
     out: dict[str, tuple[float, float]] = {}
     for sid in stations:
-        first = await store.r.xrange(store.log_key(sid), count=1)
-        last = await store.r.xrevrange(store.log_key(sid), count=1)
-        if first and last:
-            out[sid] = (float(first[0][1][b"t0"]), float(last[0][1][b"t1"]))
+        if (bounds := await store.log_range(sid)) is not None:
+            out[sid] = bounds
     return out
 
 

@@ -1,0 +1,138 @@
+"""The input log's old entries move to files on disk and every reader still sees the whole log, once.
+
+A real Redis and real files: the log read back after archiving is the log before it, entry for entry
+(ids included), from any start; a crash between the file and the trim reads nothing twice; a twin
+restarted from an archived log with no checkpoint is the twin it was; divergence older than the cut is
+dropped; wiping the twin removes its archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from actors.base import make_runtime
+from tests.test_pipeline import START, simulated_day
+from tests.test_replay import _outputs
+from twin.archive import LogArchive
+from twin.service import TwinService
+from twin.store import Store
+from ui.replay import ReplaySession, recorded_range
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _log(store: Store, station: str, start: str = "-") -> list[tuple[str, list[tuple[str, int]]]]:
+    return [(eid, [(e.source, e.seq) for e in evs]) async for eid, evs in store.read_log(station, start)]
+
+
+async def test_archived_log_reads_back_whole_and_recovers_the_twin(store: Store, tmp_path: Path) -> None:
+    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
+    district, batches = simulated_day(hours=24, step_s=900)  # a day: it has deliveries to compare
+    service = TwinService(district, store, make_runtime("local", district))
+    for raws, now in batches:
+        await service.ingest(raws, now=now)
+    await service.drain()
+    expected = await service.runtime.states()
+    stations = [s.id for s in district.stations]
+    before = {sid: await _log(store, sid) for sid in stations}
+    ranges = {sid: await store.log_range(sid) for sid in stations}
+    lengths = {sid: await store.r.xlen(store.log_key(sid)) for sid in stations}
+    cut = START + 12 * 3600
+
+    for sid in stations:
+        moved = await store.archive_log(sid, cut, chunk=7)  # several files a station
+        assert moved > 0
+        kept = await store.r.xrange(store.log_key(sid))
+        assert kept and all(float(f[b"t1"]) >= cut for _, f in kept)
+        assert len(kept) < lengths[sid]
+        assert len(store.archive.files(sid)) > 1  # type: ignore[union-attr]
+        assert await _log(store, sid) == before[sid]
+        assert await store.log_range(sid) == ranges[sid]
+        assert await store.archive_log(sid, cut) == 0  # nothing more to move
+        # from any start, as the stream's own range syntax reads it
+        ids = [eid for eid, _ in before[sid]]
+        for i in (0, 3, len(ids) - len(kept) - 1, len(ids) - len(kept), len(ids) - 1):
+            assert await _log(store, sid, ids[i]) == before[sid][i:]
+            assert await _log(store, sid, f"({ids[i]}") == before[sid][i + 1:]
+
+    # A crash after the file was written and before the trim: in both places, read once.
+    sid = stations[0]
+    entries = [(eid.decode(), f) for eid, f in await store.r.xrange(store.log_key(sid), count=5)]
+    store.archive.write(sid, entries)  # type: ignore[union-attr]
+    assert await _log(store, sid) == before[sid]
+    assert await store.archive_log(sid, cut + 3 * 3600) > 0  # and the next move goes on from there
+    assert await _log(store, sid) == before[sid]
+
+    # Divergence older than the cut is dropped, the rest kept.
+    dropped = await store.trim_divergence(sid, cut)
+    assert dropped > 0
+    left = [rec async for rec in store.divergence(sid)]
+    assert left and min(rec["ts"][-1] for rec in left) >= cut
+
+    # A replay of the whole range, half of it from the archive, gives what the live twin gave.
+    ranges_after = await recorded_range(store, stations)
+    assert ranges_after == ranges
+    replayed = Store(store.r, prefix=store.p + "-replay")
+    session = ReplaySession(store, replayed, district, stations, min(a for a, _ in ranges.values()),
+                            max(b for _, b in ranges.values()), None)
+    session.start()
+    async with asyncio.timeout(60):
+        await session.wait()
+    assert session.status.state == "done"
+    await session.stop()
+    assert session.status.events == sum(len(e) for _, e in sum(before.values(), []))
+    recorded = await _outputs(store)
+    assert recorded[1]  # deliveries (and their informational alerts) to compare
+    assert await _outputs(replayed) == recorded
+
+    # A restart with no checkpoint reads the archived log back into its actors: the same twin.
+    await service.runtime.stop()
+    restarted = TwinService(district, store, make_runtime("local", district))
+    report = await restarted.recover()
+    assert report.restored == 0 and report.replayed == sum(len(e) for _, e in sum(before.values(), []))
+    assert await restarted.runtime.states() == expected
+    await restarted.close()
+
+    await store.wipe()
+    assert not (tmp_path / "archive" / store.p).exists()
+
+
+async def test_a_live_twin_keeps_its_recent_days_in_redis_and_the_rest_on_disk(store: Store,
+                                                                                tmp_path: Path) -> None:
+    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
+    district, batches = simulated_day(hours=12, step_s=600)
+    service = TwinService(district, store, make_runtime("local", district), checkpoint_every=2_000,
+                          keep_days=0.125)  # three hours
+    for raws, now in batches:
+        await service.ingest(raws, now=now)
+    await service.drain()
+    assert service._archiving is not None  # the checkpoints along the way started moves
+    await service._archiving  # (one at a time: a checkpoint while one runs starts none)
+    await service.checkpoint()
+    await service._archiving  # the move up to three hours before the newest batch
+    newest = batches[-1][1]
+    assert service.archived["runs"] >= 2 and service.archived["events"] > 0
+    for spec in district.stations:
+        kept = await store.r.xrange(store.log_key(spec.id))
+        assert kept and all(float(f[b"t1"]) >= newest - 3 * 3600 for _, f in kept)
+        assert all(e[3] < newest - 3 * 3600 for e in store.archive.entries(spec.id))  # type: ignore[union-attr]
+        assert await store.r.xlen(store.divergence_key(spec.id)) <= len(kept) + 1
+    total = 0
+    for spec in district.stations:
+        total += sum([len(events) async for _, events in store.read_log(spec.id)])
+    assert total == service.counts.accepted  # every accepted event, once, archive and Redis together
+    await service.close()
+
+
+def test_archive_files_order_by_stream_id_not_name(tmp_path: Path) -> None:
+    # ids compare as numbers: "999-0" comes before "1000-0" although it sorts after it as text
+    archive = LogArchive(tmp_path)
+    fields = {b"n": b"1", b"t0": b"1.0", b"t1": b"2.0", b"b": b"x"}
+    archive.write("S", [("1000-0", fields), ("1000-1", fields)])
+    archive.write("S", [("999-0", fields)])
+    assert [e[0] for e in archive.entries("S")] == ["999-0", "1000-0", "1000-1"]
+    assert [e[0] for e in archive.entries("S", "(1000-0")] == ["1000-1"]
+    assert archive.last("S")[0] == "1000-1"  # type: ignore[index]
