@@ -127,6 +127,29 @@ async def test_a_live_twin_keeps_its_recent_days_in_redis_and_the_rest_on_disk(s
     await service.close()
 
 
+async def test_a_station_whose_whole_log_is_archived_is_not_read_twice_at_restart(store: Store,
+                                                                                    tmp_path: Path) -> None:
+    # A station silent for longer than the days kept: its stream is empty, its checkpoint position is
+    # the last archived entry, and a restart reads nothing of it again.
+    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
+    district, batches = simulated_day(hours=6, step_s=600)
+    service = TwinService(district, store, make_runtime("local", district))
+    for raws, now in batches:
+        await service.ingest(raws, now=now)
+    await service.drain()
+    expected = await service.runtime.states()
+    silent = district.stations[0].id
+    assert await store.archive_log(silent, float("inf")) > 0
+    assert await store.r.xlen(store.log_key(silent)) == 0
+    assert await service.checkpoint() == len(district.stations)
+    await service.runtime.stop()
+    restarted = TwinService(district, store, make_runtime("local", district))
+    report = await restarted.recover()
+    assert report.restored == len(district.stations) and report.replayed == 0
+    assert await restarted.runtime.states() == expected
+    await restarted.close()
+
+
 def test_archive_files_order_by_stream_id_not_name(tmp_path: Path) -> None:
     # ids compare as numbers: "999-0" comes before "1000-0" although it sorts after it as text
     archive = LogArchive(tmp_path)

@@ -106,6 +106,11 @@ class LogArchive:
     def first(self, station: str) -> tuple[str, int, float, float, bytes] | None:
         return next(self.entries(station), None)
 
+    def last_id(self, station: str) -> str | None:
+        """The id of the newest archived entry, from the file names (nothing read)."""
+        files = self.files(station)
+        return None if not files else "-".join(map(str, files[-1][1]))
+
     def last(self, station: str) -> tuple[str, int, float, float, bytes] | None:
         files = self.files(station)
         return self.read_file(files[-1][2])[-1] if files else None

@@ -376,7 +376,9 @@ class Store:
         return f"{self.p}:snap:pos"
 
     async def log_heads(self, stations: Sequence[str]) -> dict[str, str]:
-        """The id of each station's last log entry (stations with no log are left out)."""
+        """The id of each station's last log entry (stations with no log are left out). A stream that the
+        archive emptied (a station silent for longer than the days kept) has its last archived entry:
+        a restart must not read that log again into a checkpoint that holds it."""
         pipe = self.r.pipeline(transaction=False)
         for station in stations:
             pipe.xrevrange(self.log_key(station), count=1)
@@ -384,6 +386,8 @@ class Store:
         for station, entries in zip(stations, await pipe.execute(), strict=True):
             if entries:
                 heads[station] = entries[0][0].decode()
+            elif self.archive is not None and (last := self.archive.last_id(station)) is not None:
+                heads[station] = last
         return heads
 
     async def save_snapshots(self, snapshots: Mapping[str, bytes], positions: Mapping[str, str]) -> None:
@@ -508,7 +512,7 @@ class Store:
             t1 = None if newest is None else newest[3]
         return None if t0 is None or t1 is None else (t0, t1)
 
-    async def archive_log(self, station: str, before_ts: float, chunk: int = 5000) -> int:
+    async def archive_log(self, station: str, before_ts: float, chunk: int = 1000) -> int:
         """Move the station's log entries from its start up to the first one whose batch ends at or after
         ``before_ts`` (event time) into the archive, then trim them from Redis; return how many events.
 
@@ -518,9 +522,12 @@ class Store:
             raise RuntimeError("this store has no archive directory")
         key = self.log_key(station)
         moved = 0
-        archived = await asyncio.to_thread(self.archive.last, station)
+        archived = self.archive.last_id(station)
         if archived is not None:  # a move that crashed after its file: those entries are already there
-            await self.r.xtrim(key, minid=next_id(archived[0]), approximate=False)
+            await self.r.xtrim(key, minid=next_id(archived), approximate=False)
+        head = await self.r.xrange(key, min="-", max="+", count=1)
+        if not head or float(head[0][1][b"t1"]) >= before_ts:
+            return 0  # the usual case at a checkpoint: nothing old enough, one small read
         while True:
             entries = await self.r.xrange(key, min="-", max="+", count=chunk)
             keep = next((i for i, (_, f) in enumerate(entries) if float(f[b"t1"]) >= before_ts), len(entries))
@@ -537,6 +544,9 @@ class Store:
         """Drop the station's divergence records whose batch ended before ``before_ts``: they are derived
         from the log (a replay gives them again) and are most of the rest of what the twin keeps."""
         key = self.divergence_key(station)
+        head = await self.r.xrange(key, min="-", max="+", count=1)
+        if not head or float(head[0][1][b"t1"]) >= before_ts:
+            return 0
         cut = None
         cursor, exclusive = "-", False
         while True:
