@@ -150,6 +150,26 @@ async def test_a_station_whose_whole_log_is_archived_is_not_read_twice_at_restar
     await restarted.close()
 
 
+async def test_a_reader_misses_nothing_when_a_move_runs_under_it(store: Store, tmp_path: Path) -> None:
+    # A replay reading a live twin's log while the twin moves old entries to the archive: the entries
+    # moved past the reader's cursor come from the files, nothing is skipped or read twice.
+    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
+    district, batches = simulated_day(hours=6, step_s=300)
+    service = TwinService(district, store, make_runtime("local", district))
+    for raws, now in batches:
+        await service.ingest(raws, now=now)
+    await service.drain()
+    sid = district.stations[0].id
+    whole = await _log(store, sid)
+    got = []
+    async for entry_id, events in store.read_log(sid, chunk=5):
+        got.append((entry_id, [(e.source, e.seq) for e in events]))
+        if len(got) in (3, 30):  # moves under the reader: past its cursor, then up to 2/3 of the log
+            assert await store.archive_log(sid, START + (1.5 if len(got) == 3 else 4) * 3600, chunk=4) > 0
+    assert got == whole
+    await service.close()
+
+
 def test_archive_files_order_by_stream_id_not_name(tmp_path: Path) -> None:
     # ids compare as numbers: "999-0" comes before "1000-0" although it sorts after it as text
     archive = LogArchive(tmp_path)

@@ -26,7 +26,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from twin.archive import LogArchive, next_id
+from twin.archive import LogArchive, next_id, parse_id
 from twin.events import EventBase, Rejection, decode_batch, encode_batch
 from twin.outputs import Outputs
 from twin.registry import District
@@ -478,20 +478,31 @@ class Store:
     async def read_log(self, station: str, start: str = "-", chunk: int = 500
                        ) -> AsyncIterator[tuple[str, list[EventBase]]]:
         """The station's accepted inputs in arrival order, entry by entry (what replay and recovery read):
-        the archived entries first, then the stream after the last of them."""
+        the archived entries first, then the stream after the last of them.
+
+        A move to the archive may run meanwhile (a replay server reading a live twin's log): after each
+        read of the stream the archive is looked at again, and entries it gained past the cursor are
+        read from it before the stream's. A move writes its file before it trims the stream, so an entry
+        missing from a read of the stream is in a file by then."""
         key = self.log_key(station)
-        cursor = start
-        exclusive = start.startswith("(")
-        if exclusive:
-            cursor = start[1:]
-        if self.archive is not None:
-            for path in self.archive.paths(station, start):  # a file at a time, read off the event loop
-                for entry_id, _, _, _, blob in await asyncio.to_thread(self.archive.read_file, path, start):
-                    yield entry_id, decode_batch(station, blob)
-                    cursor, exclusive = entry_id, True
+        cursor, exclusive = (start[1:], True) if start.startswith("(") else (start, False)
         while True:
             lo = f"({cursor}" if exclusive else cursor
             entries = await self.r.xrange(key, min=lo, max="+", count=chunk)
+            newest = self.archive.last_id(station) if self.archive is not None else None
+            if newest is not None and (cursor == "-" or parse_id(newest) > parse_id(cursor)
+                                       or (parse_id(newest) == parse_id(cursor) and not exclusive)):
+                read_any = False
+                for path in self.archive.paths(station, lo):  # type: ignore[union-attr]
+                    for entry_id, _, _, _, blob in await asyncio.to_thread(
+                            self.archive.read_file, path, lo):  # type: ignore[union-attr]
+                        yield entry_id, decode_batch(station, blob)  # a file at a time, off the loop
+                        cursor, exclusive, read_any = entry_id, True, True
+                if read_any:
+                    after = parse_id(cursor)
+                    entries = [e for e in entries if parse_id(e[0].decode()) > after]
+                    if not entries:
+                        continue  # the stream again, after what the archive gave
             if not entries:
                 return
             for entry_id, fields in entries:
