@@ -51,7 +51,7 @@ class DemoOptions:
     reading_interval_s: float
     data_dir: Path
     #: Simulated days of log and divergence kept in Redis (older log to ``data_dir/archive``).
-    keep_days: float | None = 2.0
+    keep_days: float | None = 7.0
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def main() -> None:
               help="Seconds between tank gauge readings.")
 @click.option("--data", "data_dir", default="./fueltwin-data", show_default=True,
               type=click.Path(file_okay=False), help="Folder of the embedded Redis (wiped at start).")
-@click.option("--keep-days", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--keep-days", default=7.0, show_default=True, type=click.FloatRange(min=0),
               help="Simulated days of input log and divergence kept in Redis; older log entries move to "
                    "DATA/archive (replay still reads them), older divergence is dropped. 0 keeps all.")
 @click.option("--verbose", "-v", is_flag=True)
