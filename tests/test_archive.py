@@ -115,6 +115,8 @@ async def test_a_live_twin_keeps_its_recent_days_in_redis_and_the_rest_on_disk(s
     await service._archiving  # the move up to three hours before the newest batch
     newest = batches[-1][1]
     assert service.archived["runs"] >= 2 and service.archived["events"] > 0
+    assert service.archived["before_ts"] == newest - 3 * 3600
+    assert service.archived["files_bytes"] == store.archive.size_bytes() > 0  # type: ignore[union-attr]
     for spec in district.stations:
         kept = await store.r.xrange(store.log_key(spec.id))
         assert kept and all(float(f[b"t1"]) >= newest - 3 * 3600 for _, f in kept)

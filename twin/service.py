@@ -91,7 +91,8 @@ class TwinService:
         #: in memory, and those two are ~5 MB a station-day (bench/redis_memory.py).
         self.keep_days = keep_days
         self._archiving: asyncio.Task[None] | None = None
-        self.archived = {"events": 0, "divergence_entries": 0, "runs": 0}
+        self.archived: dict[str, float] = {"events": 0, "divergence_entries": 0, "runs": 0, "files_bytes": 0,
+                                           "before_ts": 0.0}
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -229,6 +230,9 @@ class TwinService:
         self.archived["events"] += moved
         self.archived["divergence_entries"] += dropped
         self.archived["runs"] += 1
+        self.archived["before_ts"] = before_ts
+        if moved and self.store.archive is not None:  # what the folder holds, for the health page
+            self.archived["files_bytes"] = await asyncio.to_thread(self.store.archive.size_bytes)
         if moved or dropped:
             log.info("archived %d logged events, dropped %d divergence entries before %.0f",
                      moved, dropped, before_ts)

@@ -218,6 +218,9 @@ class Health(BaseModel):
     service: dict[str, Any] | None
     #: The twin's writes to Redis (``state`` "holding" while Redis refuses them: they wait in order).
     writes: dict[str, Any] | None = None
+    #: The input log moved to the archive on disk and the divergence dropped (``--keep-days``): events and
+    #: entries so far, runs, the days kept; None when nothing is moved here.
+    archive: dict[str, Any] | None = None
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -230,6 +233,13 @@ def _station_or_404(district: District, station_id: str) -> StationSpec:
     if not district.has_station(station_id):
         raise _not_found(f"unknown station {station_id!r}")
     return district.station(station_id)
+
+
+def _archive_status(ctx: AppContext) -> dict[str, Any] | None:
+    service = ctx.service
+    if service is None or service.keep_days is None or service.store.archive is None:
+        return None
+    return {**service.archived, "keep_days": service.keep_days, "folder": str(service.store.archive.root)}
 
 
 def _is_online(state: dict[str, Any] | None) -> bool:
@@ -329,7 +339,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return Health(status="degraded" if degraded else "ok",
                       mode=ctx.mode, server_time=time.time(), store=counters, store_error=error,
                       hub=hub.stats(), service=None if ctx.service is None else ctx.service.counts.as_dict(),
-                      writes=writes)
+                      writes=writes, archive=_archive_status(ctx))
 
     @app.get(f"{API}/bridges", tags=["system"])
     async def bridges() -> list[dict[str, Any]]:
