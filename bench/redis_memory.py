@@ -41,7 +41,7 @@ async def measure(args: argparse.Namespace) -> None:
         client = connect(redis.url)
         store = Store(client, archive_dir=Path(tmp) / "archive")
         service = TwinService(district, store, make_runtime("local", district),
-                              checkpoint_every=50_000 if args.keep_days else None, keep_days=args.keep_days)
+                              checkpoint_every=args.checkpoint_every or None, keep_days=args.keep_days)
         base = int((await client.info("memory"))["used_memory"])
         t, end, events, t0 = START, START + args.days * 86_400, 0, time.perf_counter()
         while t < end:
@@ -77,7 +77,10 @@ async def measure(args: argparse.Namespace) -> None:
         moved = service.archived["events"]
         print(f"keeping {args.keep_days:g} days in Redis: {moved:,} events moved to {on_disk / 1e6:.1f} MB "
               f"of archive files ({on_disk / max(moved, 1):.0f} B an event), "
-              f"{service.archived['divergence_entries']:,} divergence entries dropped")
+              f"{service.archived['divergence_entries']:,} divergence entries dropped, in "
+              f"{service.archived['seconds']:.1f} s over {service.archived['runs']:.0f} moves "
+              f"({moved / max(service.archived['seconds'], 1e-9):,.0f} events/s"
+              f"{', ingest running beside them' if args.checkpoint_every else ', alone'})")
     print(f"{'family':<40} {'keys':>6} {'MB':>9} {'MB/station-day':>15}")
     for name, (n, size) in sorted(families.items(), key=lambda kv: -kv[1][1]):
         if size >= 0.001 * used:
@@ -92,6 +95,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep-days", type=float, default=None,
                     help="keep this many days in Redis, the older log in the archive (as serve does)")
+    ap.add_argument("--checkpoint-every", type=int, default=50_000,
+                    help="events between checkpoints (each starts a move); 0: one move at the end, alone")
     tune_gc()
     asyncio.run(measure(ap.parse_args()))
 

@@ -18,7 +18,7 @@ CLOCKS = {("time", "time"), ("time", "time_ns"), ("time", "monotonic"), ("time",
 EDGES = {
     "twin/cli.py": "the command line: progress and elapsed seconds for the person running it",
     "twin/scenario_runner.py": "the runner's wall seconds and events a second, in its report",
-    "twin/service.py": "paces the station states it builds for people (a few a second)",
+    "twin/service.py": "paces the station states it builds for people; times its moves to the archive",
     "twin/store_writer.py": "paces its retries while Redis is away and times the outage",
 }
 

@@ -92,7 +92,7 @@ class TwinService:
         self.keep_days = keep_days
         self._archiving: asyncio.Task[None] | None = None
         self.archived: dict[str, float] = {"events": 0, "divergence_entries": 0, "runs": 0, "files_bytes": 0,
-                                           "before_ts": 0.0}
+                                           "before_ts": 0.0, "seconds": 0.0}
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -220,6 +220,7 @@ class TwinService:
         before it; return (events moved, divergence entries dropped). A failure (Redis away, a full
         disk) is logged and left for the next checkpoint: what was moved is consistent either way."""
         moved = dropped = 0
+        began = time.monotonic()
         try:
             for spec in self.district.stations:
                 moved += await self.store.archive_log(spec.id, before_ts)
@@ -231,6 +232,7 @@ class TwinService:
         self.archived["divergence_entries"] += dropped
         self.archived["runs"] += 1
         self.archived["before_ts"] = before_ts
+        self.archived["seconds"] += time.monotonic() - began
         if moved and self.store.archive is not None:  # what the folder holds, for the health page
             self.archived["files_bytes"] = await asyncio.to_thread(self.store.archive.size_bytes)
         if moved or dropped:
