@@ -45,19 +45,28 @@ def next_id(entry_id: str) -> str:
 class LogArchive:
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        #: file name -> its first and last id: readers list the archive after every read of the stream
+        #: (a listing is cheap; parsing every name again was not). Not keyed on the folder's mtime: its
+        #: few-millisecond granularity could hide a file renamed in just after a listing.
+        self._ids: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
 
     def _dir(self, station: str) -> Path:
         return self.root / station
 
     def files(self, station: str) -> list[tuple[tuple[int, int], tuple[int, int], Path]]:
         """The station's archive files, oldest first, with the first and last id each holds."""
-        out = []
         folder = self._dir(station)
-        if not folder.is_dir():
-            return out
-        for path in folder.glob(f"*{SUFFIX}"):
-            first, _, last = path.name[: -len(SUFFIX)].partition("_")
-            out.append((parse_id(first), parse_id(last), path))
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(SUFFIX)]
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            ids = self._ids.get(name)
+            if ids is None:
+                first, _, last = name[: -len(SUFFIX)].partition("_")
+                ids = self._ids[name] = (parse_id(first), parse_id(last))
+            out.append((ids[0], ids[1], folder / name))
         out.sort()
         return out
 
