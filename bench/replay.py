@@ -52,7 +52,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         redis = EmbeddedRedis(tmp).start()
         client = connect(redis.url)
         try:
-            source = Store(client)
+            source = Store(client, archive_dir=Path(tmp) / "archive")
             live = TwinService(district, source, make_runtime("local", district))
             t0 = time.perf_counter()
             t, end = START, START + args.hours * 3600
@@ -66,6 +66,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             ids = [s.id for s in district.stations]
             ranges = await recorded_range(source, ids)
+            if args.from_archive:  # the whole log moved to files first: replay and recovery read those
+                await live.archive(float("inf"))
             first, last = min(a for a, _ in ranges.values()), max(b for _, b in ranges.values())
             target = Store(client, prefix="ft-replay")
             session = ReplaySession(source, target, district, ids, first, last, None)
@@ -108,6 +110,8 @@ def main() -> None:
     ap.add_argument("--reading-interval", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="profile the replay with pyinstrument")
+    ap.add_argument("--from-archive", action="store_true",
+                    help="move the recorded log to the archive's files first (what --keep-days does)")
     args = ap.parse_args()
     tune_gc()  # as `fueltwin replay` does
     r = asyncio.run(run(args))
