@@ -172,6 +172,37 @@ async def test_a_reader_misses_nothing_when_a_move_runs_under_it(store: Store, t
     await service.close()
 
 
+async def test_the_trace_of_past_months_moves_out_and_is_still_found(store: Store, tmp_path: Path) -> None:
+    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
+    district, batches = simulated_day(hours=6, step_s=600)
+    service = TwinService(district, store, make_runtime("local", district))
+    for raws, now in batches:
+        await service.ingest(raws, now=now)
+    await service.drain()
+    sid = district.stations[0].id
+    txns = [e async for _, evs in store.read_log(sid) for e in evs if e.kind == "nozzle.txn"]
+    fields = [f"{e.entity}:{e.txn_no}" for e in txns]
+    before = await store.find_txns(sid, fields)
+    assert len(fields) > 10 and all(v is not None for v in before)
+    assert await store.archive_trace("2026-06") == 0  # June is the month kept
+    every = 0
+    for spec in district.stations:
+        every += len({(e.entity, e.txn_no) async for _, evs in store.read_log(spec.id) for e in evs
+                      if e.kind == "nozzle.txn"})
+    assert await store.archive_trace("2026-07") == every  # both stations' June
+    assert not await store.r.exists(store.key(f"trace:txn:{sid}:2026-06"))
+    assert await store.find_txns(sid, fields) == before  # from the archive now
+    # Records of that month written again (a restart that read the log) merge into its file.
+    await store.r.hset(store.key(f"trace:txn:{sid}:2026-06"), fields[0], b'["again"]')
+    assert (await store.find_txns(sid, fields[:1])) == [["again"]]  # Redis first
+    assert await store.archive_trace("2026-07") == 1
+    assert await store.find_txns(sid, fields) == [["again"], *before[1:]]
+    # A record from before the months (one hash a station) is still found.
+    await store.r.hset(store.key(f"trace:txn:{sid}"), "N99:1", b"[1]")
+    assert await store.find_txns(sid, ["N99:1", "N99:2"]) == [[1], None]
+    await service.close()
+
+
 def test_archive_files_order_by_stream_id_not_name(tmp_path: Path) -> None:
     # ids compare as numbers: "999-0" comes before "1000-0" although it sorts after it as text
     archive = LogArchive(tmp_path)

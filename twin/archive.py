@@ -14,9 +14,11 @@ Layout: ``{root}/{station}/{first id}_{last id}.ftlog``, each a sequence of msgp
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -124,5 +126,44 @@ class LogArchive:
         files = self.files(station)
         return self.read_file(files[-1][2])[-1] if files else None
 
+    # ---- whole hashes of past months (the transactions' trace) ----------------------------------
+
+    def write_hash(self, station: str, name: str, mapping: dict[str, bytes]) -> Path:
+        """A hash's fields and JSON values as one JSON file ``{station}/{name}.json``, durable before this
+        returns (the caller deletes the hash only then). A file already there is merged, the new values
+        winning: a move cut short before its delete, or records written again by a restart that read
+        the log, come back as the same hash."""
+        folder = self._dir(station)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        merged = {k: json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode()
+                  for k, v in (self.read_hash(station, name) if path.exists() else {}).items()}
+        merged.update(mapping)
+        body = b"{" + b",".join(json.dumps(k).encode() + b":" + v for k, v in sorted(merged.items())) + b"}"
+        with open(tmp, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return path
+
+    def hash_names(self, station: str, prefix: str) -> list[str]:
+        """The archived hashes of a station whose name starts with ``prefix``, newest (largest) first."""
+        try:
+            names = os.listdir(self._dir(station))
+        except FileNotFoundError:
+            return []
+        return sorted((n[:-5] for n in names if n.startswith(prefix) and n.endswith(".json")), reverse=True)
+
+    def read_hash(self, station: str, name: str) -> dict[str, Any]:
+        with open(self._dir(station) / f"{name}.json", "rb") as f:
+            return json.load(f)
+
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob(f"*{SUFFIX}")) if self.root.is_dir() else 0
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.is_dir() else 0

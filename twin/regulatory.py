@@ -10,7 +10,8 @@ trace or a statistics query with a few hash reads and never scans a log:
 - ``trace:po``: ``{po_no}`` → the order's documents and the lots (deliveries) it was matched to;
 - ``trace:lot``: ``{lot}`` → the delivery, its share of its tank now, the litres drawn from it per day;
 - ``trace:epoch:{station}``: ``{tank}|{epoch}`` → the tank's composition by lot from a receipt on;
-- ``trace:txn:{station}``: ``{nozzle}:{txn_no}`` → the transaction with its tank and epoch;
+- ``trace:txn:{station}:{month}``: ``{nozzle}:{txn_no}`` → the transaction with its tank and epoch (a hash a
+  local month, so that months past the days kept move to the archive whole);
 - ``sales:{period}:{enclosing key}``: ``{station}|{key}`` → a closed hour, day, month or year's sales by
   grade (``twin.stats.history_hash``), e.g. ``sales:day:2026-06`` → ``BH-0001|2026-06-01``.
 
@@ -42,6 +43,7 @@ from twin.ledger import TankLedger
 from twin.outputs import Outputs
 from twin.registry import StationSpec
 from twin.stats import SalesTotals, history_hash
+from twin.timeutil import local_day
 from twin.trace import LotBook
 
 DOC_KINDS = frozenset({"doc.purchase", "doc.invoice", "doc.declaration"})
@@ -150,7 +152,7 @@ class StationRegulator:
         epoch = self.lots.draw(tank_id, end, sale_20c)
         self.records.append(
             {
-                "hash": f"trace:txn:{self.station}",
+                "hash": f"trace:txn:{self.station}:{local_day(end)[:7]}",  # by month: old ones move out
                 "field": f"{nozzle}:{ev.txn_no}",
                 "value": [tank_id, end, ev.volume_l, round(sale_20c, 3), epoch, ev.unit_price, ev.amount_cny],
             }

@@ -31,10 +31,15 @@ from twin.outputs import Outputs
 from twin.registry import District
 from twin.store import Store
 from twin.store_writer import StoreWriter
+from twin.timeutil import local_day
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Outputs], None]
+#: The transactions' trace stays in Redis at least this long past the days of log kept (whole local
+#: months move to the archive): a regulator traces recent sales most, and the paper trail's window of
+#: 45 days is when lots and their orders still change.
+TRACE_KEPT_DAYS = 62
 
 
 @dataclass
@@ -92,7 +97,7 @@ class TwinService:
         self.keep_days = keep_days
         self._archiving: asyncio.Task[None] | None = None
         self.archived: dict[str, float] = {"events": 0, "divergence_entries": 0, "runs": 0, "files_bytes": 0,
-                                           "before_ts": 0.0, "seconds": 0.0}
+                                           "before_ts": 0.0, "seconds": 0.0, "trace_records": 0}
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -222,9 +227,13 @@ class TwinService:
         moved = dropped = 0
         began = time.monotonic()
         try:
+            trace_month = (local_day(before_ts - TRACE_KEPT_DAYS * 86_400.0)[:7] if math.isfinite(before_ts)
+                           else "9999-12")  # everything
             for spec in self.district.stations:
                 moved += await self.store.archive_log(spec.id, before_ts)
                 dropped += await self.store.trim_divergence(spec.id, before_ts)
+            self.archived["trace_records"] += await self.store.archive_trace(trace_month)
+
         except (RedisError, OSError) as exc:
             log.warning("moving the log before %.0f to the archive stopped (%s); the next checkpoint "
                         "goes on", before_ts, exc)

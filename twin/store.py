@@ -551,6 +551,49 @@ class Store:
             if keep < len(entries) or len(entries) < chunk:
                 return moved
 
+    async def find_txns(self, station: str, fields: Sequence[str]) -> list[Any]:
+        """The trace records of ``fields`` (``nozzle:txn_no``) at a station, the newest month holding each
+        (a dispenser's numbers wrap): Redis's months first, then the hash written before months, then
+        the months moved to the archive."""
+        found: list[Any] = [None] * len(fields)
+        base = self.key(f"trace:txn:{station}")
+        keys = [k.decode() async for k in self.r.scan_iter(match=f"{base}:*", count=1000)]
+        months = sorted((k[len(base) + 1:] for k in keys), reverse=True)
+        pipe = self.r.pipeline(transaction=False)
+        for name in [f"{base}:{m}" for m in months] + [base]:
+            pipe.hmget(name, list(fields))
+        for blobs in await pipe.execute():
+            for i, blob in enumerate(blobs):
+                if found[i] is None and blob is not None:
+                    found[i] = json.loads(blob)
+        if self.archive is not None and any(v is None for v in found):
+            for name in await asyncio.to_thread(self.archive.hash_names, station, "trace-txn-"):
+                month = await asyncio.to_thread(self.archive.read_hash, station, name)
+                for i, f in enumerate(fields):
+                    if found[i] is None and f in month:
+                        found[i] = month[f]
+                if all(v is not None for v in found):
+                    break
+        return found
+
+    async def archive_trace(self, before_month: str) -> int:
+        """Move every station's transaction trace of the months before ``before_month`` (``2026-06``) to
+        the archive (one JSON file a station-month, durable before its hash is deleted); return the
+        records moved. One scan of the keys for all stations."""
+        if self.archive is None:
+            raise RuntimeError("this store has no archive directory")
+        base = self.key("trace:txn:")
+        moved = 0
+        async for key in self.r.scan_iter(match=f"{base}*:*", count=1000):
+            station, _, month = key.decode()[len(base):].rpartition(":")
+            if not station or month >= before_month:
+                continue
+            mapping = {k.decode(): v for k, v in (await self.r.hgetall(key)).items()}
+            await asyncio.to_thread(self.archive.write_hash, station, f"trace-txn-{month}", mapping)
+            await self.r.delete(key)
+            moved += len(mapping)
+        return moved
+
     async def trim_divergence(self, station: str, before_ts: float) -> int:
         """Drop the station's divergence records whose batch ended before ``before_ts``: they are derived
         from the log (a replay gives them again) and are most of the rest of what the twin keeps."""

@@ -292,7 +292,7 @@ def register(app: FastAPI, ctx: AppContext) -> None:
             (n, v)
             for n, v in zip(
                 nozzles,
-                await store.hmget_json(f"trace:txn:{station_id}", [f"{n}:{txn_no}" for n in nozzles]),
+                await store.find_txns(station_id, [f"{n}:{txn_no}" for n in nozzles]),
                 strict=True,
             )
             if v is not None
