@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,13 +29,21 @@ async def _log(store: Store, station: str, start: str = "-") -> list[tuple[str, 
     return [(eid, [(e.source, e.seq) for e in evs]) async for eid, evs in store.read_log(station, start)]
 
 
-async def test_archived_log_reads_back_whole_and_recovers_the_twin(store: Store, tmp_path: Path) -> None:
+async def _recorded(store: Store, tmp_path: Path, hours: float, step_s: float, **service_options: Any
+                    ) -> tuple[Store, Any, list[tuple[list[dict], float]], TwinService]:
+    """The store with an archive folder, and a twin fed ``hours`` of the two simulated stations."""
     store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
-    district, batches = simulated_day(hours=24, step_s=900)  # a day: it has deliveries to compare
-    service = TwinService(district, store, make_runtime("local", district))
+    district, batches = simulated_day(hours=hours, step_s=step_s)
+    service = TwinService(district, store, make_runtime("local", district), **service_options)
     for raws, now in batches:
         await service.ingest(raws, now=now)
     await service.drain()
+    return store, district, batches, service
+
+
+async def test_archived_log_reads_back_whole_and_recovers_the_twin(store: Store, tmp_path: Path) -> None:
+    # a day: it has deliveries to compare
+    store, district, _, service = await _recorded(store, tmp_path, 24, 900)
     expected = await service.runtime.states()
     stations = [s.id for s in district.stations]
     before = {sid: await _log(store, sid) for sid in stations}
@@ -102,13 +111,8 @@ async def test_archived_log_reads_back_whole_and_recovers_the_twin(store: Store,
 
 async def test_a_live_twin_keeps_its_recent_days_in_redis_and_the_rest_on_disk(store: Store,
                                                                                 tmp_path: Path) -> None:
-    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
-    district, batches = simulated_day(hours=12, step_s=600)
-    service = TwinService(district, store, make_runtime("local", district), checkpoint_every=2_000,
-                          keep_days=0.125)  # three hours
-    for raws, now in batches:
-        await service.ingest(raws, now=now)
-    await service.drain()
+    store, district, batches, service = await _recorded(store, tmp_path, 12, 600, checkpoint_every=2_000,
+                                                        keep_days=0.125)  # three hours
     assert service._archiving is not None  # the checkpoints along the way started moves
     await service._archiving  # (one at a time: a checkpoint while one runs starts none)
     await service.checkpoint()
@@ -133,12 +137,7 @@ async def test_a_station_whose_whole_log_is_archived_is_not_read_twice_at_restar
                                                                                     tmp_path: Path) -> None:
     # A station silent for longer than the days kept: its stream is empty, its checkpoint position is
     # the last archived entry, and a restart reads nothing of it again.
-    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
-    district, batches = simulated_day(hours=6, step_s=600)
-    service = TwinService(district, store, make_runtime("local", district))
-    for raws, now in batches:
-        await service.ingest(raws, now=now)
-    await service.drain()
+    store, district, _, service = await _recorded(store, tmp_path, 6, 600)
     expected = await service.runtime.states()
     silent = district.stations[0].id
     assert await store.archive_log(silent, float("inf")) > 0
@@ -155,12 +154,7 @@ async def test_a_station_whose_whole_log_is_archived_is_not_read_twice_at_restar
 async def test_a_reader_misses_nothing_when_a_move_runs_under_it(store: Store, tmp_path: Path) -> None:
     # A replay reading a live twin's log while the twin moves old entries to the archive: the entries
     # moved past the reader's cursor come from the files, nothing is skipped or read twice.
-    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
-    district, batches = simulated_day(hours=6, step_s=300)
-    service = TwinService(district, store, make_runtime("local", district))
-    for raws, now in batches:
-        await service.ingest(raws, now=now)
-    await service.drain()
+    store, district, _, service = await _recorded(store, tmp_path, 6, 300)
     sid = district.stations[0].id
     whole = await _log(store, sid)
     got = []
@@ -173,12 +167,7 @@ async def test_a_reader_misses_nothing_when_a_move_runs_under_it(store: Store, t
 
 
 async def test_the_trace_of_past_months_moves_out_and_is_still_found(store: Store, tmp_path: Path) -> None:
-    store = Store(store.r, prefix=store.p, archive_dir=tmp_path / "archive")
-    district, batches = simulated_day(hours=6, step_s=600)
-    service = TwinService(district, store, make_runtime("local", district))
-    for raws, now in batches:
-        await service.ingest(raws, now=now)
-    await service.drain()
+    store, district, _, service = await _recorded(store, tmp_path, 6, 600)
     sid = district.stations[0].id
     txns = [e async for _, evs in store.read_log(sid) for e in evs if e.kind == "nozzle.txn"]
     fields = [f"{e.entity}:{e.txn_no}" for e in txns]

@@ -1,9 +1,10 @@
 """Sales statistics and market monitoring: running aggregates per station, summed per region and district.
 
-Each station keeps its sales by grade for the current local day, month and year as running totals
-(updated per transaction, reset when the period changes) and its posted prices. That compact record is
-all a wall display needs: district and region figures are sums over at most a few thousand such
-records, never a scan of transactions.
+Each station keeps its sales by grade for the current local hour, day, month and year as running totals
+(updated per transaction, reset when the period changes) and its posted prices, and writes one row for
+each period once it is over. That compact record and those rows are all a wall display and a report
+need: district and region figures are sums over at most a few thousand of them, never a scan of
+transactions.
 
 Market monitoring compares each station's posted price of a grade with the district's reference for it:
 the median of the stations' posted prices (robust to the few far away ones it is meant to find), and

@@ -484,19 +484,19 @@ class Store:
         read of the stream the archive is looked at again, and entries it gained past the cursor are
         read from it before the stream's. A move writes its file before it trims the stream, so an entry
         missing from a read of the stream is in a file by then."""
-        key = self.log_key(station)
+        key, archive = self.log_key(station), self.archive
         cursor, exclusive = (start[1:], True) if start.startswith("(") else (start, False)
         while True:
             lo = f"({cursor}" if exclusive else cursor
             entries = await self.r.xrange(key, min=lo, max="+", count=chunk)
-            newest = self.archive.last_id(station) if self.archive is not None else None
-            if newest is not None and (cursor == "-" or parse_id(newest) > parse_id(cursor)
-                                       or (parse_id(newest) == parse_id(cursor) and not exclusive)):
+            newest = archive.last_id(station) if archive is not None else None
+            if archive is not None and newest is not None and (
+                    cursor == "-" or parse_id(newest) > parse_id(cursor)
+                    or (parse_id(newest) == parse_id(cursor) and not exclusive)):
                 read_any = False
-                for path in self.archive.paths(station, lo):  # type: ignore[union-attr]
-                    for entry_id, _, _, _, blob in await asyncio.to_thread(
-                            self.archive.read_file, path, lo):  # type: ignore[union-attr]
-                        yield entry_id, decode_batch(station, blob)  # a file at a time, off the loop
+                for path in archive.paths(station, lo):  # a file at a time, read off the event loop
+                    for entry_id, _, _, _, blob in await asyncio.to_thread(archive.read_file, path, lo):
+                        yield entry_id, decode_batch(station, blob)
                         cursor, exclusive, read_any = entry_id, True, True
                 if read_any:
                     after = parse_id(cursor)

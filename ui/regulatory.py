@@ -19,7 +19,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from twin.documents import check, identity, normalise
 from twin.events import Rejection
 from twin.ledger import combine, roll
-from twin.stats import PERIODS, aggregate, history_hash, market, valid_key
+from twin.stats import PERIODS, aggregate, history_hash, market, newest_key, valid_key
 
 if TYPE_CHECKING:
     from ui.app import AppContext
@@ -388,8 +388,7 @@ def register(app: FastAPI, ctx: AppContext) -> None:
                          far_pct: float) -> dict[str, Any]:
         recs = await records()
         if key is None:
-            keys = [r.get("keys", {}).get(period) for r in recs.values()]
-            key = max((k for k in keys if k), default=None)
+            key = newest_key(recs, period)
         elif not valid_key(period, key):
             raise HTTPException(422, f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)")
         regions = {s.id: s.region for s in district.stations}
