@@ -50,8 +50,12 @@ class DemoOptions:
     start_ts: float
     reading_interval_s: float
     data_dir: Path
-    #: Simulated days of log and divergence kept in Redis (older log to ``data_dir/archive``).
+    #: Simulated days of log and divergence kept in Redis (older log to ``archive_dir``).
     keep_days: float | None = 7.0
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ async def run_demo(o: DemoOptions) -> None:
     redis = EmbeddedRedis(o.data_dir).start()
     redis.supervise()  # a crash of our own Redis is ours to mend: the twin's writes wait for it
     client = connect(redis.url)
-    store = Store(client, archive_dir=o.data_dir / "archive")
+    store = Store(client, archive_dir=o.archive_dir)
     sim_district = synthetic_district(o.stations, o.seed)
     district = sim_district.district
     await store.save_district(district)

@@ -42,6 +42,13 @@ def valid_key(period: str, key: str) -> bool:
     return parsed.strftime(_KEY_FORMAT[period]) == key  # strptime takes "2026-6"; the twin writes "2026-06"
 
 
+def key_problem(period: str, key: str | None) -> str | None:
+    """What is wrong with a key a person gave for ``period`` (None: nothing, or no key)."""
+    if key is None or valid_key(period, key):
+        return None
+    return f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)"
+
+
 def period_keys(ts: float) -> dict[str, str]:
     day = local_day(ts)
     return {"hour": local_hour_key(ts), "day": day, "month": day[:7], "year": day[:4]}

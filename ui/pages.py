@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 
-from twin.stats import valid_key
+from twin.stats import key_problem
 from ui.trend import SalesTrend
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ def register(app: FastAPI, ctx: AppContext) -> None:
         """District (or one region's) sales, litres, CNY and transactions by grade, by local hour of a day,
         day of a month or month of a year: closed periods from the rows the stations wrote when each was
         over, the current one from their running totals (restart-proof; the same figures as /stats)."""
-        if key is not None and not valid_key(period, key):
-            raise HTTPException(422, f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)")
+        if (problem := key_problem(period, key)) is not None:
+            raise HTTPException(422, problem)
         stations = None
         if region is not None:
             stations = [s.id for s in ctx.district.stations if s.region == region]

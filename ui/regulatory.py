@@ -19,7 +19,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from twin.documents import check, identity, normalise
 from twin.events import Rejection
 from twin.ledger import combine, roll
-from twin.stats import PERIODS, aggregate, history_hash, market, newest_key, valid_key
+from twin.stats import PERIODS, aggregate, history_hash, key_problem, market, newest_key
 
 if TYPE_CHECKING:
     from ui.app import AppContext
@@ -387,10 +387,10 @@ def register(app: FastAPI, ctx: AppContext) -> None:
     async def sales_statistics(period: str, key: str | None, region: str | None, station: str | None,
                          far_pct: float) -> dict[str, Any]:
         recs = await records()
+        if (problem := key_problem(period, key)) is not None:
+            raise HTTPException(422, problem)
         if key is None:
             key = newest_key(recs, period)
-        elif not valid_key(period, key):
-            raise HTTPException(422, f"key {key!r} is not a {period} (2026-06-01, 2026-06 or 2026)")
         regions = {s.id: s.region for s in district.stations}
         if region is not None and region not in set(regions.values()):
             raise HTTPException(404, f"unknown region {region!r}")
