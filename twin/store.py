@@ -259,14 +259,9 @@ class Store:
         raw = await self.r.hgetall(self.key(name))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
-    async def hgetall_raw_together(self, *names: str) -> list[dict[bytes, bytes]]:
-        """Several hashes read in one transaction, undecoded (a caller with many rows decodes them off the
-        event loop): rows that one write moves from one to the other (a running total and the row it
-        closes into) are seen on one side only."""
-        pipe = self.r.pipeline(transaction=True)
-        for name in names:
-            pipe.hgetall(self.key(name))
-        return list(await pipe.execute())
+    async def hgetall_raw(self, name: str) -> dict[bytes, bytes]:
+        """A hash undecoded: a caller with many rows decodes them off the event loop."""
+        return await self.r.hgetall(self.key(name))
 
     # ---- writes ----------------------------------------------------------------------------------
 

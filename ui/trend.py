@@ -35,20 +35,25 @@ class SalesTrend:
         hit = self._cache.get(ask)
         if hit is not None and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
+        # The running totals first, then the closed rows: a row that closes in between is then read
+        # with its record still showing that period, and a closed row wins over such a record; read the
+        # other way round it could be missed on both sides.
+        records = await asyncio.to_thread(_decode, await self.store.hgetall_raw("stats"))
+        key = key or newest_key(records, period)
         if key is None:
-            key = newest_key(await self.store.hgetall_json("stats"), period)
-            if key is None:
-                return {"period": period, "key": None, "buckets": []}
-        # the running totals and the closed rows in one transaction: a row closing in between is seen once
-        raw = await self.store.hgetall_raw_together("stats", history_hash(TREND_BUCKETS[period], key))
-        result = await asyncio.to_thread(_decode_and_sum, raw, period, key, stations)
+            return {"period": period, "key": None, "buckets": []}
+        rows = await self.store.hgetall_raw(history_hash(TREND_BUCKETS[period], key))
+        result = await asyncio.to_thread(_trend, records, rows, period, key, stations)
         if len(self._cache) > 64:
             self._cache.clear()
         self._cache[ask] = (time.monotonic(), result)
         return result
 
 
-def _decode_and_sum(raw: list[dict[bytes, bytes]], period: str, key: str,
-                    stations: list[str] | None) -> dict[str, Any]:
-    records, rows = ({k.decode(): json.loads(v) for k, v in h.items()} for h in raw)
-    return trend(records, rows, period, key, stations)
+def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+
+def _trend(records: dict[str, Any], rows: dict[bytes, bytes], period: str, key: str,
+           stations: list[str] | None) -> dict[str, Any]:
+    return trend(records, _decode(rows), period, key, stations)
