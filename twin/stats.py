@@ -233,10 +233,14 @@ def trend(
 ) -> dict[str, Any]:
     """Sales by hour of a day, day of a month or month of a year: the closed rows of the enclosing
     period's hash (``rows``: ``station|key`` -> sales, from ``history_hash``) plus each station's
-    running totals of the bucket it is in now."""
+    running totals of the bucket it is in now.
+
+    Buckets after the newest one any station has reached are marked ``future``: a wall drawing the
+    rest of today as zeros would show sales stopping at the current hour."""
     src = TREND_BUCKETS[period]
     wanted = None if stations is None else set(stations)
     buckets: dict[str, dict[str, dict[str, float]]] = {k: {} for k in trend_keys(period, key)}
+    now = max((k for rec in records.values() if (k := rec.get("keys", {}).get(src))), default=None)
     for name, sales in rows.items():
         sid, _, k = name.partition("|")
         if k in buckets and (wanted is None or sid in wanted):
@@ -246,7 +250,9 @@ def trend(
         # a row already closed wins over a record written before it closed (states are paced, rows not)
         if k in buckets and (wanted is None or sid in wanted) and f"{sid}|{k}" not in rows:
             _add(buckets[k], rec.get("sales", {}).get(src, {}))
-    return {"period": period, "key": key, "buckets": [{"key": k, **_rounded(v)} for k, v in buckets.items()]}
+    return {"period": period, "key": key,
+            "buckets": [{"key": k, **_rounded(v), **({"future": True} if now is not None and k > now else {})}
+                        for k, v in buckets.items()]}
 
 
 def market(records: Mapping[str, Mapping[str, Any]], far_pct: float = 3.0) -> dict[str, Any]:

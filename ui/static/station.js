@@ -136,10 +136,13 @@
       if (!c) continue;
       const bands = dropBands(tank);
       const inDrop = (ts) => bands.some(([a, b]) => ts >= a && ts < b);
-      c.setOption({grid: {left: 40, right: 8, top: 18, bottom: 18}, tooltip: {trigger: "axis"},
+      c.setOption({grid: {left: 40, right: 8, top: 26, bottom: 18}, tooltip: {trigger: "axis"},
         title: {text: `${t("divergence")} L` + (s.leak_rate_lph == null ? "" : ` · ${t("leakRate")} ${fmt.signed(s.leak_rate_lph, 2)} L/h`),
                 textStyle: {color: "#8aa0b8", fontSize: 11, fontWeight: "normal"}, left: 0, top: 0},
-        xAxis: {type: "time", axisLabel: {color: "#8aa0b8", fontSize: 10, formatter: (v) => fmt.time(v / 1000).slice(-8, -3)},
+        xAxis: {type: "time", splitNumber: 4,
+                axisLabel: {color: "#8aa0b8", fontSize: 10, hideOverlap: true,
+                            // over 7 days the hour alone is ambiguous: the day goes with it
+                            formatter: (v) => fmt.time(v / 1000).slice(model.windowS > 86400 ? 0 : -8, -3)},
                 axisLine: {lineStyle: {color: "#2a4466"}}},
         yAxis: {type: "value", scale: true, axisLabel: {color: "#8aa0b8", fontSize: 10}, splitLine: {lineStyle: {color: "#1b3050"}}},
         series: [{type: "line", symbol: "none", data: s.ts.map((x, i) => [x * 1000, inDrop(x) ? null : s.divergence_l[i]]),

@@ -337,10 +337,12 @@
       xAxis: {type: "category", show: true, data: tr.buckets.map((b) => label(b.key)), ...axisStyle()},
       yAxis: [{type: "value", show: true, name: FT.lang() === "zh" ? "升" : "L", nameTextStyle: {color: "#9fb3c8"}, ...axisStyle()},
               {type: "value", show: true, name: fmt.moneyUnit(), nameTextStyle: {color: "#9fb3c8"}, ...axisStyle(), splitLine: {show: false}}],
-      series: [{type: "bar", name: t("volume"), data: tr.buckets.map((b) => Math.round(b.volume_l)),
+      // hours (days, months) not reached yet are gaps, not zeros: sales have not stopped
+      series: [{type: "bar", name: t("volume"), data: tr.buckets.map((b) => b.future ? null : Math.round(b.volume_l)),
                 itemStyle: {color: "#3aa0ff"}},
                {type: "line", name: t("amount"), yAxisIndex: 1, smooth: false, symbol: "none",
-                data: tr.buckets.map((b) => +fmt.moneyValue(b.amount_cny).toFixed(2)), lineStyle: {color: "#f1c40f"}}]}, true);
+                data: tr.buckets.map((b) => b.future ? null : +fmt.moneyValue(b.amount_cny).toFixed(2)),
+                lineStyle: {color: "#f1c40f"}}]}, true);
   }
 
   function renderRegions() {
