@@ -303,6 +303,14 @@ async def test_scenarios_page_runs_one_and_shows_its_report(twin: Twin, browser:
     offsite: list[str] = []
     page = await open_page(browser, offsite)
     await page.goto(twin.base + "/scenarios")
+    # The listing in the reader's language: the fault type and the expected alert by name, the file's
+    # own words and its description on hover.
+    row = page.locator("tr[data-file='short-comm-loss.yaml'] td")
+    assert await row.nth(3).text_content() == "通讯中断"
+    assert await row.nth(3).get_attribute("title") == "comm_loss"
+    assert await row.nth(4).text_content() == "数据中断 ≤ 15m"
+    assert await row.nth(4).get_attribute("title") == "COMM_LOSS ≤ 15m"
+    assert (await row.nth(0).get_attribute("title") or "").startswith("BH-0001's link is down")
     await page.locator("button[data-run='short-comm-loss.yaml']").click()
     done = page.locator("#report [data-passed]")
     await done.first.wait_for(timeout=60_000)

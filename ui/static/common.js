@@ -31,7 +31,7 @@ const FT = (() => {
       run: "运行", running: "运行中", done: "完成", error: "出错", report: "报告", expectations: "预期检测",
       met: "命中", missed: "未命中", timeToDetect: "检测用时", falseAlarms: "误报", file: "文件",
       estimate: "估计（末次 / 真值）", ciHolds: "95% 区间含真值", ciMisses: "95% 区间不含真值",
-      duration: "时长", faults: "故障", expects: "预期", progress: "进度", openStation: "打开油站",
+      duration: "时长", faults: "故障", expects: "预期", invalid: "文件有误", progress: "进度", openStation: "打开油站",
       passed: "通过", notAvailable: "此服务未提供", replayRange: "回放范围", speed: "倍速", pause: "暂停",
       resume: "继续", stop: "停止", stations: "油站", all: "全部", from: "从", to: "至", status: "状态",
       recorded: "已记录", sold: "售出", amountYuan: "金额 元", lph: "L/h",
@@ -77,7 +77,7 @@ const FT = (() => {
       run: "Run", running: "running", done: "done", error: "error", report: "Report",
       expectations: "Expected detections", met: "met", missed: "missed", timeToDetect: "Time to detect",
       estimate: "Estimate (latest / truth)", ciHolds: "95% CI holds the truth", ciMisses: "95% CI misses the truth",
-      falseAlarms: "False alarms", file: "File", duration: "Duration", faults: "Faults", expects: "Expects",
+      falseAlarms: "False alarms", file: "File", duration: "Duration", faults: "Faults", expects: "Expects", invalid: "invalid",
       progress: "Progress", openStation: "Open station", passed: "passed", notAvailable: "not provided here",
       replayRange: "Range", speed: "Speed", pause: "Pause", resume: "Resume", stop: "Stop",
       stations: "Stations", all: "All", from: "From", to: "To", status: "Status", recorded: "Recorded",
@@ -118,6 +118,20 @@ const FT = (() => {
     PRICE_DUMPING: ["低价倾销", "Price dumping"], CAPACITY_MISREPORT: ["罐容申报不实", "Capacity misreport"],
     HIDDEN_TANK: ["疑似隐蔽油罐", "Hidden tank"],
   };
+  // Fault types of the scenario files (simulators FAULT_TYPES), as a tester reads them.
+  const FAULT_TYPES = {
+    leak: ["渗漏", "Leak"], theft: ["盗油", "Theft"], meter_bias: ["计量作弊", "Meter bias"],
+    hidden_sales: ["隐藏销售", "Hidden sales"], totalizer_jump: ["累计数跳变", "Totalizer jump"],
+    txn_gap: ["流水跳号", "Txn gap"], mainboard_swap: ["更换主板", "Mainboard swap"],
+    sensor_stuck: ["液位仪冻结", "Gauge stuck"], sensor_drift: ["液位仪漂移", "Gauge drift"],
+    comm_loss: ["通讯中断", "Comm. loss"], water_ingress: ["进水", "Water ingress"],
+    capacity_misreport: ["虚报罐容", "Capacity misreport"], hidden_tank: ["隐蔽油罐", "Hidden tank"],
+    delivery_without_po: ["无票进油", "Delivery without PO"], po_without_delivery: ["有票无油", "PO without delivery"],
+    invoice_inflation: ["虚开发票", "Invoice inflation"], underdeclared_sales: ["少报销售", "Under-declared sales"],
+    price_dumping: ["低价倾销", "Price dumping"], processor_off: ["处理装置停机", "Vapor processor off"],
+    vapor_blockage: ["油气回收堵塞", "Vapor blockage"], vapor_unsealed: ["油气系统不密闭", "Vapor system unsealed"],
+    voc_leak: ["VOC 泄漏", "VOC leak"],
+  };
   const SEVERITY_RANK = {info: 1, warning: 2, alarm: 3, critical: 4};
   const COLORS = {ok: "#2ecc71", offline: "#6b7a90", info: "#3aa0ff", warning: "#f1c40f", alarm: "#ff8c1a",
                   critical: "#ff3b3b"};
@@ -157,6 +171,7 @@ const FT = (() => {
       : `${fmtInt.format(l)} ${lang === "zh" ? "升" : "L"}`,
     signed: (v, digits) => v == null ? "—" : (v > 0 ? "+" : "") + v.toFixed(digits),
     code: (c) => (ALERT_CODES[c] || [c, c])[lang === "zh" ? 0 : 1],
+    fault: (f) => (FAULT_TYPES[f] || [f, f])[lang === "zh" ? 0 : 1],
   };
   // Local calendar day (Asia/Shanghai, UTC+8, no daylight saving) of an event time.
   function localDay(ts) { return new Date((ts + 8 * 3600) * 1000).toISOString().slice(0, 10); }

@@ -32,11 +32,14 @@
     known = new Set((hello || []).map((s) => s.id));
     const head = el("tr", null, ...["file", "duration", "stations", "faults", "expects", ""].map((k) => el("th", {text: k ? t(k) : ""})));
     box.replaceChildren(el("table", {class: "list"}, head, ...d.files.map((f) => el("tr", {"data-file": f.file},
-      el("td", null, el("b", {text: f.name || f.file}), el("div", {class: "small muted", text: f.file})),
+      el("td", {title: f.description || ""}, el("b", {text: f.name || f.file}), el("div", {class: "small muted", text: f.file})),
       el("td", {text: f.duration || "—"}), el("td", {text: f.stations ?? "—"}),
-      el("td", {text: (f.faults || []).join(", ") || "—"}),
-      el("td", {text: (f.expects || []).map((e) => `${e.alert} ≤ ${e.within}`).join(", ") || "—"}),
-      el("td", null, f.valid ? el("button", {type: "button", "data-run": f.file, text: t("run"), onclick: () => start(f.file)}) : el("span", {class: "bad", text: "invalid"}))))));
+      // in the reader's language, the file's own words (type, alert code) on hover
+      el("td", {text: (f.faults || []).map(fmt.fault).join("、") || "—", title: (f.faults || []).join(", ")}),
+      el("td", {text: (f.expects || []).map((e) => `${fmt.code(e.alert)} ≤ ${e.within}`).join("、") || "—",
+                title: (f.expects || []).map((e) => `${e.alert} ≤ ${e.within}`).join(", ")}),
+      el("td", null, f.valid ? el("button", {type: "button", "data-run": f.file, text: t("run"), onclick: () => start(f.file)})
+        : el("span", {class: "bad", text: t("invalid"), title: f.error || ""}))))));
   }
 
   async function start(file) {
