@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from twin.app_runner import replay_command
 from twin.store import EmbeddedRedis, Store, connect
 
 
@@ -37,6 +39,30 @@ async def _line_matching(stream: asyncio.StreamReader, pattern: str, seen: list[
             return m
 
 
+async def _replay_answers(args: list[str], stations: set[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "twin.cli", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            url = (await _line_matching(proc.stdout, r"(http://\S+/)replay", seen)).group(1)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            recorded = (await client.get("/api/v1/replay/range")).json()["stations"]
+        assert set(recorded) == stations
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def test_the_replay_command_hides_a_redis_password() -> None:
+    command = replay_command(Path("rec"), "redis://ops:s3cret@10.0.0.5:6380/2", "ft-a", 9000)
+    assert "s3cret" not in command
+    assert command == (f"fueltwin replay --redis-url 'redis://ops:***@10.0.0.5:6380/2' "
+                       f"--data {Path('rec').resolve()} --prefix ft-a --port 9001")
+
+
 @pytest.mark.timeout(180)
 async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -55,6 +81,10 @@ async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
             assert page.status_code == 200 and "<html" in page.text.lower()
             stations = (await client.get("/api/v1/stations")).json()
             assert sorted(s["id"] for s in stations) == ["BH-0001", "BH-0002"]
+            # The /replay page's advice opens a replay server on this very recording while it runs.
+            command = (await client.get("/api/v1/health")).json()["replay_command"]
+            assert command == f"fueltwin replay --data {data.resolve()} --port 8001"
+        await _replay_answers(shlex.split(command)[1:] + ["--port", "0"], {"BH-0001", "BH-0002"})
         async with websockets.connect(url.replace("http", "ws", 1) + "ws/live") as ws, asyncio.timeout(60):
             while (message := json.loads(await ws.recv()))["type"] != "divergence":
                 pass

@@ -11,10 +11,12 @@ import asyncio
 import gc
 import json
 import logging
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
@@ -78,6 +80,24 @@ class ServeOptions:
         """Where the input log's older entries are kept on disk, beside the embedded Redis's files."""
         return self.data_dir / "archive"
 
+def replay_command(data_dir: Path, redis_url: str | None, prefix: str, port: int) -> str:
+    """The command that opens a replay server on this twin's recording, as the /replay page shows it to
+    a researcher: the data folder resolved (the archive of older log is there even with a Redis URL),
+    the URL without its password, the next port (8001 when this server took any free port)."""
+    parts = ["fueltwin replay"]
+    if redis_url:
+        url = urlsplit(redis_url)
+        if url.password is not None:
+            netloc = f"{url.username or ''}:***@{url.hostname or ''}" + (f":{url.port}" if url.port else "")
+            url = url._replace(netloc=netloc)
+        parts.append(f"--redis-url {shlex.quote(urlunsplit(url))}")
+    parts.append(f"--data {shlex.quote(str(data_dir.resolve()))}")
+    if prefix != "ft":
+        parts.append(f"--prefix {shlex.quote(prefix)}")
+    parts.append(f"--port {port + 1 if port else 8001}")
+    return " ".join(parts)
+
+
 #: Accepted events between durable checkpoints of a live twin (a few minutes of a large district).
 LIVE_CHECKPOINT_EVENTS = 500_000
 
@@ -135,7 +155,8 @@ async def run_demo(o: DemoOptions) -> None:
                           keep_days=o.keep_days)
     hub = LiveHub(store, district)
     service.subscribe(hub.publish)
-    app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo"))
+    app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo",
+                                replay_command=replay_command(o.data_dir, None, "ft", o.port)))
     server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
     # The demo runs for as long as it is left on and scores nothing: no true state per reading.
     simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
@@ -186,7 +207,8 @@ async def run_serve(o: ServeOptions) -> None:
             raise LookupError(f"no district recorded under prefix {o.prefix!r} in that Redis; "
                               "run `fueltwin demo` first or give the right --prefix")
         hub = LiveHub(store, district)
-        app = create_app(AppContext(store=store, district=district, hub=hub, service=None, mode="live"))
+        app = create_app(AppContext(store=store, district=district, hub=hub, service=None, mode="live",
+                                    replay_command=replay_command(o.data_dir, o.redis_url, o.prefix, o.port)))
         server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
         await _serve_until_stopped(server, lambda url: print(f"fueltwin serve: {url}", flush=True))
     finally:
@@ -365,7 +387,8 @@ async def run_bridged(o: ServeOptions) -> None:
         hub = LiveHub(store, district, flush_interval_s=0.1)
         service.subscribe(hub.publish)
         app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="live",
-                                    bridges=runner))
+                                    bridges=runner,
+                                    replay_command=replay_command(o.data_dir, o.redis_url, o.prefix, o.port)))
         server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning",
                                                timeout_graceful_shutdown=5))
         bridges = asyncio.create_task(runner.run())

@@ -53,6 +53,8 @@ class AppContext:
     mode: str = "live"
     #: The field bridges feeding a live twin (``bridges.runner.BridgeRunner``), if any.
     bridges: Any = None
+    #: How to open a replay server on this twin's recording (``twin.app_runner.replay_command``).
+    replay_command: str | None = None
 
 
 # ---- response models (they document the API at /docs; extra fields pass through) -------------------
@@ -221,6 +223,8 @@ class Health(BaseModel):
     #: The input log moved to the archive on disk and the divergence dropped (``--keep-days``): events and
     #: entries so far, runs, the days kept; None when nothing is moved here.
     archive: dict[str, Any] | None = None
+    #: The command that opens a replay server on this recording (shown by the /replay page here).
+    replay_command: str | None = None
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -339,7 +343,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return Health(status="degraded" if degraded else "ok",
                       mode=ctx.mode, server_time=time.time(), store=counters, store_error=error,
                       hub=hub.stats(), service=None if ctx.service is None else ctx.service.counts.as_dict(),
-                      writes=writes, archive=_archive_status(ctx))
+                      writes=writes, archive=_archive_status(ctx), replay_command=ctx.replay_command)
 
     @app.get(f"{API}/bridges", tags=["system"])
     async def bridges() -> list[dict[str, Any]]:

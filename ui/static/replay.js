@@ -39,8 +39,11 @@
     if (timer) clearInterval(timer);
     panel.replaceChildren(FT.el("h2", {"data-i18n": "replay"}, FT.t("replay")));
     if (!(await FT.has("/api/v1/replay"))) {
+      // this server's own recording (its data folder, prefix and the next port), as it tells
+      const health = await FT.getJSON("/api/v1/health");
       panel.append(FT.el("p", {id: "replay-status", class: "muted", text: tr("notHere")}),
-                   FT.el("pre", {text: "fueltwin replay --data ./fueltwin-data --port 8001"}));
+                   FT.el("pre", {id: "replay-command",
+                                 text: (health && health.replay_command) || "fueltwin replay --data ./fueltwin-data --port 8001"}));
       return;
     }
     const range = await FT.getJSON("/api/v1/replay/range") || {stations: {}};
