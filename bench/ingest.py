@@ -43,7 +43,8 @@ def peak_rss_mb() -> float:
 def simulator(args: argparse.Namespace) -> tuple[object, DistrictSimulator]:
     sim_district = synthetic_district(args.stations, args.seed)
     return sim_district, DistrictSimulator(sim_district, seed=args.seed, start_ts=START,
-                                           reading_interval_s=args.reading_interval, truth_every=None)
+                                           reading_interval_s=args.reading_interval, truth_every=None,
+                                           vapor=args.vapor)
 
 
 def batches(args: argparse.Namespace, sim: DistrictSimulator) -> Iterator[tuple[list[dict], float]]:
@@ -118,12 +119,15 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="profile the full path with pyinstrument")
+    ap.add_argument("--vapor", action="store_true",
+                    help="with the stations' vapor-recovery monitors (as the demo has)")
     args = ap.parse_args()
     tune_gc()  # as `fueltwin demo` does
 
     n_events, gen_s = generation(args)
     print(f"district: {args.stations} stations, {args.hours:g} h simulated, readings every "
-          f"{args.reading_interval:g} s, batches of {args.batch_s:g} s simulated")
+          f"{args.reading_interval:g} s, batches of {args.batch_s:g} s simulated"
+          + (", vapor-recovery monitors" if args.vapor else ""))
     print(f"generation       {n_events:>10,} events in {gen_s:7.2f} s = {n_events / gen_s:>10,.0f} events/s")
 
     rt_s, rt_n = asyncio.run(runtime_only(args))

@@ -27,6 +27,7 @@ from actors.base import make_runtime
 from simulators.district import synthetic_district
 from simulators.faults import build_fault
 from simulators.feed import DistrictSimulator, run_live
+from simulators.live_faults import LiveFaults
 from twin.service import TwinService
 from twin.store import Store, connect
 from twin.timeutil import local_day
@@ -57,10 +58,11 @@ class Twin:
         self.store = Store(self.client, prefix=f"test-br-{uuid.uuid4().hex[:8]}")
         self.service = TwinService(district, self.store, make_runtime("local", district))
         self.hub = LiveHub(self.store, district)
-        self.app = create_app(AppContext(store=self.store, district=district, hub=self.hub,
-                                         service=self.service, mode="demo"))
         self.sim = DistrictSimulator(self.sim_district, seed=7, start_ts=start_ts,
                                      reading_interval_s=reading_interval_s, vapor=vapor)
+        self.faults = LiveFaults(self.sim, 7)  # as `fueltwin demo` has: the station page injects faults
+        self.app = create_app(AppContext(store=self.store, district=district, hub=self.hub,
+                                         service=self.service, mode="demo", faults=self.faults))
         self.port = 0
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None

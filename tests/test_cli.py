@@ -66,9 +66,14 @@ def test_the_replay_command_hides_a_redis_password() -> None:
 @pytest.mark.timeout(180)
 async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("name: outage\nseed: 1\nstart: \"2026-01-01T00:00:00+08:00\"\nduration: 1d\n"
+                      "district: {stations: 2}\n"
+                      "faults:\n  - {type: comm_loss, station: BH-0002, at: 1h, for: 30m}\n",
+                      encoding="utf-8")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "twin.cli", "demo", "--stations", "2", "--speed", "0", "--port", "0",
-        "--data", str(data), "--start", "2026-06-01T00:00:00+08:00",
+        "--data", str(data), "--start", "2026-06-01T00:00:00+08:00", "--faults", str(faults),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen: list[str] = []
@@ -84,6 +89,10 @@ async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
             # The /replay page's advice opens a replay server on this very recording while it runs.
             command = (await client.get("/api/v1/health")).json()["replay_command"]
             assert command == f"fueltwin replay --data {data.resolve()} --port 8001"
+            # The file's fault, at its offset from the demo's start (not from the file's own start).
+            (outage,) = (await client.get("/api/v1/demo/faults")).json()
+            assert (outage["type"], outage["station"]) == ("comm_loss", "BH-0002")
+            assert outage["at_ts"] == 1_780_243_200 + 3600
         await _replay_answers(shlex.split(command)[1:] + ["--port", "0"], {"BH-0001", "BH-0002"})
         async with websockets.connect(url.replace("http", "ws", 1) + "ws/live") as ws, asyncio.timeout(60):
             while (message := json.loads(await ws.recv()))["type"] != "divergence":
@@ -115,3 +124,16 @@ async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         await client.aclose()
         redis.stop()
+
+
+def test_demo_refuses_a_faults_file_its_district_cannot_take(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("name: elsewhere\nseed: 1\nstart: \"2026-01-01T00:00:00+08:00\"\nduration: 1d\n"
+                      "district: {stations: 40}\n"
+                      "faults:\n  - {type: leak, station: BH-0030, tank: T1, at: 1h, rate_lph: 2}\n",
+                      encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "twin.cli", "demo", "--stations", "2", "--port", "0",
+                           "--data", str(tmp_path / "data"), "--faults", str(faults)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "faults[0]" in done.stderr and "no station 'BH-0030'" in done.stderr

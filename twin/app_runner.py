@@ -54,6 +54,10 @@ class DemoOptions:
     data_dir: Path
     #: Simulated days of log and divergence kept in Redis (older log to ``archive_dir``).
     keep_days: float | None = 7.0
+    #: Simulate the stations' vapor-recovery monitors (issue 6).
+    vapor: bool = True
+    #: Faults to inject as the demo starts (a scenario's ``faults:`` items, ``at`` from the start).
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def archive_dir(self) -> Path:
@@ -139,15 +143,25 @@ async def _open_redis(o: ServeOptions) -> tuple[EmbeddedRedis | None, Any]:
 async def run_demo(o: DemoOptions) -> None:
     from simulators.district import synthetic_district
     from simulators.feed import DistrictSimulator, run_live
+    from simulators.live_faults import LiveFaults
     from ui.app import AppContext, create_app
     from ui.hub import LiveHub
 
     tune_gc()
+    sim_district = synthetic_district(o.stations, o.seed)
+    # The demo runs for as long as it is left on and scores nothing: no true state per reading.
+    simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
+                                  reading_interval_s=o.reading_interval_s, truth_every=None, vapor=o.vapor)
+    faults = LiveFaults(simulator, o.seed)
+    for i, spec in enumerate(o.faults):  # a bad one stops the demo before anything starts
+        try:
+            faults.inject(spec)
+        except ValueError as exc:
+            raise ValueError(f"faults[{i}]: {exc}") from None
     redis = EmbeddedRedis(o.data_dir).start()
     redis.supervise()  # a crash of our own Redis is ours to mend: the twin's writes wait for it
     client = connect(redis.url)
     store = Store(client, archive_dir=o.archive_dir)
-    sim_district = synthetic_district(o.stations, o.seed)
     district = sim_district.district
     await store.save_district(district)
     runtime = make_runtime(o.runtime, district, shards=o.shards)
@@ -156,11 +170,8 @@ async def run_demo(o: DemoOptions) -> None:
     hub = LiveHub(store, district)
     service.subscribe(hub.publish)
     app = create_app(AppContext(store=store, district=district, hub=hub, service=service, mode="demo",
-                                replay_command=replay_command(o.data_dir, None, "ft", o.port)))
+                                replay_command=replay_command(o.data_dir, None, "ft", o.port), faults=faults))
     server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning"))
-    # The demo runs for as long as it is left on and scores nothing: no true state per reading.
-    simulator = DistrictSimulator(sim_district, seed=o.seed, start_ts=o.start_ts,
-                                  reading_interval_s=o.reading_interval_s, truth_every=None)
     # Simulated seconds per step: a minute as fast as possible; live, about two steps a wall second.
     step_s = 60.0 if o.speed is None else min(60.0, max(1.0, o.speed / 2))
     feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed, step_s=step_s))

@@ -85,22 +85,41 @@ def main() -> None:
 @click.option("--keep-days", default=7.0, show_default=True, type=click.FloatRange(min=0),
               help="Simulated days of input log and divergence kept in Redis; older log entries move to "
                    "DATA/archive (replay still reads them), older divergence is dropped. 0 keeps all.")
+@click.option("--vapor/--no-vapor", default=True, show_default=True,
+              help="Simulate the stations' vapor-recovery online monitors (油气回收).")
+@click.option("--faults", "faults_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Inject the faults of a scenario file, each at its `at` from the demo's start (the "
+                   "file's district, expectations and settings are not used). More from the station page.")
 @click.option("--verbose", "-v", is_flag=True)
 def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards: int | None, seed: int,
-         start: str | None, reading_interval: float, data_dir: str, keep_days: float, verbose: bool) -> None:
+         start: str | None, reading_interval: float, data_dir: str, keep_days: float, vapor: bool,
+         faults_file: str | None, verbose: bool) -> None:
     """Run a simulated district's live twin with its web UI (embedded Redis, local runtime)."""
     _setup_logging(verbose)
     from twin.app_runner import DemoOptions, run_demo
 
+    faults: list[dict[str, Any]] = []
+    if faults_file:
+        from twin.scenarios import ScenarioError, load_scenario
+
+        try:
+            faults = load_scenario(faults_file).faults
+        except ScenarioError as exc:
+            raise _BadScenario(str(exc)) from exc
     options = DemoOptions(stations=stations, speed=speed or None, port=port, host=host, runtime=runtime,
                           shards=shards, seed=seed, start_ts=_parse_start(start),
                           reading_interval_s=reading_interval, data_dir=Path(data_dir),
-                          keep_days=keep_days or None)
+                          keep_days=keep_days or None, vapor=vapor, faults=faults)
     data = Path(data_dir)
     if data.exists():
         shutil.rmtree(data)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(options))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_demo(options))
+    except ValueError as exc:
+        if str(exc).startswith("faults["):  # a fault this district cannot take: the file's problem
+            raise _BadScenario(f"{faults_file}: {exc}") from exc
+        raise
 
 
 @main.command()

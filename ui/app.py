@@ -31,6 +31,7 @@ from twin.registry import District, StationSpec
 from twin.service import TwinService
 from twin.store import Store
 from twin.timeutil import local_day
+from ui.demo_faults import add_demo_fault_routes
 from ui.hub import LiveHub
 from ui.risk_api import add_risk_routes
 from ui.vapor_api import add_vapor_routes
@@ -55,6 +56,8 @@ class AppContext:
     bridges: Any = None
     #: How to open a replay server on this twin's recording (``twin.app_runner.replay_command``).
     replay_command: str | None = None
+    #: A demo's fault injection into its simulator (``simulators.live_faults.LiveFaults``), if any.
+    faults: Any = None
 
 
 # ---- response models (they document the API at /docs; extra fields pass through) -------------------
@@ -520,6 +523,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     add_vapor_routes(app, ctx, API)  # issue 6: vapor-recovery compliance (ui/vapor_api.py)
     add_risk_routes(app, ctx, API)  # issue 6: inspections in, station risk out (ui/risk_api.py)
+    add_demo_fault_routes(app, ctx, API)  # a demo's faults injected by a tester (ui/demo_faults.py)
     from ui.regulatory import register as register_regulatory  # issue 5: documents, ledger, trace, stats
 
     register_regulatory(app, ctx)

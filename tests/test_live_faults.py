@@ -1,0 +1,127 @@
+"""Faults injected into a running demo (simulators/live_faults.py, ui/demo_faults.py): a real simulated
+district feeding the twin, a real Redis and uvicorn, httpx; the detection each fault is given is checked
+against the simulator's own record of what the fault did."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import test_browser
+from playwright.async_api import Browser
+from test_browser import Twin, open_page
+
+pytestmark = pytest.mark.timeout(180)
+browser = test_browser.browser  # the fixture: Debian's Chromium through Playwright
+
+
+@pytest.fixture
+async def demo(redis_url: str) -> AsyncIterator[Twin]:
+    tw = Twin(redis_url, stations=2)
+    await tw.warm_up(3600)
+    await tw.start_server()
+    yield tw
+    await tw.close()
+
+
+async def test_a_tester_injects_faults_and_sees_when_the_twin_found_them(demo: Twin) -> None:
+    async with httpx.AsyncClient(base_url=demo.base, timeout=10) as http:
+        types = {t["type"]: t for t in (await http.get("/api/v1/demo/faults/types")).json()}
+        assert types["theft"]["entity"] == "tank" and types["theft"]["alert"] == "SUDDEN_LOSS"
+        assert {p["name"]: p["required"] for p in types["theft"]["params"]} == {"volume_l": True,
+                                                                                "duration": False}
+        assert "capacity_misreport" not in types  # a lie in the registry: only at a twin's start
+        assert "vapor_unsealed" not in types  # these stations have no vapor monitor
+
+        # Bad requests say what is wrong, and inject nothing.
+        for body, words in (
+                ({"type": "meteor", "station": "BH-0001"}, "unknown fault type 'meteor'"),
+                ({"type": "leak", "station": "BH-0099", "tank": "T1", "rate_lph": 5}, "no station 'BH-0099'"),
+                ({"type": "leak", "station": "BH-0001", "tank": "T9", "rate_lph": 5}, "has no tank 'T9'"),
+                ({"type": "leak", "station": "BH-0001", "tank": "T1"}, "missing parameter 'rate_lph'"),
+                ({"type": "capacity_misreport", "station": "BH-0001", "tank": "T1", "declared_factor": 1.2},
+                 "cannot be injected into a running demo"),
+                ({"type": "vapor_unsealed", "station": "BH-0001"}, "--vapor"),
+                ({"type": "comm_loss", "station": "BH-0001", "for": "30m", "within": "soon"},
+                 "not a duration")):
+            resp = await http.post("/api/v1/demo/faults", json=body)
+            assert resp.status_code == 422 and words in resp.json()["detail"], (body, resp.text)
+        assert (await http.post("/api/v1/demo/faults", json=[1, 2])).status_code == 422
+        assert (await http.get("/api/v1/demo/faults")).json() == []
+
+        now = demo.sim.now
+        theft = (await http.post("/api/v1/demo/faults", json={
+            "type": "theft", "station": "BH-0001", "tank": "T1", "volume_l": 150, "duration": "30m",
+            "within": "30m"})).json()
+        assert theft["id"] == 1 and theft["at_ts"] == now and theft["entity"] == "T1"
+        assert theft["alert"] == "SUDDEN_LOSS" and theft["detection"]["acted"] is False
+        assert theft["detection"]["within_s"] == 1800
+        outage = (await http.post("/api/v1/demo/faults", json={
+            "type": "comm_loss", "station": "BH-0002", "for": "30m", "at": "1h"})).json()
+        assert outage["at_ts"] == now + 3600
+
+        await demo.warm_up(3 * 3600)
+        found = {f["id"]: f for f in (await http.get("/api/v1/demo/faults")).json()}
+        theft, outage = found[1], found[2]
+        record = demo.faults.faults[0].record
+        assert theft["first_active_ts"] == record.first_active_ts and record.first_active_ts >= now
+        assert theft["lost_l_20c"] == pytest.approx(150, rel=0.02)
+        hit = theft["detection"]
+        assert hit["acted"] and hit["met"] is True and hit["alert_entity"] == "T1"
+        assert hit["time_to_detect_s"] == pytest.approx(hit["detected_ts"] - record.first_active_ts)
+        assert 0 < hit["time_to_detect_s"] <= 1800
+        alerts = (await http.get("/api/v1/alerts", params={"station": "BH-0001"})).json()
+        alert = next(a for a in alerts if a["id"] == hit["alert_id"])
+        assert alert["code"] == "SUDDEN_LOSS" and alert["first_ts"] == hit["detected_ts"]
+        # No deadline given: timed, neither met nor late.
+        assert outage["detection"]["acted"] and outage["detection"]["alert_id"] is not None
+        assert outage["detection"]["met"] is None and outage["detection"]["late"] is False
+        assert 0 < outage["detection"]["time_to_detect_s"] <= 900
+        mine = (await http.get("/api/v1/demo/faults", params={"station": "BH-0001"})).json()
+        assert [f["id"] for f in mine] == [1]
+
+
+async def test_only_a_demo_takes_faults(ui_server: object) -> None:
+    async with httpx.AsyncClient(base_url=ui_server.base, timeout=10) as http:  # type: ignore[attr-defined]
+        assert (await http.get("/api/v1/demo/faults/types")).status_code == 404
+        resp = await http.post("/api/v1/demo/faults", json={"type": "leak"})
+        assert resp.status_code in (404, 405)
+
+
+async def test_the_station_page_injects_a_fault_and_shows_when_it_was_found(demo: Twin,
+                                                                           browser: Browser) -> None:
+    """A tester on BH-0001's page picks a theft from tank T2 with a 30-minute deadline; a bad parameter
+    is refused with the twin's reason; once the simulated station has run on, the row says the alert
+    that found it, after how long, and that it was in time — as the API scores it."""
+    offsite: list[str] = []
+    page = await open_page(browser, offsite)
+    await page.goto(demo.base + "/station/BH-0001")
+    await page.locator("#fault-type").select_option("theft")
+    assert await page.locator("#fault-target option").all_text_contents() == [
+        f"{t.id} · {t.grade}" for t in demo.sim_district.district.station("BH-0001").tanks]
+    await page.locator("#fault-target").select_option("T2")
+    assert await page.locator("[data-param=volume_l]").input_value() == "150"  # a value a demo shows
+    await page.locator("#fault-within").fill("30m")
+    await page.locator("#fault-inject").click()
+    row = page.locator("#fault-list tr[data-fault='1']")
+    await row.wait_for(timeout=10_000)
+    assert (await row.locator("td").nth(0).text_content()) == "盗油"
+    assert (await row.locator("td").nth(5).text_content()) == "油量骤减"
+    assert await row.locator("[data-detection]").text_content() == "尚未生效"
+
+    await page.locator("#fault-type").select_option("leak")
+    await page.locator("[data-param=rate_lph]").fill("fast")
+    await page.locator("#fault-inject").click()
+    await page.wait_for_function("document.getElementById('fault-error').textContent.includes('rate_lph')")
+    assert "expected a number, got 'fast'" in (await page.locator("#fault-error").text_content() or "")
+    assert await page.locator("#fault-list tr[data-fault]").count() == 1
+
+    await demo.warm_up(2 * 3600)
+    (fault,) = (await page.evaluate("fetch('/api/v1/demo/faults').then((r) => r.json())"))
+    assert fault["entity"] == "T2" and fault["detection"]["met"] is True
+    minutes = round(fault["detection"]["time_to_detect_s"] / 60)
+    cell = "document.querySelector(\"#fault-list tr[data-fault='1'] [data-detection]\")"
+    await page.wait_for_function(f"{cell}.textContent.includes('后检出')", timeout=15_000)
+    assert await row.locator("[data-detection]").text_content() == f"{minutes} 分钟后检出 · 在时限内"
+    assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
