@@ -89,9 +89,70 @@ def test_theft_is_a_sudden_loss_and_noise_is_not() -> None:
     theft = np.clip((ts - start) / 600.0, 0.0, 1.0) * 60.0  # 60 L over 10 minutes
     detector = LossDetector()
     found = [(t, f) for t, d in zip(ts, div - theft, strict=True) if (f := detector.add(t, d)) is not None]
-    assert [f.code for _, f in found] == ["SUDDEN_LOSS"]
+    assert {f.code for _, f in found} == {"SUDDEN_LOSS"}
     t, f = found[0]
     assert start < t <= start + 1800 and 45 <= f.metrics["volume_l"] <= 75
+    # at most its total read again once the tank settled, half an hour after the report
+    assert all(f.evidence.get("continues") for _, f in found[1:]) and len(found) <= 2
+    assert 50 <= found[-1][1].metrics["volume_l"] <= 70
+
+
+def test_a_theft_that_goes_on_after_it_was_found_is_followed_to_its_total() -> None:
+    """150 L siphoned over 40 minutes crosses the 40 L threshold long before it ends: the first report
+    comes within the half hour, each further 40 L reports the total so far, and the total is read again
+    once the tank settled — all one theft, none of it read as a fill (a fresh window after the first
+    report saw only the rest of it, timed as quick as a fill, and the alert said 40–70 L). A second theft
+    six hours later is a new one."""
+    rng = np.random.default_rng(12)
+    ts, div = _noisy_divergence(rng, 24)
+    start, later = T0 + 8 * 3600, T0 + 14 * 3600
+    div = (div - np.clip((ts - start) / 2400.0, 0.0, 1.0) * 150.0
+           - np.clip((ts - later) / 600.0, 0.0, 1.0) * 60.0)
+    detector = LossDetector()
+    found = [(t, f) for t, d in zip(ts, div, strict=True) if (f := detector.add(t, d)) is not None]
+    assert {f.code for _, f in found} == {"SUDDEN_LOSS"}
+    first = [(t, f) for t, f in found if not f.evidence.get("continues")]
+    assert [t > later for t, _ in first] == [False, True]
+    (t0, f0), (t1, f1) = first
+    assert start < t0 <= start + 1800 and f0.metrics["volume_l"] < 100
+    theft = [f for t, f in found if start < t < later]
+    assert [f.metrics["volume_l"] for f in theft] == sorted(f.metrics["volume_l"] for f in theft)
+    assert len(theft) >= 3 and 135 <= theft[-1].metrics["volume_l"] <= 165
+    assert theft[-1].evidence["settled"] and theft[-1].evidence["start_ts"] == f0.evidence["start_ts"]
+    assert later < t1 <= later + 1800 and 45 <= f1.metrics["volume_l"] <= 75
+
+
+def test_a_tanks_open_theft_alert_says_the_total_of_its_thefts() -> None:
+    """The actor's side (actors.entities.added_loss): a later report of the same theft replaces its
+    litres, another theft while the alert is open adds its own; the message says the total and how many."""
+    from actors.entities import added_loss
+    from twin.alerts import AlertBook
+    from twin.detectors.nozzle import Finding
+
+    book = AlertBook("BH-0001")
+
+    def loss(volume: float, start: float, end: float, **more: object) -> Finding:
+        return Finding("SUDDEN_LOSS", "alarm", {"volume_l": volume},
+                       {"volume_l": volume, "start_ts": start, "end_ts": end, **more})
+
+    found = added_loss(book, "T1", loss(52.0, T0, T0 + 900))
+    first = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0, **_parts(found))
+    assert first is not None and first.message_zh == "T1 无交易时油量骤减 52 L"
+    more = added_loss(book, "T1", loss(118.0, T0, T0 + 1500, continues=True))
+    again = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 1500, refresh=True, **_parts(more))
+    assert again is first and first.metrics["volume_l"] == 118.0 and "drops" not in first.metrics
+    assert first.message_zh == "T1 无交易时油量骤减 118 L"
+    other = added_loss(book, "T1", loss(61.0, T0 + 6 * 3600, T0 + 6 * 3600 + 900))
+    book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 6 * 3600, refresh=True, **_parts(other))
+    assert first.metrics == {"volume_l": 179.0, "drops": 2}
+    assert [d["volume_l"] for d in first.evidence["drops"]] == [118.0, 61.0]
+    assert first.evidence["start_ts"] == T0 and first.evidence["end_ts"] == T0 + 6 * 3600 + 900
+    assert first.message_zh == "T1 无交易时油量骤减 共 179 L（2 段）"
+    assert first.message_en == "T1 lost 179 L outside any sale in 2 drops"
+
+
+def _parts(finding: object) -> dict[str, object]:
+    return {"evidence": finding.evidence, "metrics": finding.metrics}  # type: ignore[attr-defined]
 
 
 def test_fill_like_drops_are_hidden_sales() -> None:
@@ -430,8 +491,10 @@ def test_a_slow_drop_in_a_tank_known_to_hide_fills_is_one_more_hidden_fill() -> 
     slow = np.clip((ts - drop_at) / 600.0, 0.0, 1.0) * 60.0
 
     def codes(series: np.ndarray) -> list[str]:
+        """What was found, once a finding (a theft's later reports of its total are the same theft)."""
         detector = LossDetector()
-        return [f.code for t, d in zip(ts, series, strict=True) if (f := detector.add(t, d)) is not None]
+        return [f.code for t, d in zip(ts, series, strict=True)
+                if (f := detector.add(t, d)) is not None and not f.evidence.get("continues")]
 
     assert codes(div - slow) == ["SUDDEN_LOSS"]
     assert codes(div - fill - slow) == ["HIDDEN_SALES", "HIDDEN_SALES"]

@@ -113,6 +113,9 @@ class Alert:
 
 #: Messages for a code whose alert carries a metric that changes what it says: (code, metric) → messages.
 MESSAGE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
+    # a theft that went on after it was found, or came again while its alert was open
+    ("SUDDEN_LOSS", "drops"): ("{entity} 无交易时油量骤减 共 {volume_l:.0f} L（{drops} 段）",
+                               "{entity} lost {volume_l:.0f} L outside any sale in {drops} drops"),
     # raised on the tank when the books see a meter change but not whose (twin/detectors/wetstock_judge.py)
     ("METER_BIAS", "candidate_nozzles"): (
         "{entity} 所属加油枪计量变化 {bias_pct:+.2f}%（候选枪 {candidate_nozzles} 支）",

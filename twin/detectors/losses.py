@@ -69,6 +69,11 @@ class LossSettings:
     step_gap_s: float = 120.0
     step_threshold_l: float = 15.0
     step_sigmas: float = 7.0
+    #: After a SUDDEN_LOSS the theft is followed for this long (s) from its last report: what it takes
+    #: while it goes on is reported as it passes another ``threshold_l``, and at the end its total is
+    #: measured again from the level the tank settled at (the mean of ``settle_bins`` bins).
+    continue_s: float = 1800.0
+    settle_bins: int = 4
 
 
 @dataclass(slots=True)
@@ -222,12 +227,16 @@ class LossDetector:
     #: Running mean of |difference of consecutive bins|: this tank's own bin-to-bin noise.
     bin_noise_l: float = 0.0
     steps: StepTest | None = None
+    #: A SUDDEN_LOSS being followed: the level before it, when it began, its total reported so far, the
+    #: level that total was read at and when (``_continued``).
+    carry: tuple[float, float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         self.steps = StepTest(self.settings)
 
     def reset(self) -> None:
         """Forget the recent past (a gap in the data, a delivery, a stuck gauge): never compare across."""
+        self.carry = None
         self.bins.clear()
         self.recent.clear()
         steps = getattr(self, "steps", None)  # absent in a checkpoint from before the step test
@@ -287,6 +296,11 @@ class LossDetector:
         need = s.baseline_bins + s.gap_bins + s.now_bins
         while len(self.bins) > need:
             self.bins.popleft()
+        carry = getattr(self, "carry", None)  # absent in a checkpoint from before the continuation
+        if carry is not None:
+            found = self._continued(carry, nozzle_fills)
+            if found is not None or self.carry is not None:
+                return found
         if len(self.bins) < need:
             return None
         values = [v for _, v in self.bins]
@@ -305,6 +319,15 @@ class LossDetector:
                                     "baseline_l": round(baseline, 1), "after_l": round(now, 1),
                                     "no_transaction_in_window": True}
         evidence["minutes"] = round(minutes, 1) if math.isfinite(minutes) else None
+        found = self._judged(drop, first_ts, last_ts, minutes, evidence, nozzle_fills)
+        if found is not None and found.code == "SUDDEN_LOSS":
+            self.carry = (baseline, first_ts, drop, now, last_ts)
+        return found
+
+    def _judged(self, drop: float, first_ts: float, last_ts: float, minutes: float, evidence: dict[str, Any],
+                nozzle_fills: NozzleFills | None) -> Finding | None:
+        """A drop found: a theft (SUDDEN_LOSS), or a fill nobody recorded (HIDDEN_SALES)."""
+        s = self.settings
         if nozzle_fills is not None:
             # A vapor monitor records every gasoline fill, reported or not: a fill at one of the tank's
             # nozzles that no transaction matched, in the drop's time, is where the product went; no such
@@ -319,6 +342,44 @@ class LossDetector:
         if drop / max(minutes, 0.5) >= self._fill_rate_lpm(last_ts):
             return self._unrecorded(last_ts, drop, evidence)
         return Finding("SUDDEN_LOSS", "alarm", {"volume_l": drop}, evidence)
+
+    def _continued(self, carry: tuple[float, float, float, float, float],
+                   nozzle_fills: NozzleFills | None) -> Finding | None:
+        """A theft after it was found. A slow siphon crosses 40 L long before it ends, and the fresh
+        window that followed a finding saw only the rest of it, from baseline bins taken mid-fall, and
+        timed that as quick as a fill (HIDDEN_SALES beside the theft's alert). So the level before the
+        theft stays the baseline: each further ``threshold_l`` taken reports the total so far, and
+        ``continue_s`` after the last report the total is read once more against the level the tank
+        settled at — the theft's litres, where adding thresholded increments would only ever add the
+        pieces that noise pushed over. Then the tank is watched as usual."""
+        s = self.settings
+        baseline, start_ts, reported, level, since = carry
+        bins = [v for t, v in self.bins if t >= since]
+        last_ts = self.bins[-1][0] + s.bin_s
+        if len(bins) < s.now_bins:
+            return None
+        now = sum(bins[-s.now_bins:]) / s.now_bins
+        evidence: dict[str, Any] = {"start_ts": start_ts, "end_ts": last_ts, "baseline_l": round(baseline, 1),
+                                    "no_transaction_in_window": True, "continues": True}
+        if level - now >= s.threshold_l:
+            if nozzle_fills is not None:
+                fills = nozzle_fills(since - getattr(s, "fill_window_s", 600.0), last_ts)
+                if fills:  # not the theft going on: fills nobody recorded, as the monitor saw them
+                    self.carry = None
+                    return None
+            total = baseline - now
+            self.carry = (baseline, start_ts, total, now, last_ts)
+            return Finding("SUDDEN_LOSS", "alarm", {"volume_l": total},
+                           {**evidence, "volume_l": round(total, 1), "after_l": round(now, 1)})
+        if last_ts - since < s.continue_s:
+            return None
+        self.carry = None
+        settled = sum(bins[-s.settle_bins:]) / len(bins[-s.settle_bins:])
+        total = baseline - settled
+        if abs(total - reported) < 1.0:
+            return None
+        return Finding("SUDDEN_LOSS", "alarm", {"volume_l": total}, {
+            **evidence, "volume_l": round(total, 1), "after_l": round(settled, 1), "settled": True})
 
     def _duration_min(self, since: float, baseline: float, drop: float) -> float:
         """Minutes the loss took: the best ramp (level, straight fall, level) through the recent readings.
