@@ -120,6 +120,13 @@ def test_a_theft_that_goes_on_after_it_was_found_is_followed_to_its_total() -> N
     assert len(theft) >= 3 and 135 <= theft[-1].metrics["volume_l"] <= 165
     assert theft[-1].evidence["settled"] and theft[-1].evidence["start_ts"] == f0.evidence["start_ts"]
     assert later < t1 <= later + 1800 and 45 <= f1.metrics["volume_l"] <= 75
+    # A checkpoint from before the following: its detector has no carry, its settings no continue_s.
+    old = LossDetector()
+    object.__delattr__(old, "carry")
+    for name in ("continue_s", "settle_bins"):
+        object.__delattr__(old.settings, name)
+    again = [f for t, d in zip(ts, div, strict=True) if (f := old.add(t, d)) is not None]
+    assert [f.metrics["volume_l"] for f in again] == [f.metrics["volume_l"] for _, f in found]
 
 
 def test_a_tanks_open_theft_alert_says_the_total_of_its_thefts() -> None:

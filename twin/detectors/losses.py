@@ -371,10 +371,11 @@ class LossDetector:
             self.carry = (baseline, start_ts, total, now, last_ts)
             return Finding("SUDDEN_LOSS", "alarm", {"volume_l": total},
                            {**evidence, "volume_l": round(total, 1), "after_l": round(now, 1)})
-        if last_ts - since < s.continue_s:
+        if last_ts - since < getattr(s, "continue_s", 1800.0):  # settings of an older checkpoint
             return None
         self.carry = None
-        settled = sum(bins[-s.settle_bins:]) / len(bins[-s.settle_bins:])
+        settle = bins[-getattr(s, "settle_bins", 4):]
+        settled = sum(settle) / len(settle)
         total = baseline - settled
         if abs(total - reported) < 1.0:
             return None
