@@ -269,6 +269,16 @@ async def test_wall_map_alert_ticker_station_twin_and_language(twin: Twin, brows
         "&& a.querySelector('.status-pill').textContent === '已确认')", timeout=10_000)
     stored = [a for a in await twin.store.alerts(victim, limit=100) if a["code"] == "WATER_HIGH"]
     assert stored[0]["status"] == "acknowledged" and stored[0]["history"][-1]["by"] == "测试员"
+    # Its evidence as words with units, not JSON (the JSON one click further).
+    evidence = alert.first.locator("details[data-evidence]")
+    await evidence.locator(":scope > summary").click()
+    fields = evidence.locator(":scope > .evidence-view > dl.evidence")
+    assert await fields.locator("dt").all_text_contents() == ["水位 (mm)", "限值 (mm)"]
+    shown = [float(x.replace(",", "")) for x in await fields.locator("dd").all_text_contents()]
+    said = stored[0]["evidence"]
+    assert shown == pytest.approx([said["water_mm"], said["limit_mm"]], abs=0.01)
+    assert "{" not in (await fields.text_content() or "")
+    assert await evidence.locator("details pre").count() == 1
     await page.wait_for_timeout(1500)  # the divergence charts' first data
     await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SHOTS / "station.png"))

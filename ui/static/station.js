@@ -398,6 +398,9 @@
     }
   }
 
+  // the alerts whose evidence a reader opened: kept open when the list redraws (an alert updated live)
+  const openEvidence = new Set();
+
   function renderAlerts() {
     const zh = FT.lang() === "zh";
     const list = [...model.alerts.values()].sort((a, b) => b.last_ts - a.last_ts);
@@ -406,8 +409,9 @@
       el("div", null, el("b", {text: fmt.code(a.code)}), " ", el("span", {class: "status-pill", text: t(a.status)}), " ",
          el("span", {class: "muted small", text: `${t(a.severity)} · ${a.entity} · ${fmt.time(a.first_ts)} – ${fmt.time(a.last_ts)}`})),
       el("div", {text: zh ? a.message_zh : a.message_en}),
-      el("details", null, el("summary", {class: "small", text: t("evidence")}),
-         el("pre", {text: JSON.stringify({evidence: a.evidence, metrics: a.metrics, history: a.history}, null, 1)})),
+      el("details", {"data-evidence": a.id, open: openEvidence.has(a.id) ? "" : null,
+                     ontoggle: (e) => { if (e.target.open) openEvidence.add(a.id); else openEvidence.delete(a.id); }},
+         el("summary", {class: "small", text: t("evidence")}), FTEvidence.render(a)),
       el("div", {class: "actions"},
         a.status === "open" ? el("button", {type: "button", "data-action": "ack", text: t("ack"), onclick: () => act(a, "ack")}) : null,
         el("button", {type: "button", "data-action": "close", text: t("close"), onclick: () => act(a, "close")}),
