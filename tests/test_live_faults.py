@@ -4,13 +4,17 @@ against the simulator's own record of what the fault did."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 import test_browser
 from playwright.async_api import Browser
 from test_browser import Twin, open_page
+
+from twin.store import EmbeddedRedis, Store, connect
 
 pytestmark = pytest.mark.timeout(180)
 browser = test_browser.browser  # the fixture: Debian's Chromium through Playwright
@@ -125,3 +129,67 @@ async def test_the_station_page_injects_a_fault_and_shows_when_it_was_found(demo
     await page.wait_for_function(f"{cell}.textContent.includes('后检出')", timeout=15_000)
     assert await row.locator("[data-detection]").text_content() == f"{minutes} 分钟后检出 · 在时限内"
     assert offsite == [] and page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_fault_the_station_cannot_take_is_refused_before_it_reaches_the_simulation(
+        redis_url: str) -> None:
+    """A vapor blockage on a diesel nozzle is refused by the fault's own check of its station (which
+    ran only inside the simulation before, and stopped the demo's feed there); on a gasoline nozzle it
+    is taken and the district runs on."""
+    demo = Twin(redis_url, stations=1, vapor=True)
+    try:
+        await demo.start_server()
+        spec = demo.sim_district.district.stations[0]
+        diesel = next(n.id for n in spec.nozzles if n.grade == "0#")
+        petrol = next(n.id for n in spec.nozzles if n.grade != "0#")
+        async with httpx.AsyncClient(base_url=demo.base, timeout=10) as http:
+            types = {t["type"] for t in (await http.get("/api/v1/demo/faults/types")).json()}
+            assert {"vapor_blockage", "vapor_unsealed", "processor_off", "voc_leak"} <= types
+            resp = await http.post("/api/v1/demo/faults", json={
+                "type": "vapor_blockage", "station": spec.id, "nozzle": diesel, "a_l": 0.4})
+            assert resp.status_code == 422 and "no vapor recovery" in resp.json()["detail"]
+            resp = await http.post("/api/v1/demo/faults", json={
+                "type": "vapor_blockage", "station": spec.id, "nozzle": petrol, "a_l": 0.4})
+            assert resp.status_code == 201
+            before = demo.sim.now
+            await demo.warm_up(2 * 3600)
+            assert demo.sim.now == before + 2 * 3600
+            (fault,) = (await http.get("/api/v1/demo/faults")).json()
+            assert fault["entity"] == petrol and fault["detection"]["acted"]
+    finally:
+        await demo.close()
+
+
+async def test_the_demo_stops_when_its_simulator_fails(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feed runs forever; if it fails, the pages would go on serving a district that stands still.
+    The demo stops instead, keeps its data, and says why (the CLI exits with that message)."""
+    from simulators.feed import DistrictSimulator
+    from twin.app_runner import DemoOptions, FeedFailed, run_demo
+
+    calls = 0
+    advance = DistrictSimulator.advance
+
+    def failing(self: DistrictSimulator, until_ts: float) -> list[dict]:
+        nonlocal calls
+        calls += 1
+        if calls > 30:
+            raise RuntimeError("a broken station")
+        return advance(self, until_ts)
+
+    monkeypatch.setattr(DistrictSimulator, "advance", failing)
+    options = DemoOptions(stations=1, speed=None, port=0, host="127.0.0.1", runtime="local", shards=None,
+                          seed=1, start_ts=1_780_243_200.0, reading_interval_s=60.0, data_dir=tmp_path / "d")
+    with pytest.raises(FeedFailed, match="a broken station"):
+        async with asyncio.timeout(60):
+            await run_demo(options)
+    # Its data are kept, consistent: every accepted event is in the log.
+    redis = EmbeddedRedis(tmp_path / "d").start()
+    client = connect(redis.url)
+    try:
+        store = Store(client)
+        accepted = (await store.counters())["accepted"]
+        assert accepted > 0 and await store.logged_events("BH-0001") == accepted
+    finally:
+        await client.aclose()
+        redis.stop()

@@ -84,6 +84,10 @@ class ServeOptions:
         """Where the input log's older entries are kept on disk, beside the embedded Redis's files."""
         return self.data_dir / "archive"
 
+class FeedFailed(RuntimeError):
+    """The demo's simulator stopped with an error: the demo stopped too (its data are kept)."""
+
+
 def replay_command(data_dir: Path, redis_url: str | None, prefix: str, port: int) -> str:
     """The command that opens a replay server on this twin's recording, as the /replay page shows it to
     a researcher: the data folder resolved (the archive of older log is there even with a Redis URL),
@@ -176,12 +180,22 @@ async def run_demo(o: DemoOptions) -> None:
     step_s = 60.0 if o.speed is None else min(60.0, max(1.0, o.speed / 2))
     feed = asyncio.create_task(run_live(simulator, service.ingest, speed=o.speed, step_s=step_s))
 
+    def feed_ended(task: asyncio.Task[float]) -> None:
+        # The feed runs forever; if it fails the twin stands still while the pages still answer, so the
+        # demo says so now and stops, rather than serve a frozen district until someone notices.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the simulator feed failed; stopping the demo", exc_info=task.exception())
+            server.should_exit = True
+
+    feed.add_done_callback(feed_ended)
+
     def announce(url: str) -> None:
         speed = "as fast as possible" if o.speed is None else f"×{o.speed:g}"
         print(f"fueltwin demo: {len(district.stations)} simulated stations, {runtime.name} runtime, "
               f"simulated time {speed}\n  UI        {url}\n  API docs  {url}docs\n"
               f"  websocket {url.replace('http', 'ws', 1)}ws/live\nCtrl-C stops.", flush=True)
 
+    failure: BaseException | None = None
     try:
         await _serve_until_stopped(server, announce)
     finally:
@@ -190,8 +204,8 @@ async def run_demo(o: DemoOptions) -> None:
             await feed
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001 - report it, and still shut the rest down in order
-            log.exception("the simulator feed failed")
+        except Exception as exc:  # noqa: BLE001 - reported (feed_ended), and the rest shut down in order
+            failure = exc
         try:
             await service.close()
         except Exception:  # noqa: BLE001
@@ -201,6 +215,9 @@ async def run_demo(o: DemoOptions) -> None:
         c = service.counts
         print(f"stopped: {c.accepted} events accepted, {c.rejected} rejected, {c.alerts} alerts; "
               f"Redis data in {o.data_dir}", flush=True)
+    if failure is not None:
+        raise FeedFailed(f"the simulator feed failed at {to_local(simulator.now).isoformat()}: "
+                         f"{type(failure).__name__}: {failure}") from failure
 
 
 async def run_serve(o: ServeOptions) -> None:

@@ -96,7 +96,7 @@ def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards
          faults_file: str | None, verbose: bool) -> None:
     """Run a simulated district's live twin with its web UI (embedded Redis, local runtime)."""
     _setup_logging(verbose)
-    from twin.app_runner import DemoOptions, run_demo
+    from twin.app_runner import DemoOptions, FeedFailed, run_demo
 
     faults: list[dict[str, Any]] = []
     if faults_file:
@@ -120,6 +120,8 @@ def demo(stations: int, speed: float, port: int, host: str, runtime: str, shards
         if str(exc).startswith("faults["):  # a fault this district cannot take: the file's problem
             raise _BadScenario(f"{faults_file}: {exc}") from exc
         raise
+    except FeedFailed as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
