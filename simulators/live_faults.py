@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulators.faults import _REQUIRED, FAULT_TYPES, ScenarioFault, build_fault, check_fault
 from simulators.vapor_faults import VAPOR_FAULTS
+from twin.events import GASOLINE_GRADES
 
 if TYPE_CHECKING:
     from simulators.feed import DistrictSimulator
@@ -73,7 +74,9 @@ class LiveFaults:
                        "default": None if spec.default is _REQUIRED else spec.default, "help": spec.help}
                       for p, spec in cls.PARAMS.items()]
             out.append({"type": name, "entity": cls.ENTITY, "params": params,
-                        "example": EXAMPLES.get(name, {})})
+                        "example": EXAMPLES.get(name, {}),
+                        # vapor recovery is a gasoline matter (GB 20952): its nozzles only
+                        "grades": sorted(GASOLINE_GRADES) if name in VAPOR_TYPES else None})
         return out
 
     def inject(self, spec: Mapping[str, Any]) -> dict[str, Any]:

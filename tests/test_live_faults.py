@@ -143,8 +143,10 @@ async def test_a_fault_the_station_cannot_take_is_refused_before_it_reaches_the_
         diesel = next(n.id for n in spec.nozzles if n.grade == "0#")
         petrol = next(n.id for n in spec.nozzles if n.grade != "0#")
         async with httpx.AsyncClient(base_url=demo.base, timeout=10) as http:
-            types = {t["type"] for t in (await http.get("/api/v1/demo/faults/types")).json()}
-            assert {"vapor_blockage", "vapor_unsealed", "processor_off", "voc_leak"} <= types
+            types = {t["type"]: t for t in (await http.get("/api/v1/demo/faults/types")).json()}
+            assert {"vapor_blockage", "vapor_unsealed", "processor_off", "voc_leak"} <= set(types)
+            assert types["vapor_blockage"]["grades"] == ["92#", "95#", "98#"]  # what the page offers
+            assert types["leak"]["grades"] is None
             resp = await http.post("/api/v1/demo/faults", json={
                 "type": "vapor_blockage", "station": spec.id, "nozzle": diesel, "a_l": 0.4})
             assert resp.status_code == 422 and "no vapor recovery" in resp.json()["detail"]

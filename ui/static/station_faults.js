@@ -54,10 +54,12 @@
     return s !== "" && Number.isFinite(Number(s)) ? Number(s) : s;
   }
 
-  function targets(kind) {
+  // the station's tanks or nozzles a type can act on (a vapor fault: gasoline nozzles only)
+  function targets(type) {
     if (!spec) return [];
-    if (kind === "tank") return spec.tanks.map((x) => [x.id, `${x.id} · ${x.grade}`]);
-    if (kind === "nozzle") return spec.nozzles.map((x) => [x.id, `${x.id} · ${x.grade} · ${x.tank}`]);
+    const fits = (x) => !type.grades || type.grades.includes(x.grade);
+    if (type.entity === "tank") return spec.tanks.filter(fits).map((x) => [x.id, `${x.id} · ${x.grade}`]);
+    if (type.entity === "nozzle") return spec.nozzles.filter(fits).map((x) => [x.id, `${x.id} · ${x.grade} · ${x.tank}`]);
     return [["", t("wholeStation")]];
   }
 
@@ -69,7 +71,7 @@
     const chosen = types.find((x) => x.type === typeSel.value) || types[0];
     form.dataset.type = chosen.type;
     typeSel.onchange = () => { form.dataset.type = typeSel.value; renderForm(); };
-    const targetSel = el("select", {id: "fault-target"}, ...targets(chosen.entity).map(([v, label]) => el("option", {value: v, text: label})));
+    const targetSel = el("select", {id: "fault-target"}, ...targets(chosen).map(([v, label]) => el("option", {value: v, text: label})));
     const fields = chosen.params.filter((p) => p.name !== "schedule").map((p) => el("label", {title: `${p.name}: ${p.help}`},
       `${paramName(p.name)} `, el("input", {size: 8, "data-param": p.name,
         value: chosen.example[p.name] != null ? String(chosen.example[p.name]) : "",
