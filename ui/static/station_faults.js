@@ -1,6 +1,6 @@
 // The demo's fault injection on the station page (POST/GET /api/v1/demo/faults): a tester picks a fault
 // type, the tank or nozzle, its parameters (a scenario file's words, prefilled with values a demo shows
-// within the hour), and injects it into this station's simulator; the table below says, for every fault
+// soon), and injects it into this station's simulator; the table below says, for every fault
 // injected here, when it really began, the alert that should find it and when the twin did. Shown only
 // where the server has the API (a demo), so a live or replay server never offers it.
 "use strict";
