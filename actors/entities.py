@@ -57,7 +57,9 @@ def added_loss(alerts: AlertBook, entity: str, finding: Finding) -> Finding:
         drops.append(drop)
     total = sum(float(d["volume_l"] or 0.0) for d in drops)
     metrics: dict[str, Any] = {"volume_l": total} | ({"drops": len(drops)} if len(drops) > 1 else {})
-    evidence = {**new, "volume_l": round(total, 1), "start_ts": drops[0]["start_ts"], "drops": drops}
+    # the first report's minutes timed only what had gone by then
+    evidence = {**new, "volume_l": round(total, 1), "start_ts": drops[0]["start_ts"], "drops": drops,
+                "minutes": new.get("minutes")}
     return Finding("SUDDEN_LOSS", finding.severity, metrics, evidence)
 
 

@@ -119,6 +119,7 @@ def test_a_theft_that_goes_on_after_it_was_found_is_followed_to_its_total() -> N
     assert [f.metrics["volume_l"] for f in theft] == sorted(f.metrics["volume_l"] for f in theft)
     assert len(theft) >= 3 and 135 <= theft[-1].metrics["volume_l"] <= 165
     assert theft[-1].evidence["settled"] and theft[-1].evidence["start_ts"] == f0.evidence["start_ts"]
+    assert start + 2400 <= theft[-1].evidence["end_ts"] <= start + 3300  # when the fall ended, not the check
     assert later < t1 <= later + 1800 and 45 <= f1.metrics["volume_l"] <= 75
     # A checkpoint from before the following: its detector has no carry, its settings no continue_s.
     old = LossDetector()
@@ -142,13 +143,14 @@ def test_a_tanks_open_theft_alert_says_the_total_of_its_thefts() -> None:
         return Finding("SUDDEN_LOSS", "alarm", {"volume_l": volume},
                        {"volume_l": volume, "start_ts": start, "end_ts": end, **more})
 
-    found = added_loss(book, "T1", loss(52.0, T0, T0 + 900))
+    found = added_loss(book, "T1", loss(52.0, T0, T0 + 900, minutes=11.0))
     first = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0, **_parts(found))
     assert first is not None and first.message_zh == "T1 无交易时油量骤减 52 L"
     more = added_loss(book, "T1", loss(118.0, T0, T0 + 1500, continues=True))
     again = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 1500, refresh=True, **_parts(more))
     assert again is first and first.metrics["volume_l"] == 118.0 and "drops" not in first.metrics
     assert first.message_zh == "T1 无交易时油量骤减 118 L"
+    assert first.evidence["minutes"] is None  # it timed only the first 52 L
     other = added_loss(book, "T1", loss(61.0, T0 + 6 * 3600, T0 + 6 * 3600 + 900))
     book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 6 * 3600, refresh=True, **_parts(other))
     assert first.metrics == {"volume_l": 179.0, "drops": 2}

@@ -379,8 +379,10 @@ class LossDetector:
         total = baseline - settled
         if abs(total - reported) < 1.0:
             return None
+        # ends where the last report saw it still going: less than threshold_l went after that
         return Finding("SUDDEN_LOSS", "alarm", {"volume_l": total}, {
-            **evidence, "volume_l": round(total, 1), "after_l": round(settled, 1), "settled": True})
+            **evidence, "end_ts": since, "volume_l": round(total, 1), "after_l": round(settled, 1),
+            "settled": True})
 
     def _duration_min(self, since: float, baseline: float, drop: float) -> float:
         """Minutes the loss took: the best ramp (level, straight fall, level) through the recent readings.
