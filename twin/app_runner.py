@@ -193,7 +193,9 @@ async def run_demo(o: DemoOptions) -> None:
         speed = "as fast as possible" if o.speed is None else f"×{o.speed:g}"
         print(f"fueltwin demo: {len(district.stations)} simulated stations, {runtime.name} runtime, "
               f"simulated time {speed}\n  UI        {url}\n  API docs  {url}docs\n"
-              f"  websocket {url.replace('http', 'ws', 1)}ws/live\nCtrl-C stops.", flush=True)
+              f"  websocket {url.replace('http', 'ws', 1)}ws/live\n"
+              f"  faults    a station's page (故障注入) or POST {url}api/v1/demo/faults\n"
+              "Ctrl-C stops.", flush=True)
 
     failure: BaseException | None = None
     try:

@@ -57,6 +57,9 @@ const FTEvidence = (() => {
     voc_umol_mol: ["VOC 浓度", "VOC"], processor_state: ["后处理装置", "Processing unit"],
     outlet_max_hourly_g_m3: ["排放浓度（最大小时均值）", "Outlet (max. hourly)"], id: ["编号", "Id"],
   };
+  // the few values a detector writes as words (its `how`)
+  const WORDS = {"step between two quiet hours": ["两段平稳时段之间的阶跃", "step between two quiet hours"],
+                 "meter change since an onset": ["自某时起的计量变化", "meter change since an onset"]};
   // by suffix, the longest first
   const UNITS = [["_l_20c", "L"], ["_lph", "L/h"], ["_pct", "%"], ["_mm", "mm"], ["_pa", "Pa"], ["_g_m3", "g/m³"],
                  ["_umol_mol", "µmol/mol"], ["_h", "h"], ["_s", "s"], ["_l", "L"], ["_cny", "¥"]];
@@ -83,7 +86,7 @@ const FTEvidence = (() => {
     if (v == null) return "—";
     if (typeof v === "boolean") return zh() ? (v ? "是" : "否") : (v ? "yes" : "no");
     if (typeof v === "number") return isTime(key) ? fmt.time(v) : number(v);
-    return String(v);
+    return WORDS[v] ? WORDS[v][zh() ? 0 : 1] : String(v);
   }
 
   // a value as a DOM node: scalars as text, intervals as a range, lists of records as a table
