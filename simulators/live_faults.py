@@ -56,6 +56,11 @@ class LiveFaults:
         self.vapor = any(st.vapor is not None for st in sim.stations)
         self.faults: list[ScenarioFault] = []
 
+    @property
+    def now(self) -> float:
+        """The simulated present (event time the district has reached)."""
+        return self.sim.now
+
     def refusal(self, fault_type: str) -> str | None:
         """Why a known type cannot be injected here (None: it can)."""
         if fault_type in AT_START_ONLY:

@@ -64,10 +64,16 @@ async def test_a_tester_injects_faults_and_sees_when_the_twin_found_them(demo: T
         outage = (await http.post("/api/v1/demo/faults", json={
             "type": "comm_loss", "station": "BH-0002", "for": "30m", "at": "1h"})).json()
         assert outage["at_ts"] == now + 3600
+        leak = (await http.post("/api/v1/demo/faults", json={  # the books judge after two days' data
+            "type": "leak", "station": "BH-0002", "tank": "T1", "rate_lph": 5, "within": "1h"})).json()
+        assert leak["detection"]["overdue"] is False
 
         await demo.warm_up(3 * 3600)
         found = {f["id"]: f for f in (await http.get("/api/v1/demo/faults")).json()}
-        theft, outage = found[1], found[2]
+        theft, outage, leak = found[1], found[2], found[3]
+        assert leak["detection"]["acted"] and leak["detection"]["alert_id"] is None
+        assert leak["detection"]["overdue"] is True and leak["detection"]["met"] is None
+        assert theft["detection"]["overdue"] is False
         record = demo.faults.faults[0].record
         assert theft["first_active_ts"] == record.first_active_ts and record.first_active_ts >= now
         assert theft["lost_l_20c"] == pytest.approx(150, rel=0.02)
@@ -82,8 +88,8 @@ async def test_a_tester_injects_faults_and_sees_when_the_twin_found_them(demo: T
         assert outage["detection"]["acted"] and outage["detection"]["alert_id"] is not None
         assert outage["detection"]["met"] is None and outage["detection"]["late"] is False
         assert 0 < outage["detection"]["time_to_detect_s"] <= 900
-        mine = (await http.get("/api/v1/demo/faults", params={"station": "BH-0001"})).json()
-        assert [f["id"] for f in mine] == [1]
+        mine = (await http.get("/api/v1/demo/faults", params={"station": "BH-0002"})).json()
+        assert [f["id"] for f in mine] == [2, 3]
 
 
 async def test_only_a_demo_takes_faults(ui_server: object) -> None:

@@ -49,6 +49,8 @@ def add_demo_fault_routes(app: FastAPI, ctx: Any, api: str) -> None:
                                             nozzle_tanks=nozzle_tanks)
             for f, r in zip(mine, results, strict=True):
                 f["alert"] = r["alert"]
+                deadline = within.get(f["id"])
+                began = f["first_active_ts"]
                 f["detection"] = {
                     "acted": r["exercised"] and f["first_active_ts"] is not None,
                     "alert_id": r["alert_id"], "alert_entity": r["alert_entity"],
@@ -56,6 +58,9 @@ def add_demo_fault_routes(app: FastAPI, ctx: Any, api: str) -> None:
                     "within_s": within.get(f["id"]),
                     "met": r["met"] if f["id"] in within and r["alert_id"] is not None else None,
                     "late": r["late"] if f["id"] in within else False,
+                    # its deadline passed with nothing found yet (late once found after it)
+                    "overdue": (deadline is not None and began is not None and r["alert_id"] is None
+                                and live.now > began + deadline),
                 }
         return faults
 

@@ -109,7 +109,7 @@
   function detection(f) {
     const d = f.detection;
     if (!d.acted) return [t("notActed"), "muted"];
-    if (d.alert_id == null) return [t("notYet"), d.late ? "bad" : "muted"];
+    if (d.alert_id == null) return d.overdue ? [`${t("notYet")} · ${t("lateDeadline")}`, "bad"] : [t("notYet"), "muted"];
     const found = t("foundAfter").replace("{t}", span(d.time_to_detect_s));
     if (d.met === true) return [`${found} · ${t("metDeadline")}`, "ok"];
     if (d.met === false) return [`${found} · ${t("lateDeadline")}`, "bad"];
