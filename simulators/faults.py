@@ -371,6 +371,11 @@ class ScenarioFault(StationFault):
             raise ValueError(f"{self.label}: station {self.station_id} has no tank or nozzle {self.entity!r}")
         return -1
 
+    def bind(self, station: StationSim) -> None:
+        """Check the fault against its station now (entity, per-type checks) rather than at the first
+        hook call, where a ValueError would stop the simulation: for faults added to a running one."""
+        self._bind(station)
+
     def _bind(self, station: StationSim) -> None:
         """First call from a station: check that it is ours, resolve the entity, enter the truth."""
         if self._station is station:

@@ -98,7 +98,7 @@ class LiveFaults:
         station, fault = build_fault(item, self.sim.now, self.seed)
         # Bound to its station now, so the checks that need the station itself (a vapor fault on a
         # diesel nozzle) refuse it here, not inside the running simulation, which they would stop.
-        fault._bind(self.sim.station(station))
+        fault.bind(self.sim.station(station))
         self.sim.add_fault(station, fault)
         self.faults.append(fault)
         return self.describe(len(self.faults) - 1)
