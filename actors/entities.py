@@ -215,7 +215,7 @@ class TankActor:
         if self.trend_explained is not None:
             return
         open_codes = [code for code in ("LEAK", "SENSOR_DRIFT") if (self.id, code) in alerts.open]
-        for verdict in self.judge.judge(fits, ts, self.wetstock, open_codes, bool(self.losses.unrecorded),
+        for verdict in self.judge.judge(fits, ts, self.wetstock, open_codes, self.losses.unrecorded_l(ts),
                                         self._water_steady(ts)):
             report(alerts, verdict.entity, ts, verdict.finding, out, refresh=verdict.refresh)
 

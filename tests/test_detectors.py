@@ -164,6 +164,16 @@ def _parts(finding: object) -> dict[str, object]:
     return {"evidence": finding.evidence, "metrics": finding.metrics}  # type: ignore[attr-defined]
 
 
+def test_the_unrecorded_litres_the_books_weigh_are_those_of_the_last_two_days() -> None:
+    """The deque of unrecorded fills forgets old ones only when a new one comes; what the wetstock judge
+    weighs against a loss (and whether it judges meters at all) must not hold a fill of last week."""
+    detector = LossDetector()
+    detector.unrecorded.extend([(T0, 30.0), (T0 + 40 * 3600, 20.0)])
+    assert detector.unrecorded_l(T0 + 47 * 3600) == 50.0
+    assert detector.unrecorded_l(T0 + 49 * 3600) == 20.0
+    assert detector.unrecorded_l(T0 + 89 * 3600) == 0.0
+
+
 def test_fill_like_drops_are_hidden_sales() -> None:
     """Each unrecorded fill-like drop is reported (the actor keeps one alert open and updates it); with
     two confirmations required, only the second is."""

@@ -195,3 +195,30 @@ def test_the_books_carry_a_running_fill_forward_to_the_gauge_readings_time() -> 
     restored.__setstate__((None, old))
     assert restored.flowing == {} and math.isnan(restored.observed_ts)
     assert restored.expected_l == pytest.approx(anchor - 40.0)
+
+
+def test_a_leak_of_20_litres_an_hour_is_called_a_leak_though_its_fall_looks_like_steps() -> None:
+    """At 20 L/h the step test reads the hour-on-hour fall as fills nobody recorded (15 L and more):
+    a few HIDDEN_SALES, which used to silence the LEAK for good. The loss is 960 L every two days, which
+    those few fills cannot make: LEAK, with its rate, once the books have their two days of data."""
+    from simulators.faults import build_fault
+
+    sim_district = synthetic_district(20, 1)  # BH-0019 T1 of scenarios/demo-showcase.yaml
+    sim = DistrictSimulator(sim_district, seed=1, start_ts=START, reading_interval_s=60.0, only=["BH-0019"])
+    sid, fault = build_fault({"type": "leak", "station": "BH-0019", "tank": "T1", "at": "0s",
+                              "rate_lph": 20}, START, 1)
+    sim.add_fault(sid, fault)
+    actor = StationActor(sim_district.district.station("BH-0019"), TwinSettings())
+    out = Outputs()
+    t = START
+    while t < START + 50 * 3600:
+        t += 600.0
+        for raw in sim.advance(t):
+            actor.handle(parse(raw), out)
+    first = {}
+    for a in out.alerts:
+        first.setdefault((a["code"], a["entity"]), a)
+    leak = first.get(("LEAK", "T1"))
+    assert leak is not None and leak["first_ts"] <= START + 49 * 3600, sorted(first)
+    assert leak["metrics"]["rate_lph"] == pytest.approx(20, rel=0.1)
+    assert actor.tanks["T1"].losses.unrecorded_l(leak["first_ts"]) > 0  # the steps were there

@@ -401,6 +401,12 @@ class LossDetector:
             return math.inf
         return float(duration[best]) / 60.0
 
+    def unrecorded_l(self, ts: float) -> float:
+        """Litres of the unrecorded fills found in the ``hidden_window_s`` before ``ts`` (the deque
+        forgets older ones only when a new one comes)."""
+        since = ts - self.settings.hidden_window_s
+        return sum(v for t, v in self.unrecorded if t >= since)
+
     def _fill_rate_lpm(self, ts: float) -> float:
         """The speed from which a drop is read as a fill: lower once this tank is known to hide fills.
 

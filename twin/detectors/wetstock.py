@@ -98,6 +98,12 @@ class WetstockSettings:
     #: Measured on 20 + 20 leak runs: OLS intervals held the true rate in 32 of 40 first reports, these
     #: in 38 of 40 (twin/detectors/wetstock_judge.py, WetstockJudge._se_inflation).
     leak_ci_lags: int | None = 4
+    #: A loss is taken for the unrecorded fills the loss detector saw (HIDDEN_SALES), not a leak, only
+    #: while their litres could make this share of what the trend loses over their window (48 h): a
+    #: leak of 20 L/h makes hour-long "steps" of its own (15 L and more), and those few fills, or any
+    #: two days before, silenced a loss of 960 L every two days for good.
+    leak_hidden_share: float = 0.3
+    hidden_window_h: float = 48.0
     #: METER_BIAS from a change: every this often (s of event time) the onsets of the last
     #: ``meter_change_days`` (3-hour grid, at least ``onset_min_s`` back) are scanned for one nozzle's
     #: meter changing (WetstockModel.change_scan). Raised when the best change removes at least

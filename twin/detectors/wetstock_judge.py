@@ -70,11 +70,11 @@ class WetstockJudge:
         self.meter_scan_ts = -math.inf
 
     def judge(self, fits: list[WetstockFit], ts: float, model: WetstockModel, open_codes: Collection[str],
-              unrecorded_fills: bool, water_steady: bool = True) -> list[Verdict]:
+              unrecorded_fills: float, water_steady: bool = True) -> list[Verdict]:
         """What the fits (shortest window first) say at ``ts``. ``open_codes``: the tank's open alert
-        codes; ``unrecorded_fills``: whether the loss detector has seen fill-like drops with no
-        transaction lately; ``water_steady``: whether the water bottom held still lately (a meter
-        change is judged only then, :meth:`meter_change`).
+        codes; ``unrecorded_fills``: the litres of fill-like drops with no transaction the loss detector
+        saw in the last ``hidden_window_h`` (0: none); ``water_steady``: whether the water bottom held
+        still lately (a meter change is judged only then, :meth:`meter_change`).
 
         Order of explanations for a trend in the divergence: a gauge drift (if its shape fits clearly
         better, or if the tank steadily *gains*, which no tank does by itself), a loss in L/h (leak),
@@ -88,7 +88,7 @@ class WetstockJudge:
             return []
         self.last_fit = fit = fits[-1]
         self.learn_sales_factors(fit)
-        changed = self.meter_change(ts, model, open_codes, unrecorded_fills or not water_steady)
+        changed = self.meter_change(ts, model, open_codes, bool(unrecorded_fills) or not water_steady)
         if changed:
             return changed
         trending = False
@@ -123,7 +123,8 @@ class WetstockJudge:
             # drifting), so the raw divergence stays the judge.
             if trend_t >= s.leak_t and f.leak_lph >= s.leak_min_lph and (plain_t <= -3.0
                                                                          or self.common_loss(f)):
-                if unrecorded_fills:
+                if unrecorded_fills and unrecorded_fills >= (getattr(s, "leak_hidden_share", 0.3) * f.leak_lph
+                                                             * getattr(s, "hidden_window_h", 48.0)):
                     return []  # the loss is the unrecorded fills HIDDEN_SALES already reports
                 if "SENSOR_DRIFT" in open_codes:
                     return []  # a gauge known to drift cannot tell a loss (gauge faults are no leak alarms)
