@@ -39,10 +39,15 @@ async def _line_matching(stream: asyncio.StreamReader, pattern: str, seen: list[
             return m
 
 
-async def _replay_answers(args: list[str], stations: set[str]) -> None:
-    proc = await asyncio.create_subprocess_exec(
+async def _cli(*args: str) -> asyncio.subprocess.Process:
+    """`fueltwin ARGS` in a subprocess, its output (stderr too) unbuffered on a pipe."""
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "twin.cli", *args, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+async def _replay_answers(args: list[str], stations: set[str]) -> None:
+    proc = await _cli(*args)
     seen: list[str] = []
     try:
         assert proc.stdout is not None
@@ -71,11 +76,8 @@ async def test_demo_serves_streams_and_stops_cleanly(tmp_path: Path) -> None:
                       "district: {stations: 2}\n"
                       "faults:\n  - {type: comm_loss, station: BH-0002, at: 1h, for: 30m}\n",
                       encoding="utf-8")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "twin.cli", "demo", "--stations", "2", "--speed", "0", "--port", "0",
-        "--data", str(data), "--start", "2026-06-01T00:00:00+08:00", "--faults", str(faults),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = await _cli("demo", "--stations", "2", "--speed", "0", "--port", "0", "--data", str(data),
+                      "--start", "2026-06-01T00:00:00+08:00", "--faults", str(faults))
     seen: list[str] = []
     try:
         assert proc.stdout is not None
