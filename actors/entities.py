@@ -16,7 +16,7 @@ from twin.alerts import AlertBook, link_hidden_sales
 from twin.deliveries import DeliveryDetector
 from twin.detectors.fill_witness import FillWitness
 from twin.detectors.gauge import LimitCheck, StuckCheck, WindowRange
-from twin.detectors.losses import LossDetector, NozzleFills
+from twin.detectors.losses import LossDetector, NozzleFills, with_open_theft
 from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockFit, WetstockModel
 from twin.detectors.wetstock_judge import WetstockJudge
@@ -38,29 +38,6 @@ WATER_STEADY_MM = 5.0
 
 def _r(x: float, nd: int = 2) -> float | None:
     return None if x is None or math.isnan(x) else round(x, nd)
-
-
-def added_loss(alerts: AlertBook, entity: str, finding: Finding) -> Finding:
-    """A SUDDEN_LOSS while one is open on the tank. The detector's later reports of the same theft
-    (``continues``: it went on after it was found, or its total read again once the tank settled)
-    replace that theft's litres; another theft before anyone closed the alert adds its own. Each theft
-    is kept in the evidence's ``drops``, the alert's volume is their sum."""
-    open_alert = alerts.open.get((entity, "SUDDEN_LOSS"))
-    if open_alert is None:
-        return finding
-    before, new = open_alert.evidence, finding.evidence
-    drops = list(before.get("drops") or [{k: before.get(k) for k in ("start_ts", "end_ts", "volume_l")}])
-    drop = {k: new.get(k) for k in ("start_ts", "end_ts", "volume_l")}
-    if new.get("continues"):
-        drops[-1] = drop
-    else:
-        drops.append(drop)
-    total = sum(float(d["volume_l"] or 0.0) for d in drops)
-    metrics: dict[str, Any] = {"volume_l": total} | ({"drops": len(drops)} if len(drops) > 1 else {})
-    # the first report's minutes timed only what had gone by then
-    evidence = {**new, "volume_l": round(total, 1), "start_ts": drops[0]["start_ts"], "drops": drops,
-                "minutes": new.get("minutes")}
-    return Finding("SUDDEN_LOSS", finding.severity, metrics, evidence)
 
 
 def report(alerts: AlertBook, entity: str, ts: float, finding: Finding, out: Outputs,
@@ -151,7 +128,7 @@ class TankActor:
                 finding = self.losses.add(ts, divergence - self._sales_bias_l, nozzle_fills)
                 if finding is not None:  # each further unrecorded fill updates an open HIDDEN_SALES
                     if finding.code == "SUDDEN_LOSS":
-                        finding = added_loss(alerts, self.id, finding)
+                        finding = with_open_theft(alerts.open.get((self.id, "SUDDEN_LOSS")), finding)
                     report(alerts, self.id, ts, finding, out, refresh=True)
                     self.wetstock.brk()
                 wetstock = self.wetstock

@@ -131,10 +131,11 @@ def test_a_theft_that_goes_on_after_it_was_found_is_followed_to_its_total() -> N
 
 
 def test_a_tanks_open_theft_alert_says_the_total_of_its_thefts() -> None:
-    """The actor's side (actors.entities.added_loss): a later report of the same theft replaces its
-    litres, another theft while the alert is open adds its own; the message says the total and how many."""
-    from actors.entities import added_loss
+    """What the tank's actor raises (twin.detectors.losses.with_open_theft): a later report of the same
+    theft replaces its litres, another theft while the alert is open adds its own; the message says the
+    total and how many."""
     from twin.alerts import AlertBook
+    from twin.detectors.losses import with_open_theft
     from twin.detectors.nozzle import Finding
 
     book = AlertBook("BH-0001")
@@ -143,15 +144,16 @@ def test_a_tanks_open_theft_alert_says_the_total_of_its_thefts() -> None:
         return Finding("SUDDEN_LOSS", "alarm", {"volume_l": volume},
                        {"volume_l": volume, "start_ts": start, "end_ts": end, **more})
 
-    found = added_loss(book, "T1", loss(52.0, T0, T0 + 900, minutes=11.0))
+    found = with_open_theft(book.open.get(("T1", "SUDDEN_LOSS")), loss(52.0, T0, T0 + 900, minutes=11.0))
     first = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0, **_parts(found))
     assert first is not None and first.message_zh == "T1 无交易时油量骤减 52 L"
-    more = added_loss(book, "T1", loss(118.0, T0, T0 + 1500, continues=True))
+    more = with_open_theft(book.open.get(("T1", "SUDDEN_LOSS")), loss(118.0, T0, T0 + 1500, continues=True))
     again = book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 1500, refresh=True, **_parts(more))
     assert again is first and first.metrics["volume_l"] == 118.0 and "drops" not in first.metrics
     assert first.message_zh == "T1 无交易时油量骤减 118 L"
     assert first.evidence["minutes"] is None  # it timed only the first 52 L
-    other = added_loss(book, "T1", loss(61.0, T0 + 6 * 3600, T0 + 6 * 3600 + 900))
+    later = T0 + 6 * 3600
+    other = with_open_theft(book.open.get(("T1", "SUDDEN_LOSS")), loss(61.0, later, later + 900))
     book.raise_("SUDDEN_LOSS", "alarm", "T1", T0 + 6 * 3600, refresh=True, **_parts(other))
     assert first.metrics == {"volume_l": 179.0, "drops": 2}
     assert [d["volume_l"] for d in first.evidence["drops"]] == [118.0, 61.0]

@@ -34,11 +34,14 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from twin.detectors.nozzle import Finding
+
+if TYPE_CHECKING:
+    from twin.alerts import Alert
 
 #: The fills a vapor monitor saw with no transaction, at a tank's nozzles, in an event-time window:
 #: ``(t0, t1) -> [(nozzle, end ts, litres)]`` (twin/detectors/fill_witness.py).
@@ -431,3 +434,26 @@ class LossDetector:
         return Finding("HIDDEN_SALES", "alarm", {"litres": total, "drops": len(self.unrecorded)},
                        {**evidence, "unrecorded_drops": [{"ts": t, "volume_l": round(v, 1)}
                                                          for t, v in self.unrecorded]})
+
+
+def with_open_theft(open_alert: Alert | None, finding: Finding) -> Finding:
+    """A SUDDEN_LOSS while one is open on the tank (``open_alert``; None: none is). The detector's
+    later reports of the same theft (``continues``: it went on after it was found, or its total read
+    again once the tank settled) replace that theft's litres; another theft before anyone closed the
+    alert adds its own. Each theft is kept in the evidence's ``drops``, the alert's volume is their
+    sum."""
+    if open_alert is None:
+        return finding
+    before, new = open_alert.evidence, finding.evidence
+    drops = list(before.get("drops") or [{k: before.get(k) for k in ("start_ts", "end_ts", "volume_l")}])
+    drop = {k: new.get(k) for k in ("start_ts", "end_ts", "volume_l")}
+    if new.get("continues"):
+        drops[-1] = drop
+    else:
+        drops.append(drop)
+    total = sum(float(d["volume_l"] or 0.0) for d in drops)
+    metrics: dict[str, Any] = {"volume_l": total} | ({"drops": len(drops)} if len(drops) > 1 else {})
+    # the first report's minutes timed only what had gone by then
+    evidence = {**new, "volume_l": round(total, 1), "start_ts": drops[0]["start_ts"], "drops": drops,
+                "minutes": new.get("minutes")}
+    return Finding("SUDDEN_LOSS", finding.severity, metrics, evidence)
