@@ -128,6 +128,10 @@ class District(_Spec):
     def regions(self) -> list[str]:
         return sorted({s.region for s in self.stations})
 
+    def nozzle_tanks(self) -> dict[tuple[str, str], str]:
+        """(station, nozzle) -> the tank it draws from."""
+        return {(s.id, n.id): n.tank for s in self.stations for n in s.nozzles}
+
 
 def load_district(path: str | Path) -> District:
     """Read a district YAML (``stations: [...]``); pydantic's errors name the offending field."""

@@ -335,7 +335,7 @@ def _run_part(scn: Scenario, seed: int, runtime: str, shards: int | None, statio
     return _Part(got, [FaultTruth.of(r) for r in sim.truth.faults],
                  [DeliveryTruth.of(d) for d in sim.truth.deliveries], len(district.stations),
                  sum(len(s.tanks) for s in district.stations),
-                 {(st.id, n.id): n.tank for st in district.stations for n in st.nozzles})
+                 district.nozzle_tanks())
 
 
 #: Events a fill makes on average (its nozzle's state every 10 s while it runs, lifted and hung up, the

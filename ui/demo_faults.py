@@ -31,7 +31,7 @@ def add_demo_fault_routes(app: FastAPI, ctx: Any, api: str) -> None:
         return
     store, district = ctx.store, ctx.district
     within: dict[int, float] = {}
-    nozzle_tanks = {(s.id, n.id): n.tank for s in district.stations for n in s.nozzles}
+    nozzle_tanks = district.nozzle_tanks()
 
     async def scored(faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_station: dict[str, list[dict[str, Any]]] = defaultdict(list)
