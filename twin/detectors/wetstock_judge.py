@@ -88,9 +88,8 @@ class WetstockJudge:
             return []
         self.last_fit = fit = fits[-1]
         self.learn_sales_factors(fit)
-        leaking = self._leak_explains(fits, ts, model)
-        changed = self.meter_change(ts, model, [*open_codes, *(["LEAK"] if leaking else [])],
-                                    bool(unrecorded_fills) or not water_steady)
+        changed = self.meter_change(ts, model, open_codes, bool(unrecorded_fills) or not water_steady,
+                                    self._leak_explains(fits, ts, model))
         if changed:
             return changed
         trending = False
@@ -189,7 +188,7 @@ class WetstockJudge:
         return verdicts
 
     def meter_change(self, ts: float, model: WetstockModel, open_codes: Collection[str],
-                     books_explained: bool) -> list[Verdict]:
+                     books_explained: bool, leak_shown: bool = False) -> list[Verdict]:
         """METER_BIAS where one nozzle's sales since an onset explain the divergence far better than
         nothing and than a trend from an onset: a meter changed (a cheat switched on, a board swapped).
 
@@ -208,8 +207,10 @@ class WetstockJudge:
         before it (an onset 8 h into the data made one false alarm in 20 sensor-drift runs) and must not
         be the scan's oldest (a change older than the scan is fitted by a stand-in: 5 in 20
         meter-bias-0.5pct runs named another nozzle a week on). Not while a leak or a drift explains the
-        tank's books (each has its own alert), nor when ``books_explained`` (unrecorded fills, water
-        coming in: the books are not the meters' alone then), and only every ``meter_change_every_s``.
+        tank's books (each has its own alert; ``leak_shown``: a fit shows a leak that time explains
+        clearly better than a meter, :meth:`_leak_explains`), nor when ``books_explained`` (unrecorded
+        fills, water coming in: the books are not the meters' alone then), and only every
+        ``meter_change_every_s``.
 
         A cheat switched on for a few hours each evening moves the books only then, so the change is also
         looked for in some hours of the day (CHANGE_WINDOWS), and the alert says which. A window is
@@ -221,7 +222,8 @@ class WetstockJudge:
         if ts - getattr(self, "meter_scan_ts", -math.inf) < s.meter_change_every_s:
             return []  # (absent in a checkpoint from before the scan)
         self.meter_scan_ts = ts
-        if books_explained or "LEAK" in open_codes or "SENSOR_DRIFT" in open_codes or not model.segments:
+        if (books_explained or leak_shown or "LEAK" in open_codes or "SENSOR_DRIFT" in open_codes
+                or not model.segments):
             return []
         now = model.segments[-1].last_ts
         oldest = now - s.meter_change_days * 86_400.0
