@@ -33,13 +33,14 @@ AT_START_ONLY = {"capacity_misreport": "it misdeclares a tank in the registry th
 #: Values the station page offers first: large enough to be seen within a demo's hour or day, each a
 #: plain scenario parameter a tester can change (the issue's detection targets are far smaller). A theft
 #: is slower than a nozzle (5 L/min): taken at a pump's speed the twin reads it as a fill nobody
-#: recorded (HIDDEN_SALES), as the README's detection table says.
+#: recorded (HIDDEN_SALES), as the README's detection table says. Water at 100 mm a day: at 500 a tank
+#: floods within days and the books misread its deliveries (seen in scenarios/demo-showcase.yaml).
 EXAMPLES: dict[str, dict[str, Any]] = {
     "leak": {"rate_lph": 20}, "theft": {"volume_l": 150, "duration": "30m"},
     "meter_bias": {"factor": 0.97}, "hidden_sales": {"fraction": 0.1},
     "totalizer_jump": {"litres": 500}, "txn_gap": {"count": 5}, "mainboard_swap": {},
     "sensor_stuck": {"for": "2h"}, "sensor_drift": {"mm_per_day": 30}, "comm_loss": {"for": "30m"},
-    "water_ingress": {"mm_per_day": 500}, "delivery_without_po": {"volume_l": 6000},
+    "water_ingress": {"mm_per_day": 100}, "delivery_without_po": {"volume_l": 6000},
     "po_without_delivery": {"volume_l": 10000}, "underdeclared_sales": {"fraction": 0.1},
     "invoice_inflation": {"fraction": 0.1}, "price_dumping": {"factor": 0.8},
     "hidden_tank": {"volume_l": 8000}, "vapor_blockage": {"a_l": 0.4}, "vapor_unsealed": {},
