@@ -716,6 +716,92 @@ def _evening_rows(seed: int, days: int = 5, brk_every: int = 1900
     return model, [np.array(r) for r in rows], cheated
 
 
+def _bending_rows(seed: int, kind: str, days: int = 4, brk_every: int = 1900, late_min: int = 0
+                  ) -> tuple[WetstockModel, list[np.ndarray]]:
+    """Three nozzles in one daily pattern, deliveries every ``brk_every`` minutes, a horizontal tank's
+    dV/dh (widest at half fill) in the drift column; from day 2, 02:00 (a chunk boundary) or
+    ``late_min`` minutes after, a 20 L/h leak ("leak") or a gauge drifting 10 mm a day ("drift"). Also
+    returns each segment's rows ([ts, t, drift, sales (kL)…, divergence]) for refitting by hand."""
+    from twin.detectors.wetstock import _Segment
+
+    rng = np.random.default_rng(seed)
+    model = WetstockModel(("N1", "N2", "N3"), WetstockSettings())
+    model._t0 = T0 + 17
+    sold, delivered_at, drift, drifted = np.zeros(3), 0.0, 0.0, 0.0
+    day = np.array([0.2] * 6 + [1.5] * 3 + [1.0] * 8 + [1.6] * 3 + [0.6] * 4)
+    rows: list[list[list[float]]] = []
+    onset = 2 * 1440 + 120 + late_min  # 02:00 local is a chunk boundary
+    for i in range(days * 1440):
+        ts = T0 + 60 * i + 17
+        if i % brk_every == 0:
+            delivered_at = sold.sum()
+        sold += rng.poisson(day[(i // 60) % 24] * np.array([0.4, 0.3, 0.3])) * 35.0
+        u = _fill(sold.sum() - delivered_at)
+        dvdh = 40.0 * math.sqrt(max(u * (1.0 - u), 0.0)) * 2.0  # L/mm, 40 at half fill
+        drift += dvdh * 60.0 / 86_400.0
+        divergence = rng.normal(0, 3.0)  # a bin's mean of several readings
+        if i >= onset:
+            drifted += dvdh * 10.0 * 60.0 / 86_400.0
+            divergence += -20.0 * (i - onset) / 60.0 if kind == "leak" else drifted
+        row = [(ts - model._t0) / 3600.0, drift, *(sold / 1000.0), divergence]
+        if i % brk_every == 0:
+            model.segments.append(_Segment(ts, row, sold.tolist()))
+            rows.append([])
+        model.segments[-1].add(ts, row, sold.tolist())
+        rows[-1].append([ts, *row])
+    return model, [np.array(r) for r in rows]
+
+
+def test_a_drift_and_a_loss_from_their_onsets_are_the_refits_by_hand_and_tell_the_shapes_apart() -> None:
+    """WetstockModel.onset_rss fits a loss from τ (time held at τ before it) and a gauge drift from τ (the
+    drift column held at its value at τ before it), each with a step at τ, from the chunks' sums: each
+    must be the least-squares refit of the rows with those columns built by hand, and the onset versions
+    must tell a 20 L/h leak from a drifting gauge, each starting inside the window where the tank's dV/dh
+    bends."""
+    from twin.detectors.wetstock import _centred_sums_from_onset, _Segment, _solve
+    from twin.detectors.wetstock_judge import WetstockJudge
+
+    model, rows = _bending_rows(5, "leak")
+    onsets = model._onset_window(3.0)
+    assert onsets is not None
+    segments, active, dof, taus = onsets
+    assert active == [2, 3, 4] and len(taus) >= 8 and len(segments) == len(rows)
+    assert all(tau % _Segment.CHUNK_S == 0 for tau in taus)
+    for tau in (taus[1], taus[len(taus) // 2], taus[-1]):
+        for shape in (0, 1):
+            xs, ys = [], []
+            for seg in rows:
+                ts, v = seg[:, 0], seg[:, 1 + shape]
+                at = np.flatnonzero(ts >= tau)
+                floored = np.where(ts < tau, v[at[0]] if len(at) else 0.0, v)
+                x = np.column_stack([floored, seg[:, 3:6], ts >= tau])
+                xs.append(x - x.mean(axis=0))
+                ys.append(seg[:, 6] - seg[:, 6].mean())
+            x, y = np.vstack(xs), np.concatenate(ys)
+            cxx, cxy, cyy = _centred_sums_from_onset(segments, [shape, *active], float(tau))
+            assert cxx.shape == (5, 5)  # τ inside a segment: the step is in
+            assert np.allclose(cxx, x.T @ x, rtol=1e-9, atol=1e-6) and np.allclose(cxy, x.T @ y, rtol=1e-9)
+            fit = _solve(cxx, cxy, cyy, [0, 1, 2, 3, 4], dof - 1)
+            r = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+            assert fit is not None and fit[2] == pytest.approx(float(r @ r), rel=1e-6)
+    # τ before the data: the step is the intercepts', so it is left out
+    assert taus[0] < segments[0].first_ts
+    assert _centred_sums_from_onset(segments, [0, *active], float(taus[0]))[0].shape == (4, 4)
+    loss, drift = model.onset_rss(3.0) or (math.nan, math.nan)
+    assert loss < 0.9 * drift  # the leak is a straight line from its onset, the drift bends
+    model, _ = _bending_rows(5, "drift")
+    loss, drift = model.onset_rss(3.0) or (math.nan, math.nan)
+    assert drift < 0.9 * loss
+    for kind in ("leak", "drift"):  # an onset 100 minutes after the grid's: the step takes up the kink
+        model, _ = _bending_rows(6, kind, late_min=100)
+        loss, drift = model.onset_rss(3.0) or (math.nan, math.nan)
+        assert (loss < 0.9 * drift) if kind == "leak" else (drift < 0.9 * loss)
+        # what the judge asks before a SENSOR_DRIFT
+        fit = model.fits()[0]
+        assert fit.window_days == 3.0
+        assert WetstockJudge("T1", model.settings)._drift_from_onset(fit, model) == (kind == "drift")
+
+
 def test_the_change_scan_in_hours_of_the_day_equals_refitting_by_hand() -> None:
     """Each window of CHANGE_WINDOWS tests a nozzle's sales in those hours of the day since τ: built row
     by row here (a chunk of the window adds its nozzle's sales from its first row to the next chunk's),

@@ -677,6 +677,32 @@ class WetstockModel:
                 best = (out[2], tau, -float(out[0][0]), float(out[1][0]))
         return None if best is None else best[1:]
 
+    def onset_rss(self, window_days: float) -> tuple[float, float] | None:
+        """(the smallest residual sum of squares of a loss from an onset τ, of a gauge drift from one): the
+        time column max(t, τ), or the drift column max(D, D(τ)), τ on the 3-hour chunk grid of the last
+        ``window_days``, every nozzle's β in both. None where the window is too short or its chunks lack
+        the sums.
+
+        Without onsets the two shapes were judged on the whole window, where a leak that began inside it
+        is no straight line: flat, then falling. The drift column bends where the level's dV/dh changes,
+        and a bend that happens to fall near the onset fitted a 20 L/h leak better (SENSOR_DRIFT for the
+        LEAK in 2 of 20 leak-20lph runs). Both shapes get an onset here, so neither wins by its bend."""
+        window = self._onset_window(window_days)
+        if window is None or not all(g.has_chunk_xx for g in window[0]):
+            return None
+        segments, active, dof, taus = window
+        base = self._base(active)
+        best = [math.inf, math.inf]
+        for tau in taus:
+            for shape in (0, 1):
+                cxx, cxy, cyy = _centred_sums_from_onset(segments, [shape, *base], tau)
+                out = _solve(cxx, cxy, cyy, list(range(len(cxy))), dof - (len(cxy) - len(base) - 1))
+                if out is not None:
+                    best[shape] = min(best[shape], out[2])
+        if not all(math.isfinite(b) for b in best):
+            return None
+        return best[0], best[1]
+
     def trend_hac(self, window_days: float, lags: int) -> tuple[float, float, float] | None:
         """(λ in L/h, its OLS SE, its HAC SE) of the per-nozzle fit over the last ``window_days``; None
         where the window is too short or its chunks lack the sums (a checkpoint from before them).
@@ -1034,6 +1060,61 @@ def _with_onset(g: _Segment, cols: list[int], tau_rel: float, tau_ts: float
     sx, sxx, sxy = sx[cols], sxx[np.ix_(cols, cols)], sxy[cols]
     mx, my = sx / n, g.sy / n
     return sxx - n * np.outer(mx, mx), sxy - n * mx * my, g.syy - n * my * my
+
+
+def _centred_sums_from_onset(segments: Sequence[_Segment], cols: list[int], tau_ts: float
+                             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The segments' centred sums on ``cols`` with the first column (a cumulative one, rising with time:
+    time, the drift's) held at its value at τ on rows before τ — max(x, x(τ)), x(τ) the first row of the
+    chunk that starts at τ — and a last column more, 1 on rows from τ on (a step at τ), when τ falls
+    inside a segment (elsewhere the intercepts hold it). From the chunks' cross-products, so it needs
+    them (``has_chunk_xx``).
+
+    The step is for the grid: τ is a chunk boundary, every 3 hours, and a loss that began an hour after
+    one leaves a kink a straight line from τ cannot follow (20 L at 20 L/h), where a bending shape can
+    (the drift's, a SENSOR_DRIFT for a 20 L/h leak). With a step at τ the line from τ is the line from
+    the true onset outside τ's chunk."""
+    column = cols[0]
+    k = len(cols) + 1
+    cxx, cxy, cyy = np.zeros((k, k)), np.zeros(k), 0.0
+    stepped = False
+    for g in segments:
+        start, n_c, sx_c, _, sxy_c, sxx_c, sy_c, _, first = _chunk_sums(g)
+        before = int(np.searchsorted(start, tau_ts, side="left"))
+        sx, sxx, sxy = g.sx.copy(), g.sxx.copy(), g.sxy.copy()
+        z = np.zeros(k)  # Σ step·[cols…, step] over the segment
+        zy = 0.0
+        if before > 0:
+            # rows before τ: x_column = c instead of x_column (a segment wholly before τ: constant, any c)
+            c = float(first[before, column]) if before < len(start) else 0.0
+            m = float(n_c[:before].sum())
+            cx = sx_c[:before].sum(axis=0)
+            cxx_j = sxx_c[:before, column, :].sum(axis=0)
+            sx[column] += m * c - cx[column]
+            row = c * cx - cxx_j
+            row[column] = m * c * c - cxx_j[column]
+            sxx[column, :] += row
+            sxx[:, column] += row
+            sxx[column, column] -= row[column]
+            sxy[column] += c * float(sy_c[:before].sum()) - float(sxy_c[:before, column].sum())
+            if before < len(start):
+                stepped = True
+                z[:-1] = sx_c[before:, cols].sum(axis=0)
+                z[-1] = float(n_c[before:].sum())
+                zy = float(sy_c[before:].sum())
+        n = g.n
+        full_x = np.append(sx[cols], z[-1])
+        full_xx = np.zeros((k, k))
+        full_xx[:-1, :-1] = sxx[np.ix_(cols, cols)]
+        full_xx[-1, :] = full_xx[:, -1] = z
+        full_xy = np.append(sxy[cols], zy)
+        mx, my = full_x / n, g.sy / n
+        cxx += full_xx - n * np.outer(mx, mx)
+        cxy += full_xy - n * mx * my
+        cyy += g.syy - n * my * my
+    if not stepped:
+        return cxx[:-1, :-1], cxy[:-1], cyy
+    return cxx, cxy, cyy
 
 
 def _solve(cxx: np.ndarray, cxy: np.ndarray, cyy: float, cols: list[int],

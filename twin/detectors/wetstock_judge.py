@@ -108,7 +108,8 @@ class WetstockJudge:
             # "gain" in step with that nozzle's sales, which a steady seller makes look like time in the
             # per-nozzle fit (measured: 7 SENSOR_DRIFT false alarms in meter-bias scenarios over 20 seeds).
             gaining = f.leak_lph < 0 and trend_t >= s.leak_t and plain_t > 0 and common_t >= 3.0
-            if plain_significant and (f.drift_preferred or gaining) and f.drift_mm_per_day is not None:
+            drifting = gaining or (f.drift_preferred and self._drift_from_onset(f, model))
+            if plain_significant and drifting and f.drift_mm_per_day is not None:
                 if "SENSOR_DRIFT" not in open_codes:
                     if self.meter_change_chi2(f, ts, model) >= s.drift_meter_chi2:
                         return []  # a nozzle whose meter changed tells the gain better than a gauge does
@@ -145,6 +146,12 @@ class WetstockJudge:
             # is the finding there).
             return []
         return self._meter_bias(fit)
+
+    def _drift_from_onset(self, f: WetstockFit, model: WetstockModel) -> bool:
+        """Whether the drift's shape still fits clearly better when both it and a loss may begin inside
+        the window (WetstockModel.onset_rss); True where that cannot be worked out."""
+        rss = model.onset_rss(f.window_days)
+        return rss is None or rss[1] < rss[0] * (1.0 - self.settings.drift_rss_gain)
 
     @staticmethod
     def _window_evidence(f: WetstockFit) -> dict[str, Any]:
