@@ -802,6 +802,20 @@ def test_a_drift_and_a_loss_from_their_onsets_are_the_refits_by_hand_and_tell_th
         assert WetstockJudge("T1", model.settings)._drift_from_onset(fit, model) == (kind == "drift")
 
 
+def test_a_leak_rate_from_its_onset_holds_a_step_so_an_onset_inside_a_chunk_leaves_no_kink() -> None:
+    """WetstockModel.onset_rate tries onsets on the 3-hour grid; a 20 L/h leak that began 1 or 2 hours
+    after a grid point left a kink the rate leaned on (here 18.9–20.7 L/h). With a step at τ in the
+    fit (leak_onset_step) it is within 0.5 %."""
+    from dataclasses import replace
+
+    for late in (60, 120):
+        model, _ = _bending_rows(7, "leak", late_min=late)
+        onset = model.onset_rate(3.0)
+        assert onset is not None and abs(onset[1] - 20.0) < 0.1
+        model.settings = replace(model.settings, leak_onset_step=False)
+        assert abs((model.onset_rate(3.0) or (0.0, 0.0, 0.0))[1] - 20.0) > 0.6
+
+
 def test_the_change_scan_in_hours_of_the_day_equals_refitting_by_hand() -> None:
     """Each window of CHANGE_WINDOWS tests a nozzle's sales in those hours of the day since τ: built row
     by row here (a chunk of the window adds its nozzle's sales from its first row to the next chunk's),

@@ -53,6 +53,8 @@ class TwinSettings(BaseModel):
     #: A LEAK's 95 % interval takes a standard error robust to correlated rows over this many neighbouring
     #: 3-hour chunks (Newey–West; 0: per chunk only; None: plain OLS) — WetstockSettings.leak_ci_lags.
     leak_ci_lags: int | None = Field(default=4, ge=0)
+    #: A LEAK's rate is fitted from its onset with a step there too (WetstockSettings.leak_onset_step).
+    leak_onset_step: bool = True
     #: METER_BIAS from a meter change (WetstockJudge.meter_change): scanned every this many seconds of
     #: event time over onsets of the last ``meter_change_days``; raised at Δχ² ≥ ``meter_change_chi2``
     #: against no change and ≥ ``meter_change_vs_time_chi2`` against a trend from an onset, with the
@@ -124,6 +126,6 @@ class TwinSettings(BaseModel):
 
 #: The TwinSettings fields that are WetstockSettings' (same names).
 _WETSTOCK_FIELDS = ("leak_min_lph", "leak_t", "meter_min", "meter_t", "meter_min_sales_l", "drift_meter_chi2",
-                    "leak_meter_chi2", "leak_ci_lags", "meter_change_every_s", "meter_change_days",
-                    "meter_change_chi2", "meter_change_window_chi2", "meter_change_vs_time_chi2",
-                    "meter_change_floor", "chart_terms")
+                    "leak_meter_chi2", "leak_ci_lags", "leak_onset_step", "meter_change_every_s",
+                    "meter_change_days", "meter_change_chi2", "meter_change_window_chi2",
+                    "meter_change_vs_time_chi2", "meter_change_floor", "chart_terms")
