@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from twin.detectors.gauge import LimitCheck, StuckCheck, WindowRange
-from twin.detectors.losses import LossDetector
-from twin.detectors.nozzle import NozzleLedger
+from twin.detectors.losses import LossDetector, LossSettings
+from twin.detectors.nozzle import Finding, NozzleLedger
 from twin.detectors.wetstock import WetstockModel, WetstockSettings
 
 T0 = 1_780_243_200.0
@@ -500,6 +500,39 @@ def test_sales_through_out_of_true_meters_are_taken_out_before_looking_for_unrec
     tank.judge.learn_sales_factors(fit)
     tank.sale("N3", 1_000.0)
     assert tank._sales_bias_l == 1_000.0 * TwinSettings().loss_sales_factor_max
+
+
+def test_a_leaking_tank_makes_no_fill_of_its_steady_fall_and_hides_none_of_a_real_one() -> None:
+    """A 20 L/h leak makes the step test's hour means 20 L apart all the time; read on the slope through
+    both hours (StepTest, _step_on_slope) it is no fill, while a 25 L fill nobody recorded on top of it
+    is found with its own size. Judged on hour means and the ramp test alone, 2 of these 20 leaks made
+    a fill and 2 of the 20 fills were found by the step test (2 more by the short bins, at their 40 L;
+    step_trend_t = inf keeps that)."""
+    from dataclasses import replace
+
+    def run(seed: int, fill_l: float, settings: LossSettings) -> list[tuple[float, Finding]]:
+        rng = np.random.default_rng(seed)
+        ts, noise = _noisy_divergence(rng, 10)
+        at = T0 + 5 * 3600
+        divergence = noise - 20.0 * (ts - T0) / 3600.0 - fill_l * np.clip((ts - at) / 60.0, 0.0, 1.0)
+        detector = LossDetector(settings)
+        return [(t - at, f) for t, d in zip(ts, divergence, strict=True) if (f := detector.add(t, d))]
+
+    old = replace(LossSettings(), step_trend_t=math.inf)
+    assert sum(bool(run(seed, 0.0, old)) for seed in range(20)) == 2
+    assert sum(bool(run(seed, 25.0, old)) for seed in range(20)) == 4
+    steps = 0
+    for seed in range(20):
+        assert run(seed, 0.0, LossSettings()) == []
+        found = run(seed, 25.0, LossSettings())
+        assert [f.code for _, f in found] == ["HIDDEN_SALES"]
+        after, finding = found[0]
+        assert 0 < after <= 95 * 60
+        if finding.evidence.get("how") == "step between two quiet hours":  # else the short bins (leak's too)
+            assert 15.0 <= finding.metrics["litres"] <= 32.0
+            assert abs(finding.evidence["start_ts"] - (T0 + 5 * 3600)) < 180
+            steps += 1
+    assert steps == 18
 
 
 def test_a_slow_drop_in_a_tank_known_to_hide_fills_is_one_more_hidden_fill() -> None:

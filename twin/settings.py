@@ -36,6 +36,8 @@ class TwinSettings(BaseModel):
     #: hour before a 2-minute gap and the hour after it (twin/detectors/losses.py StepTest).
     loss_step_threshold_l: float = Field(default=15.0, gt=0)
     loss_step_sigmas: float = Field(default=7.0, gt=0)
+    #: ...read on top of the two hours' steady fall where that slope has a t of at least this (a leak).
+    loss_step_trend_t: float = Field(default=3.0, gt=0)
     #: The loss detectors see the divergence less what booked sales made of it through each nozzle's
     #: fitted β (meter plus chart error), each β capped at this fraction (legal meter ±0.3 %, JJG 443,
     #: plus a chart's 0.3 %); 0 turns the correction off (twin/detectors/wetstock_judge.py).
@@ -114,7 +116,8 @@ class TwinSettings(BaseModel):
     def losses(self) -> LossSettings:
         return LossSettings(bin_s=self.loss_bin_s, threshold_l=self.loss_threshold_l,
                             hidden_confirmations=self.hidden_confirmations,
-                            step_threshold_l=self.loss_step_threshold_l, step_sigmas=self.loss_step_sigmas)
+                            step_threshold_l=self.loss_step_threshold_l, step_sigmas=self.loss_step_sigmas,
+                            step_trend_t=self.loss_step_trend_t)
 
     def fill_witness(self) -> WitnessSettings:
         return WitnessSettings(match_s=self.fill_match_s, match_rel=self.fill_match_pct / 100.0)

@@ -25,7 +25,8 @@ the hour before it, about 1.4 L of standard error on a 30 m³ tank — and repor
 15 L and 7 standard errors as one more unrecorded fill. Measured on captured divergence series: it finds
 the three hidden fills of 20–35 L the bins missed in 20 hidden-sales runs, and no step in 5,600
 tank-days of the other tanks (meter-bias, leak and busy healthy runs), where a leak, a meter bias or a
-slow drift never makes a step.
+slow drift never makes a step. A gross leak does (20 L/h: hour means 20 L apart all the time), so where
+the two hours fall steadily the step is read on top of their slope (:func:`_step_on_slope`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -72,6 +73,10 @@ class LossSettings:
     step_gap_s: float = 120.0
     step_threshold_l: float = 15.0
     step_sigmas: float = 7.0
+    #: ...and where the two hours fall steadily (one slope through both, at least this many standard
+    #: errors), the step must reach ``step_threshold_l`` on top of that slope: a leak of 20 L/h makes
+    #: hour means 20 L apart all the time.
+    step_trend_t: float = 3.0
     #: After a SUDDEN_LOSS the theft is followed for this long (s) from its last report: what it takes
     #: while it goes on is reported as it passes another ``threshold_l``, and at the end its total is
     #: measured again from the level the tank settled at (the mean of ``settle_bins`` bins).
@@ -167,9 +172,20 @@ class StepTest:
         if found and self._since_best < 30:
             return None
         self._best = None
-        if not _sharp(best[3], self.settings.step_gap_s):
+        readings, gap_ts = best[3], best[1]
+        trend_t = getattr(s, "step_trend_t", 3.0)  # absent in settings from a checkpoint before it
+        fit = _step_on_slope(readings, gap_ts, s.step_gap_s)
+        falling = fit is not None and fit.slope_t <= -trend_t
+        if fit is not None and falling:
+            # a steady fall through both hours (a leak): judge what stands out of it
+            readings = [(t, v - fit.slope_lph * (t - gap_ts) / 3600.0) for t, v in readings]
+        if not _sharp(readings, s.step_gap_s):
             return None  # a slow fall, not a fill
-        return best[0], best[1], best[2]
+        if fit is not None and falling:
+            if fit.step_l < s.step_threshold_l:
+                return None
+            return fit.step_l, gap_ts, fit.step_se
+        return best[0], gap_ts, best[2]
 
     def _around_gap(self) -> list[tuple[float, float]]:
         """The windows' readings as minute means (a 10-s gauge would make the ramp fit 36 times dearer)."""
@@ -195,6 +211,44 @@ def _ramp_rss(ts: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rss = float(((v - v_mean) ** 2).sum()) - explained
     rss[sxy >= 0] = np.inf  # a rise is no loss
     return ts[j] - ts[i], rss
+
+
+class StepOnSlope(NamedTuple):
+    """:func:`_step_on_slope`: the fall at the gap (L) and its SE, the slope (L/h, negative falling) and
+    its t."""
+
+    step_l: float
+    step_se: float
+    slope_lph: float
+    slope_t: float
+
+
+def _step_on_slope(readings: list[tuple[float, float]], gap_ts: float, gap_s: float) -> StepOnSlope | None:
+    """The readings either side of the gap [``gap_ts``, ``gap_ts`` + ``gap_s``) fitted by least squares
+    as a level, one slope through both hours and a step after the gap (the gap's own readings left
+    out); None with too few on either side.
+
+    A leak of 20 L/h makes the hours' means differ by 20 L all the time, and the step test compares
+    means: where the tank falls steadily, what a fill is must be read on top of that slope, and so
+    must the ramp test (:func:`_sharp`), which otherwise prefers the slope's slow fall to any fill.
+    Measured on the step test alone (σ 8 L a reading, 20 seeds each): a 20 L/h leak made a "fill" in
+    2 of 20 hours-long runs; a fill of 20 L on it was found in 3 of 20, of 30 L in 11 (all found on a
+    steady tank). And scenarios/leak-20lph.yaml: a HIDDEN_SALES beside the leak in 3 of 20 runs."""
+    ts = np.fromiter((t for t, _ in readings), float, len(readings))
+    v = np.fromiter((x for _, x in readings), float, len(readings))
+    keep = (ts < gap_ts) | (ts >= gap_ts + gap_s)
+    ts, v = ts[keep], v[keep]
+    after = ts >= gap_ts + gap_s
+    if after.sum() < 3 or (~after).sum() < 3:
+        return None
+    x = np.column_stack([np.ones(len(ts)), (ts - gap_ts) / 3600.0, after])
+    coef, rss, rank, _ = np.linalg.lstsq(x, v, rcond=None)
+    if rank < 3 or not len(rss):
+        return None
+    cov = float(rss[0]) / (len(ts) - 3) * np.linalg.inv(x.T @ x)
+    se_slope, se_step = math.sqrt(max(cov[1, 1], 0.0)), math.sqrt(max(cov[2, 2], 0.0))
+    return StepOnSlope(-float(coef[2]), se_step, float(coef[1]),
+                       float(coef[1]) / se_slope if se_slope > 0 else 0.0)
 
 
 def _sharp(readings: list[tuple[float, float]], gap_s: float, evidence_sigmas: float = 3.0) -> bool:
